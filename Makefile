@@ -1,0 +1,83 @@
+# Interlock — make help lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TOOLS := $(CURDIR)/.tools/bin
+OPA_VERSION := v1.22.2
+OPA := $(TOOLS)/opa
+PROTOS := $(wildcard protos/interlock/v1/*.proto)
+GEN_DIR := server
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.installed opa ## Create .venv with the server, client and dev tools; build opa
+
+$(OPA):
+	mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) GOFLAGS=-mod=mod go install github.com/open-policy-agent/opa@$(OPA_VERSION)
+
+.PHONY: opa
+opa: $(OPA) ## Build the pinned OPA binary into .tools/bin (go install)
+
+.PHONY: proto
+proto: $(VENV)/.installed ## Regenerate the Python gRPC stubs from protos/
+	$(PY) -m grpc_tools.protoc -I protos --python_out=$(GEN_DIR) --pyi_out=$(GEN_DIR) \
+		--grpc_python_out=$(GEN_DIR) $(PROTOS)
+	touch $(GEN_DIR)/interlock/v1/__init__.py
+
+.PHONY: proto-check
+proto-check: $(VENV)/.installed ## Fail if the committed stubs differ from freshly generated ones
+	@tmp=$$(mktemp -d); \
+	$(PY) -m grpc_tools.protoc -I protos --python_out=$$tmp --pyi_out=$$tmp \
+		--grpc_python_out=$$tmp $(PROTOS) && touch $$tmp/interlock/v1/__init__.py && \
+	diff -r -x __pycache__ $$tmp/interlock/v1 $(GEN_DIR)/interlock/v1 \
+		&& echo "proto-check: generated code is fresh" \
+		|| { echo "proto-check: stubs are stale; run make proto"; rm -rf $$tmp; exit 1; }; \
+	rm -rf $$tmp
+
+.PHONY: fmt
+fmt: $(VENV)/.installed opa ## Format Python (ruff) and Rego (opa fmt)
+	$(VENV)/bin/ruff format server clients/python tests bench
+	$(VENV)/bin/ruff check --fix server clients/python tests bench
+	$(OPA) fmt -w policies
+
+.PHONY: lint
+lint: $(VENV)/.installed opa ## ruff, opa fmt/check --strict
+	$(VENV)/bin/ruff format --check server clients/python tests bench
+	$(VENV)/bin/ruff check server clients/python tests bench
+	@test -z "$$($(OPA) fmt -l policies)" || { echo "opa fmt: unformatted files:"; $(OPA) fmt -l policies; exit 1; }
+	$(OPA) check --strict policies
+
+.PHONY: policy-test
+policy-test: opa ## Run the Rego unit tests (opa test)
+	$(OPA) test policies -v
+
+.PHONY: test
+test: install ## Run every check and test: proto-check, lint, policy tests, pytest
+	$(MAKE) --no-print-directory proto-check lint policy-test
+	INTERLOCK_OPA_BIN=$(OPA) $(PY) -m pytest
+
+.PHONY: bench
+bench: install ## Benchmarks: RequestToolCall vs a bare gRPC echo, both engines
+	INTERLOCK_OPA_BIN=$(OPA) $(PY) bench/bench_decisions.py
+
+.PHONY: run
+run: $(VENV)/.installed ## Start the server on embedded defaults (embedded Rego, SQLite, loopback, insecure dev mode)
+	$(VENV)/bin/interlock serve
+
+.PHONY: clean
+clean: ## Remove the venv, tools, caches and local state
+	rm -rf $(VENV) .tools var .pytest_cache .ruff_cache .mypy_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

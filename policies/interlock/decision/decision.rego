@@ -1,0 +1,73 @@
+# METADATA
+# title: Tool-call decision
+# description: |
+#   The decision Interlock asks for before every tool call: a verdict
+#   (ALLOW, DENY or PENDING_APPROVAL), an execution mode and the reasons.
+#   A call that is malformed or denied never runs: its mode is MOCK.
+package interlock.decision
+
+import data.interlock.escalation
+import data.interlock.permissions
+
+_risks := {"LOW", "MEDIUM", "HIGH"}
+
+# Problems with the input itself; any of them denies the call.
+input_errors contains "input.tool must be a non-empty string" if {
+	not _nonempty_string(object.get(input, "tool", null))
+}
+
+input_errors contains "input.agent.id must be a non-empty string" if {
+	not _nonempty_string(object.get(input, ["agent", "id"], null))
+}
+
+input_errors contains "input.confidence must be a number in [0, 1]" if {
+	not _unit_number(object.get(input, "confidence", null))
+}
+
+input_errors contains sprintf("input.contract.risk must be one of LOW, MEDIUM, HIGH, not %v", [object.get(input, ["contract", "risk"], null)]) if {
+	not object.get(input, ["contract", "risk"], null) in _risks
+}
+
+_nonempty_string(s) if {
+	is_string(s)
+	count(s) > 0
+}
+
+_unit_number(n) if {
+	is_number(n)
+	n >= 0
+	n <= 1
+}
+
+_valid if count(input_errors) == 0
+
+# METADATA
+# entrypoint: true
+# description: The decision document the server reads.
+main := {
+	"verdict": "DENY",
+	"mode": "MOCK",
+	"needs_approval": false,
+	"reasons": sort(input_errors),
+} if {
+	not _valid
+} else := {
+	"verdict": "DENY",
+	"mode": "MOCK",
+	"needs_approval": false,
+	"reasons": permissions.reasons,
+} if {
+	not permissions.allowed
+} else := {
+	"verdict": "PENDING_APPROVAL",
+	"mode": escalation.mode,
+	"needs_approval": true,
+	"reasons": array.concat(permissions.reasons, escalation.reasons),
+} if {
+	escalation.needs_approval
+} else := {
+	"verdict": "ALLOW",
+	"mode": escalation.mode,
+	"needs_approval": false,
+	"reasons": array.concat(permissions.reasons, escalation.reasons),
+}

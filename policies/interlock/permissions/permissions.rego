@@ -1,0 +1,29 @@
+# METADATA
+# title: Permissions
+# description: |
+#   An agent may call a tool only if it holds every permission the tool's
+#   contract requires. The agent's grants come in input.agent.permissions
+#   (the server reads them from data.interlock.agents).
+package interlock.permissions
+
+# METADATA
+# entrypoint: true
+# description: The permissions the contract requires that the agent lacks.
+missing contains permission if {
+	some permission in input.contract.required_permissions
+	not permission in {p | some p in object.get(input, ["agent", "permissions"], [])}
+}
+
+# METADATA
+# entrypoint: true
+# description: True when the agent holds every required permission.
+allowed if count(missing) == 0
+
+default allowed := false
+
+# METADATA
+# entrypoint: true
+# description: Why the agent may or may not call the tool.
+reasons := [sprintf("agent %v holds every permission %v requires", [input.agent.id, input.tool])] if {
+	allowed
+} else := [sprintf("agent %v lacks permission(s) %v required by %v", [input.agent.id, concat(", ", sort(missing)), input.tool])]
