@@ -28,6 +28,37 @@ input_errors contains sprintf("input.contract.risk must be one of LOW, MEDIUM, H
 	not object.get(input, ["contract", "risk"], null) in _risks
 }
 
+input_errors contains "input.contract.reversible must be a boolean" if {
+	not is_boolean(object.get(input, ["contract", "reversible"], null))
+}
+
+input_errors contains "input.contract.required_permissions must be an array of strings" if {
+	not _string_array(object.get(input, ["contract", "required_permissions"], null))
+}
+
+input_errors contains "input.switches must be an object" if {
+	not is_object(object.get(input, "switches", {}))
+}
+
+_switch_types := {
+	"dry_run_only": "boolean",
+	"approval_required_for_high_risk": "boolean",
+	"live_confidence_floor": "number",
+	"max_concurrent_live": "number",
+}
+
+input_errors contains sprintf("switch %v must be a %v", [name, kind]) if {
+	some name, kind in _switch_types
+	type_name(object.get(escalation.switches, name, null)) != kind
+}
+
+_string_array(a) if {
+	is_array(a)
+	every x in a {
+		is_string(x)
+	}
+}
+
 _nonempty_string(s) if {
 	is_string(s)
 	count(s) > 0

@@ -58,7 +58,7 @@ _approval_causes[1] := sprintf("%v-risk tools need a human approval to run LIVE"
 }
 
 _approval_causes[2] := sprintf("%v is irreversible, so it never runs LIVE without a human approval", [input.tool]) if {
-	input.contract.reversible != true
+	not input.contract.reversible == true
 }
 
 # METADATA

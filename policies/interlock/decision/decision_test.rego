@@ -1,0 +1,283 @@
+package interlock.decision_test
+
+import data.interlock.decision
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+# A well-formed call: agent "mailer" looks up a CRM record (LOW risk,
+# reversible) with confidence 0.9. Tests change it with _with / _without.
+_valid := {
+	"tool": "crm_lookup",
+	"agent": {"id": "mailer", "permissions": ["email.send", "crm.read"]},
+	"confidence": 0.9,
+	"contract": {"risk": "LOW", "reversible": true, "required_permissions": ["crm.read"]},
+}
+
+_with(overrides) := object.union(_valid, overrides)
+
+_without(path) := json.remove(_valid, [path])
+
+# A call built the way the server builds it, from the shipped agents and catalog.
+_catalog_call(agent_id, tool, confidence) := {
+	"tool": tool,
+	"agent": {"id": agent_id, "permissions": data.interlock.agents[agent_id].permissions},
+	"confidence": confidence,
+	"contract": data.interlock.catalog.tools[tool],
+}
+
+# The decision for a malformed call.
+_denied_input(errors) := {
+	"verdict": "DENY",
+	"mode": "MOCK",
+	"needs_approval": false,
+	"reasons": errors,
+}
+
+_tool_error := "input.tool must be a non-empty string"
+
+_agent_error := "input.agent.id must be a non-empty string"
+
+_confidence_error := "input.confidence must be a number in [0, 1]"
+
+_risk_error(risk) := sprintf("input.contract.risk must be one of LOW, MEDIUM, HIGH, not %v", [risk])
+
+_holds(agent_id, tool) := sprintf("agent %v holds every permission %v requires", [agent_id, tool])
+
+# ---------------------------------------------------------------------------
+# Malformed input: DENY, MOCK, the input errors as reasons
+# ---------------------------------------------------------------------------
+
+test_missing_tool_is_denied if {
+	decision.main == _denied_input([_tool_error]) with input as _without("tool")
+}
+
+test_empty_or_non_string_tool_is_denied if {
+	decision.main == _denied_input([_tool_error]) with input as _with({"tool": ""})
+	decision.main == _denied_input([_tool_error]) with input as _with({"tool": 42})
+}
+
+test_missing_agent_id_is_denied if {
+	decision.main == _denied_input([_agent_error]) with input as _without("agent/id")
+}
+
+test_missing_or_empty_agent_is_denied if {
+	decision.main == _denied_input([_agent_error]) with input as _without("agent")
+	decision.main == _denied_input([_agent_error]) with input as _with({"agent": {"id": ""}})
+}
+
+test_negative_confidence_is_denied if {
+	decision.main == _denied_input([_confidence_error]) with input as _with({"confidence": -0.1})
+}
+
+test_confidence_above_one_is_denied if {
+	decision.main == _denied_input([_confidence_error]) with input as _with({"confidence": 1.5})
+}
+
+test_string_confidence_is_denied if {
+	decision.main == _denied_input([_confidence_error]) with input as _with({"confidence": "0.9"})
+}
+
+test_missing_or_null_confidence_is_denied if {
+	decision.main == _denied_input([_confidence_error]) with input as _without("confidence")
+	decision.main == _denied_input([_confidence_error]) with input as _with({"confidence": null})
+}
+
+test_confidence_bounds_are_inclusive if {
+	decision.main.verdict == "ALLOW" with input as _with({"confidence": 0})
+	decision.main.mode == "MOCK" with input as _with({"confidence": 0})
+	decision.main.verdict == "ALLOW" with input as _with({"confidence": 1})
+	decision.main.mode == "LIVE" with input as _with({"confidence": 1})
+}
+
+test_unknown_risk_is_denied if {
+	decision.main == _denied_input([_risk_error("CRITICAL")]) with input as _with({"contract": {"risk": "CRITICAL"}})
+}
+
+test_risk_is_case_sensitive if {
+	decision.main == _denied_input(["input.contract.risk must be one of LOW, MEDIUM, HIGH, not low"]) with input as _with({"contract": {"risk": "low"}})
+}
+
+test_missing_risk_is_denied if {
+	decision.main == _denied_input([_risk_error(null)]) with input as _without("contract/risk")
+}
+
+test_all_input_errors_are_sorted if {
+	decision.main == _denied_input([
+		"input.agent.id must be a non-empty string",
+		"input.confidence must be a number in [0, 1]",
+		"input.contract.required_permissions must be an array of strings",
+		"input.contract.reversible must be a boolean",
+		"input.contract.risk must be one of LOW, MEDIUM, HIGH, not null",
+		"input.tool must be a non-empty string",
+	]) with input as {}
+}
+
+test_missing_reversible_is_denied if {
+	decision.main == _denied_input(["input.contract.reversible must be a boolean"]) with input as _without("contract/reversible")
+}
+
+test_missing_required_permissions_is_denied if {
+	decision.main == _denied_input(["input.contract.required_permissions must be an array of strings"]) with input as _without("contract/required_permissions")
+}
+
+test_switches_that_are_not_an_object_are_denied if {
+	decision.main == _denied_input(["input.switches must be an object"]) with input as _with({"switches": "off"})
+}
+
+test_switch_of_the_wrong_type_is_denied if {
+	decision.main == _denied_input(["switch approval_required_for_high_risk must be a boolean"]) with input as _with({"switches": {"approval_required_for_high_risk": "yes"}})
+}
+
+test_input_errors_win_over_permission_denial if {
+	decision.main == _denied_input([_confidence_error]) with input as _with({
+		"agent": {"permissions": []},
+		"confidence": 2,
+	})
+}
+
+# ---------------------------------------------------------------------------
+# Permission denial: DENY, MOCK, the permission reason only
+# ---------------------------------------------------------------------------
+
+test_permission_denial_is_deny_mock if {
+	decision.main == {
+		"verdict": "DENY",
+		"mode": "MOCK",
+		"needs_approval": false,
+		"reasons": ["agent mailer lacks permission(s) crm.delete, crm.read required by crm_lookup"],
+	} with input as _with({
+		"agent": {"permissions": ["email.send"]},
+		"contract": {"required_permissions": ["crm.read", "crm.delete"]},
+	})
+}
+
+test_permission_denial_wins_over_approval if {
+	decision.main == {
+		"verdict": "DENY",
+		"mode": "MOCK",
+		"needs_approval": false,
+		"reasons": ["agent readonly lacks permission(s) crm.delete required by delete_record"],
+	} with input as _catalog_call("readonly", "delete_record", 0.99)
+}
+
+# ---------------------------------------------------------------------------
+# Permitted calls: PENDING_APPROVAL or ALLOW with the escalation mode
+# ---------------------------------------------------------------------------
+
+test_high_risk_live_is_pending_approval if {
+	decision.main == {
+		"verdict": "PENDING_APPROVAL",
+		"mode": "LIVE",
+		"needs_approval": true,
+		"reasons": [
+			_holds("ops", "transfer_funds"),
+			"confidence 0.9 meets the LIVE threshold 0.85 for HIGH-risk tools",
+			"HIGH-risk tools need a human approval to run LIVE",
+		],
+	} with input as _catalog_call("ops", "transfer_funds", 0.9)
+}
+
+test_irreversible_live_is_pending_approval if {
+	decision.main == {
+		"verdict": "PENDING_APPROVAL",
+		"mode": "LIVE",
+		"needs_approval": true,
+		"reasons": [
+			_holds("mailer", "send_email"),
+			"confidence 0.85 meets the LIVE threshold 0.8 for MEDIUM-risk tools",
+			"send_email is irreversible, so it never runs LIVE without a human approval",
+		],
+	} with input as _catalog_call("mailer", "send_email", 0.85)
+}
+
+test_low_risk_reversible_at_0_9_is_allow_live if {
+	decision.main == {
+		"verdict": "ALLOW",
+		"mode": "LIVE",
+		"needs_approval": false,
+		"reasons": [
+			_holds("mailer", "crm_lookup"),
+			"confidence 0.9 meets the LIVE threshold 0.7 for LOW-risk tools",
+		],
+	} with input as _valid
+}
+
+test_medium_risk_mid_confidence_is_allow_dry_run if {
+	decision.main == {
+		"verdict": "ALLOW",
+		"mode": "DRY_RUN",
+		"needs_approval": false,
+		"reasons": [
+			_holds("agent1", "form_fill"),
+			"confidence 0.7 meets the DRY_RUN threshold 0.65 but not the LIVE threshold 0.8 for MEDIUM-risk tools",
+		],
+	} with input as _catalog_call("agent1", "form_fill", 0.7)
+}
+
+test_high_risk_irreversible_dry_run_is_allow_without_approval if {
+	decision.main == {
+		"verdict": "ALLOW",
+		"mode": "DRY_RUN",
+		"needs_approval": false,
+		"reasons": [
+			_holds("ops", "delete_record"),
+			"confidence 0.8 meets the DRY_RUN threshold 0.8 but not the LIVE threshold 0.85 for HIGH-risk tools",
+		],
+	} with input as _catalog_call("ops", "delete_record", 0.8)
+}
+
+test_low_confidence_is_allow_mock if {
+	decision.main == {
+		"verdict": "ALLOW",
+		"mode": "MOCK",
+		"needs_approval": false,
+		"reasons": [
+			_holds("agent1", "vision_inspect"),
+			"confidence 0.3 is below the DRY_RUN threshold 0.5 for LOW-risk tools, so the call runs as MOCK",
+		],
+	} with input as _catalog_call("agent1", "vision_inspect", 0.3)
+}
+
+test_dry_run_only_switch_turns_approval_into_allow_dry_run if {
+	decision.main == {
+		"verdict": "ALLOW",
+		"mode": "DRY_RUN",
+		"needs_approval": false,
+		"reasons": [
+			_holds("ops", "transfer_funds"),
+			"confidence 0.9 meets the LIVE threshold 0.85 for HIGH-risk tools",
+			"the dry-run-only switch is on, so LIVE is capped at DRY_RUN",
+		],
+	} with input as object.union(_catalog_call("ops", "transfer_funds", 0.9), {"switches": {"dry_run_only": true}})
+}
+
+test_concurrency_cap_is_allow_dry_run if {
+	decision.main == {
+		"verdict": "ALLOW",
+		"mode": "DRY_RUN",
+		"needs_approval": false,
+		"reasons": [
+			_holds("mailer", "crm_lookup"),
+			"confidence 0.9 meets the LIVE threshold 0.7 for LOW-risk tools",
+			"5 LIVE executions are in flight and the cap is 5",
+		],
+	} with input as _with({"counts": {"live_in_flight": 5}})
+}
+
+test_high_risk_reversible_without_approval_switch_is_allow_live if {
+	decision.main == {
+		"verdict": "ALLOW",
+		"mode": "LIVE",
+		"needs_approval": false,
+		"reasons": [
+			_holds("ops", "transfer_funds"),
+			"confidence 0.9 meets the LIVE threshold 0.85 for HIGH-risk tools",
+		],
+	} with input as _catalog_call("ops", "transfer_funds", 0.9)
+		with data.interlock.config as {
+			"thresholds": data.interlock.config.thresholds,
+			"switches": object.union(data.interlock.config.switches, {"approval_required_for_high_risk": false}),
+		}
+}

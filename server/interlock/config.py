@@ -1,0 +1,215 @@
+"""Server configuration: read once at start-up, then passed to constructors.
+
+Precedence, lowest first: the defaults below, a YAML file (``--config`` or
+``INTERLOCK_CONFIG``), environment variables ``INTERLOCK_<FIELD>`` (for example
+``INTERLOCK_ENGINE=opa``), then command-line flags. Handlers never read the
+environment. docs/configuration.md lists every field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENGINES = ("embedded", "opa")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the server can be told. Each field documents itself."""
+
+    listen: str = "127.0.0.1:50051"
+    """gRPC listen address, host:port. Port 0 picks a free port."""
+
+    metrics_listen: str = "127.0.0.1:9464"
+    """HTTP address of the Prometheus /metrics endpoint; empty disables it."""
+
+    policy_dir: str = "policies"
+    """The policy bundle folder: Rego modules, data.yaml documents, the tool catalog."""
+
+    engine: str = "embedded"
+    """Policy engine: "embedded" (in-process regopy, no sidecar) or "opa" (a real OPA server)."""
+
+    opa_url: str = "http://127.0.0.1:8181"
+    """Base URL of the OPA server when engine is "opa"."""
+
+    opa_timeout_seconds: float = 1.5
+    """Timeout of one OPA REST call; past it the decision fails closed (DENY)."""
+
+    policy_watch_interval_seconds: float = 1.0
+    """How often to look for changes under policy_dir; 0 disables the watcher."""
+
+    data_dir: str = "var/interlock"
+    """Where the SQLite store and the JSONL audit files live."""
+
+    fsync: bool = True
+    """fsync the store and the audit files once per batch of writes (group commit)."""
+
+    eval_threads: int = 2
+    """Threads evaluating the embedded engine (regopy releases the GIL while it works)."""
+
+    dry_run_only: bool | None = None
+    """Override the policy's dry_run_only switch: cap every call at DRY_RUN."""
+
+    max_concurrent_live: int | None = None
+    """Override the policy's cap on LIVE executions in flight across the server."""
+
+    live_confidence_floor: float | None = None
+    """Override the policy's global confidence floor for LIVE."""
+
+    approval_required_for_high_risk: bool | None = None
+    """Override whether HIGH-risk LIVE calls wait for a human approval."""
+
+    max_argument_bytes: int = 65536
+    """Largest accepted tool-call arguments, as canonical JSON bytes."""
+
+    max_message_bytes: int = 4 * 1024 * 1024
+    """Largest gRPC message the server receives."""
+
+    insecure: bool = True
+    """Development mode: no TLS, no authentication; only allowed on a loopback address."""
+
+    log_level: str = "INFO"
+    """Python logging level."""
+
+    log_json: bool = False
+    """Write logs as one JSON object per line."""
+
+    def switch_overrides(self) -> dict[str, Any]:
+        """The switches set here, as the policy input's ``switches`` object."""
+        names = (
+            "dry_run_only",
+            "max_concurrent_live",
+            "live_confidence_floor",
+            "approval_required_for_high_risk",
+        )
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says which field and why."""
+
+
+def _coerce(name: str, annotation: Any, value: Any) -> Any:
+    hint = typing.get_type_hints(ServerConfig)[name]
+    optional = False
+    if isinstance(hint, types.UnionType):
+        args = [a for a in hint.__args__ if a is not type(None)]
+        optional = len(args) < len(hint.__args__)
+        hint = args[0]
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("", "none")):
+        if optional:
+            return None
+        raise ConfigError(f"{name}: a value is required")
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"not a boolean: {value!r}")
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError("not an integer")
+            return int(value)
+        if hint is float:
+            return float(value)
+        return str(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def load_config(
+    *,
+    file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ServerConfig:
+    """Build the configuration from defaults, file, environment and flags."""
+    env = os.environ if env is None else env
+    known = {f.name: f for f in fields(ServerConfig)}
+    values: dict[str, Any] = {}
+
+    path = file or env.get("INTERLOCK_CONFIG")
+    if path:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: the top level must be a mapping")
+        unknown = sorted(set(loaded) - set(known))
+        if unknown:
+            raise ConfigError(f"config file {path}: unknown field(s) {', '.join(unknown)}")
+        values.update(loaded)
+
+    for name in known:
+        key = f"INTERLOCK_{name.upper()}"
+        if key in env:
+            values[name] = env[key]
+
+    for name, value in (overrides or {}).items():
+        if name not in known:
+            raise ConfigError(f"unknown field {name}")
+        if value is not None:
+            values[name] = value
+
+    coerced = {n: _coerce(n, known[n].type, v) for n, v in values.items()}
+    config = dataclasses.replace(ServerConfig(), **coerced)
+    _check(config)
+    return config
+
+
+def _check(config: ServerConfig) -> None:
+    if config.engine not in ENGINES:
+        raise ConfigError(f"engine: must be one of {', '.join(ENGINES)}, not {config.engine!r}")
+    if config.eval_threads < 1:
+        raise ConfigError("eval_threads: must be at least 1")
+    if config.opa_timeout_seconds <= 0:
+        raise ConfigError("opa_timeout_seconds: must be positive")
+    if config.max_argument_bytes < 2:
+        raise ConfigError("max_argument_bytes: must be at least 2")
+    if config.live_confidence_floor is not None and not 0 <= config.live_confidence_floor <= 1:
+        raise ConfigError("live_confidence_floor: must be in [0, 1]")
+    if config.max_concurrent_live is not None and config.max_concurrent_live < 0:
+        raise ConfigError("max_concurrent_live: must not be negative")
+    host = config.listen.rsplit(":", 1)[0].strip("[]")
+    if config.insecure and host not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(
+            f"insecure: development mode serves without TLS or authentication and may only "
+            f"listen on loopback, not {host!r}"
+        )
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(name, default, doc) for every field, for docs and ``interlock serve --help``."""
+    import ast
+    import inspect
+
+    source = inspect.getsource(ServerConfig)
+    docs: dict[str, str] = {}
+    tree = ast.parse(source)
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+        ):
+            docs[node.target.id] = str(nxt.value.value)
+    return [(f.name, repr(f.default), docs.get(f.name, "")) for f in fields(ServerConfig)]
+
+
+__all__ = ["ENGINES", "ConfigError", "ServerConfig", "describe", "load_config"]

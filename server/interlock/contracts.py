@@ -1,0 +1,186 @@
+"""Tool contracts and agent grants, read from the policy bundle's data.
+
+The catalog is ``data.interlock.catalog.tools`` and the grants are
+``data.interlock.agents``, so both reload with the policies. A catalog that
+does not check (unknown risk, a broken JSON Schema, a compensating tool that
+does not exist) refuses the whole policy set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+from jsonschema import Draft202012Validator
+
+from interlock.errors import FieldViolation, InvalidArgument, NotFound, PolicyLoadError
+
+RISKS = ("LOW", "MEDIUM", "HIGH")
+MAX_VIOLATIONS = 20
+
+
+@dataclass(frozen=True)
+class ToolContract:
+    name: str
+    description: str
+    risk: str
+    reversible: bool
+    compensating_tool: str | None
+    required_permissions: tuple[str, ...]
+    max_concurrency: int
+    rate_limit_per_minute: int
+    timeout_seconds: float
+    arguments_schema: Mapping[str, Any]
+
+    def policy_view(self) -> dict[str, Any]:
+        """The contract as the policy input carries it."""
+        return {
+            "name": self.name,
+            "risk": self.risk,
+            "reversible": self.reversible,
+            "compensating_tool": self.compensating_tool,
+            "required_permissions": list(self.required_permissions),
+            "max_concurrency": self.max_concurrency,
+            "rate_limit_per_minute": self.rate_limit_per_minute,
+            "timeout_seconds": self.timeout_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class Agent:
+    id: str
+    description: str
+    permissions: tuple[str, ...]
+
+
+class Catalog:
+    """The tool contracts and agent grants of one policy set."""
+
+    def __init__(self, tools: Mapping[str, ToolContract], agents: Mapping[str, Agent]) -> None:
+        self.tools = dict(tools)
+        self.agents = dict(agents)
+        self._validators = {
+            name: Draft202012Validator(
+                dict(t.arguments_schema), format_checker=Draft202012Validator.FORMAT_CHECKER
+            )
+            for name, t in self.tools.items()
+        }
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Catalog:
+        root = data.get("interlock", {})
+        raw_tools = _mapping(root.get("catalog", {}), "interlock/catalog").get("tools", {})
+        raw_tools = _mapping(raw_tools, "interlock/catalog: tools")
+        if not raw_tools:
+            raise PolicyLoadError("interlock/catalog: the catalog lists no tools")
+        tools = {name: _contract(name, spec) for name, spec in raw_tools.items()}
+        for t in tools.values():
+            if t.compensating_tool is not None and t.compensating_tool not in tools:
+                raise PolicyLoadError(
+                    f"interlock/catalog: {t.name}: compensating_tool "
+                    f"{t.compensating_tool!r} is not in the catalog"
+                )
+        raw_agents = _mapping(root.get("agents", {}), "interlock/agents")
+        agents = {aid: _agent(aid, spec) for aid, spec in raw_agents.items()}
+        return cls(tools, agents)
+
+    def tool(self, name: str) -> ToolContract:
+        try:
+            return self.tools[name]
+        except KeyError:
+            raise NotFound(f"unknown tool {name!r}", reason="UNKNOWN_TOOL") from None
+
+    def agent(self, agent_id: str) -> Agent:
+        try:
+            return self.agents[agent_id]
+        except KeyError:
+            raise NotFound(f"unknown agent {agent_id!r}", reason="UNKNOWN_AGENT") from None
+
+    def check_arguments(self, tool: str, arguments: Mapping[str, Any], *, prefix: str = "arguments") -> None:
+        """Raise InvalidArgument naming every field that breaks the tool's schema."""
+        validator = self._validators[tool]
+        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(map(str, e.absolute_path)))
+        if not errors:
+            return
+        violations = [
+            FieldViolation(_field_path(prefix, err), err.message) for err in errors[:MAX_VIOLATIONS]
+        ]
+        raise InvalidArgument.of(violations, reason="ARGUMENTS_SCHEMA")
+
+
+def _field_path(prefix: str, err: jsonschema.ValidationError) -> str:
+    path = prefix
+    for part in err.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    # A missing required property is reported on its parent; name the field itself.
+    if err.validator == "required" and isinstance(err.instance, Mapping):
+        missing = [p for p in err.validator_value if p not in err.instance]
+        if missing:
+            path += f".{missing[0]}"
+    return path
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise PolicyLoadError(f"{where}: must be a mapping")
+    return value
+
+
+def _contract(name: str, spec: Any) -> ToolContract:
+    where = f"interlock/catalog: {name}"
+    spec = _mapping(spec, where)
+
+    def need(key: str, kind: type | tuple[type, ...]) -> Any:
+        if key not in spec:
+            raise PolicyLoadError(f"{where}: {key} is required")
+        value = spec[key]
+        if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+            raise PolicyLoadError(f"{where}: {key} has the wrong type ({type(value).__name__})")
+        return value
+
+    risk = need("risk", str)
+    if risk not in RISKS:
+        raise PolicyLoadError(f"{where}: risk must be one of {', '.join(RISKS)}, not {risk!r}")
+    reversible = need("reversible", bool)
+    compensating = spec.get("compensating_tool")
+    if compensating is not None and not isinstance(compensating, str):
+        raise PolicyLoadError(f"{where}: compensating_tool must be a tool name or null")
+    perms = need("required_permissions", list)
+    if not all(isinstance(p, str) and p for p in perms):
+        raise PolicyLoadError(f"{where}: required_permissions must be non-empty strings")
+    max_concurrency = need("max_concurrency", int)
+    rate = need("rate_limit_per_minute", int)
+    timeout = need("timeout_seconds", (int, float))
+    if max_concurrency < 1 or rate < 1 or timeout <= 0:
+        raise PolicyLoadError(f"{where}: max_concurrency, rate_limit_per_minute and timeout_seconds must be positive")
+    schema = need("arguments_schema", Mapping)
+    try:
+        Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise PolicyLoadError(f"{where}: arguments_schema is not a valid JSON Schema: {exc.message}") from None
+    return ToolContract(
+        name=name,
+        description=str(spec.get("description", "")),
+        risk=risk,
+        reversible=reversible,
+        compensating_tool=compensating,
+        required_permissions=tuple(perms),
+        max_concurrency=max_concurrency,
+        rate_limit_per_minute=rate,
+        timeout_seconds=float(timeout),
+        arguments_schema=schema,
+    )
+
+
+def _agent(agent_id: str, spec: Any) -> Agent:
+    where = f"interlock/agents: {agent_id}"
+    spec = _mapping(spec, where)
+    perms = spec.get("permissions", [])
+    if not isinstance(perms, list) or not all(isinstance(p, str) for p in perms):
+        raise PolicyLoadError(f"{where}: permissions must be a list of strings")
+    return Agent(agent_id, str(spec.get("description", "")), tuple(perms))
+
+
+__all__ = ["RISKS", "Agent", "Catalog", "ToolContract"]

@@ -1,0 +1,128 @@
+"""Interlock's exceptions, each naming the gRPC status code it maps to.
+
+    InterlockError                 INTERNAL (the root; never leaks details)
+    ├── InvalidArgument            INVALID_ARGUMENT (bad input; carries field violations)
+    ├── NotFound                   NOT_FOUND (unknown tool, agent, decision)
+    ├── AlreadyExists              ALREADY_EXISTS (a result reported twice)
+    ├── FailedPrecondition         FAILED_PRECONDITION (a call not valid in this state)
+    │   └── PolicyLoadError        a policy set that does not compile or check
+    ├── PermissionDenied           PERMISSION_DENIED
+    ├── ResourceExhausted          RESOURCE_EXHAUSTED
+    ├── Unavailable                UNAVAILABLE (the policy engine cannot be reached)
+    └── PolicyEvaluationError      INTERNAL (an engine failed to evaluate; decisions fail closed)
+
+The error-mapping interceptor (:mod:`interlock.api.interceptors`) turns these
+into a ``google.rpc.Status`` with an ``ErrorInfo`` and, for bad input, a
+``BadRequest`` listing every offending field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+DOMAIN = "interlock.v1"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One offending field of a request: its path and what is wrong with it."""
+
+    field: str
+    description: str
+
+
+class InterlockError(Exception):
+    """The root of Interlock's errors."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    reason: str = "INTERNAL"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        violations: list[FieldViolation] | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+        self.violations = list(violations or [])
+        self.metadata = dict(metadata or {})
+
+
+class InvalidArgument(InterlockError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENT"
+
+    @classmethod
+    def of(cls, violations: list[FieldViolation], *, reason: str | None = None) -> InvalidArgument:
+        """One error for several violations; the message names every field."""
+        text = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        return cls(text, violations=violations, reason=reason)
+
+    @classmethod
+    def field(cls, field: str, description: str, *, reason: str | None = None) -> InvalidArgument:
+        return cls.of([FieldViolation(field, description)], reason=reason)
+
+
+class NotFound(InterlockError):
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "NOT_FOUND"
+
+
+class AlreadyExists(InterlockError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(InterlockError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "FAILED_PRECONDITION"
+
+
+class PolicyLoadError(FailedPrecondition):
+    """A policy set was refused: it does not parse, compile or pass its checks."""
+
+    reason = "POLICY_INVALID"
+
+
+class PermissionDenied(InterlockError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(InterlockError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(InterlockError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "UNAVAILABLE"
+
+
+class PolicyEvaluationError(InterlockError):
+    """An engine could not evaluate the policy. Decisions fail closed on it."""
+
+    reason = "POLICY_EVALUATION_FAILED"
+
+
+__all__ = [
+    "DOMAIN",
+    "AlreadyExists",
+    "FailedPrecondition",
+    "FieldViolation",
+    "InterlockError",
+    "InvalidArgument",
+    "NotFound",
+    "PermissionDenied",
+    "PolicyEvaluationError",
+    "PolicyLoadError",
+    "ResourceExhausted",
+    "Unavailable",
+]

@@ -1,0 +1,149 @@
+"""A policy set: the Rego modules and data documents of one bundle folder.
+
+The same folder works with ``opa run --server --bundle policies/`` and
+``opa test policies/``: modules are ``*.rego`` files (``*_test.rego`` are
+tests, not loaded for decisions); ``data.yaml``/``data.yml``/``data.json``
+files are data documents placed at their folder's path, as OPA does.
+
+The revision is a SHA-256 over every loaded file's path and content, so the
+same content always has the same revision, whatever the engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from interlock.errors import PolicyLoadError
+
+DATA_FILES = ("data.yaml", "data.yml", "data.json")
+
+
+def is_policy_file(relpath: str) -> bool:
+    """True for the files that make up a policy set (tests excluded)."""
+    name = relpath.rsplit("/", 1)[-1]
+    if name.endswith("_test.rego"):
+        return False
+    return name.endswith(".rego") or name in DATA_FILES or name == ".manifest"
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """The files of a policy set, parsed, with their content revision."""
+
+    files: Mapping[str, str]
+    """Bundle-relative path -> content, for every loaded file."""
+    source: str
+    """Where the set came from: a folder path, or "inline"."""
+    revision: str = ""
+    modules: Mapping[str, str] = field(default_factory=dict)
+    """Rego modules: path -> source."""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    """The merged data document (data.yaml files at their folder paths)."""
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, str], *, source: str = "inline") -> PolicySet:
+        """Parse a set of files; raise PolicyLoadError naming the file at fault."""
+        kept = {}
+        for raw_path, content in files.items():
+            path = raw_path.replace(os.sep, "/").lstrip("/")
+            if not path or ".." in path.split("/"):
+                raise PolicyLoadError(f"policy file path {raw_path!r} is not a relative path")
+            if is_policy_file(path):
+                kept[path] = content
+        modules = {p: c for p, c in kept.items() if p.endswith(".rego")}
+        if not modules:
+            raise PolicyLoadError(f"{source}: the policy set has no Rego modules")
+        data: dict[str, Any] = {}
+        for path in sorted(p for p in kept if p.rsplit("/", 1)[-1] in DATA_FILES):
+            doc = _parse_data(path, kept[path])
+            _place(data, path, doc)
+        digest = hashlib.sha256()
+        for path in sorted(kept):
+            digest.update(path.encode() + b"\0" + kept[path].encode() + b"\0")
+        return cls(
+            files=kept,
+            source=source,
+            revision=digest.hexdigest(),
+            modules=modules,
+            data=data,
+        )
+
+    @classmethod
+    def from_dir(cls, directory: str | os.PathLike[str]) -> PolicySet:
+        root = Path(directory)
+        if not root.is_dir():
+            raise PolicyLoadError(f"policy folder {root} does not exist")
+        return cls.from_files(read_dir(root), source=str(root))
+
+    @property
+    def short_revision(self) -> str:
+        return self.revision[:12]
+
+
+def read_dir(root: Path) -> dict[str, str]:
+    """Every policy file under root, by bundle-relative path."""
+    files = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            full = Path(dirpath, name)
+            rel = full.relative_to(root).as_posix()
+            if is_policy_file(rel):
+                try:
+                    files[rel] = full.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise PolicyLoadError(f"{rel}: cannot read: {exc}") from None
+    return files
+
+
+def dir_fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """A cheap change detector: path, size and mtime of every policy file."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            full = Path(dirpath, name)
+            rel = full.relative_to(root).as_posix()
+            if is_policy_file(rel):
+                try:
+                    st = full.stat()
+                except OSError:
+                    continue
+                out.append((rel, st.st_size, st.st_mtime_ns))
+    return tuple(sorted(out))
+
+
+def _parse_data(path: str, content: str) -> Any:
+    try:
+        doc = json.loads(content) if path.endswith(".json") else yaml.safe_load(content)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise PolicyLoadError(f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise PolicyLoadError(f"{path}: a data document must be a mapping at the top level")
+    return doc
+
+
+def _place(data: dict[str, Any], path: str, doc: dict[str, Any]) -> None:
+    node = data
+    for part in path.split("/")[:-1]:
+        nxt = node.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            raise PolicyLoadError(f"{path}: data at {part!r} is defined twice")
+        node = nxt
+    for key, value in doc.items():
+        if key in node:
+            raise PolicyLoadError(f"{path}: data key {key!r} is defined twice")
+        node[key] = value
+
+
+__all__ = ["DATA_FILES", "PolicySet", "dir_fingerprint", "is_policy_file", "read_dir"]

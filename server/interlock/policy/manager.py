@@ -1,0 +1,207 @@
+"""The active policy set: loading, checking, atomic swaps and hot reload.
+
+A new set is parsed, its catalog checked, compiled by the engine and probed
+(the decision rule must give a well-formed decision for every tool) before it
+goes live. Going live is one assignment of an immutable :class:`ActivePolicy`,
+so an evaluation in flight finishes on the set it started with and the next
+one sees the new set: no decision is lost or half-evaluated during a swap.
+A refused set leaves the active one serving, and the refusal is reported
+through the ``on_reload`` callback (event, metric) and to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from interlock.contracts import Catalog
+from interlock.errors import InterlockError, PolicyLoadError, Unavailable
+from interlock.policy.bundle import PolicySet, dir_fingerprint
+from interlock.policy.engine import CompiledPolicy, PolicyDecision, PolicyEngine
+
+log = logging.getLogger(__name__)
+
+RETIRE_AFTER_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class ActivePolicy:
+    policy_set: PolicySet
+    catalog: Catalog
+    compiled: CompiledPolicy
+    loaded_at: float
+
+    @property
+    def revision(self) -> str:
+        return self.policy_set.revision
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    ok: bool
+    revision: str
+    previous_revision: str
+    changed: bool
+    error: str = ""
+    trigger: str = ""
+
+
+ReloadCallback = Callable[[ReloadOutcome], Awaitable[None]]
+
+
+def probe_inputs(catalog: Catalog) -> list[dict[str, Any]]:
+    """One input per tool, used to check that a new set decides well-formed."""
+    return [
+        {
+            "tool": name,
+            "contract": tool.policy_view(),
+            "agent": {"id": "interlock-probe", "permissions": list(tool.required_permissions)},
+            "confidence": 0.9,
+            "arguments": {},
+            "counts": {"live_in_flight": 0},
+            "switches": {},
+        }
+        for name, tool in sorted(catalog.tools.items())
+    ]
+
+
+class PolicyManager:
+    def __init__(
+        self,
+        engine: PolicyEngine,
+        policy_dir: str | Path,
+        *,
+        watch_interval: float = 1.0,
+        on_reload: ReloadCallback | None = None,
+    ) -> None:
+        self.engine = engine
+        self.policy_dir = Path(policy_dir)
+        self.watch_interval = watch_interval
+        self._on_reload = on_reload
+        self._active: ActivePolicy | None = None
+        self._lock = asyncio.Lock()
+        self._fingerprint: tuple[Any, ...] = ()
+        self._watch_task: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
+        self.reloads = 0
+        self.reload_failures = 0
+        self.last_error = ""
+        self.last_error_at = 0.0
+
+    @property
+    def active(self) -> ActivePolicy:
+        if self._active is None:
+            raise Unavailable("no policy set is loaded")
+        return self._active
+
+    async def prepare(self, policy_set: PolicySet) -> tuple[Catalog, CompiledPolicy]:
+        """Check and compile a set without making it live."""
+        catalog = Catalog.from_data(policy_set.data)
+        compiled = await self.engine.compile(policy_set)
+        try:
+            for probe in probe_inputs(catalog):
+                try:
+                    await compiled.evaluate(probe)
+                except InterlockError as exc:
+                    raise PolicyLoadError(
+                        f"the decision rule fails for tool {probe['tool']}: {exc.message}"
+                    ) from None
+        except BaseException:
+            await compiled.release()
+            raise
+        return catalog, compiled
+
+    async def start(self) -> None:
+        """Load the folder; a broken set at start-up is fatal (raises PolicyLoadError)."""
+        self._fingerprint = dir_fingerprint(self.policy_dir)
+        policy_set = await asyncio.to_thread(PolicySet.from_dir, self.policy_dir)
+        catalog, compiled = await self.prepare(policy_set)
+        self._active = ActivePolicy(policy_set, catalog, compiled, time.time())
+        log.info(
+            "policy set %s loaded from %s (%d modules, %d tools, engine %s)",
+            policy_set.short_revision,
+            self.policy_dir,
+            len(policy_set.modules),
+            len(catalog.tools),
+            self.engine.name,
+        )
+        if self.watch_interval > 0:
+            self._watch_task = asyncio.create_task(self._watch(), name="policy-watch")
+
+    async def reload(self, trigger: str = "rpc") -> ReloadOutcome:
+        """Re-read the folder and swap the set in if it changed and checks."""
+        async with self._lock:
+            previous = self.active
+            self._fingerprint = dir_fingerprint(self.policy_dir)
+            try:
+                policy_set = await asyncio.to_thread(PolicySet.from_dir, self.policy_dir)
+                if policy_set.revision == previous.revision:
+                    outcome = ReloadOutcome(True, previous.revision, previous.revision, False, trigger=trigger)
+                else:
+                    catalog, compiled = await self.prepare(policy_set)
+                    self._active = ActivePolicy(policy_set, catalog, compiled, time.time())
+                    self.reloads += 1
+                    self.last_error = ""
+                    self._retire(previous.compiled)
+                    outcome = ReloadOutcome(True, policy_set.revision, previous.revision, True, trigger=trigger)
+                    log.info("policy set %s is live (was %s; %s)", policy_set.short_revision, previous.policy_set.short_revision, trigger)
+            except PolicyLoadError as exc:
+                self.reload_failures += 1
+                self.last_error = exc.message
+                self.last_error_at = time.time()
+                outcome = ReloadOutcome(False, previous.revision, previous.revision, False, exc.message, trigger)
+                log.error("policy reload refused (%s); %s keeps serving: %s", trigger, previous.policy_set.short_revision, exc.message)
+            if self._on_reload is not None:
+                await self._on_reload(outcome)
+            return outcome
+
+    async def evaluate(self, policy_input: dict[str, Any]) -> tuple[PolicyDecision, ActivePolicy]:
+        """Evaluate on the active set; the set is returned so its revision can be stamped."""
+        active = self.active
+        return await active.compiled.evaluate(policy_input), active
+
+    async def evaluate_with(self, policy_set: PolicySet, policy_input: dict[str, Any]) -> PolicyDecision:
+        """Evaluate on a given set, changing nothing (EvaluatePolicy)."""
+        _, compiled = await self.prepare(policy_set)
+        try:
+            return await compiled.evaluate(policy_input)
+        finally:
+            await compiled.release()
+
+    def _retire(self, compiled: CompiledPolicy) -> None:
+        async def later() -> None:
+            await asyncio.sleep(RETIRE_AFTER_SECONDS)
+            await compiled.release()
+
+        task = asyncio.create_task(later())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.watch_interval)
+            try:
+                fingerprint = await asyncio.to_thread(dir_fingerprint, self.policy_dir)
+                if fingerprint != self._fingerprint:
+                    await self.reload(trigger="file change")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("policy watcher failed; it keeps watching")
+
+    async def close(self) -> None:
+        tasks = [t for t in (self._watch_task, *self._retiring) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._active is not None:
+            await self._active.compiled.release()
+        await self.engine.close()
+
+
+__all__ = ["ActivePolicy", "PolicyManager", "ReloadOutcome", "probe_inputs"]
