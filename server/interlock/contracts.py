@@ -98,10 +98,14 @@ class Catalog:
         except KeyError:
             raise NotFound(f"unknown agent {agent_id!r}", reason="UNKNOWN_AGENT") from None
 
-    def check_arguments(self, tool: str, arguments: Mapping[str, Any], *, prefix: str = "arguments") -> None:
+    def check_arguments(
+        self, tool: str, arguments: Mapping[str, Any], *, prefix: str = "arguments"
+    ) -> None:
         """Raise InvalidArgument naming every field that breaks the tool's schema."""
         validator = self._validators[tool]
-        errors = sorted(validator.iter_errors(arguments), key=lambda e: list(map(str, e.absolute_path)))
+        errors = sorted(
+            validator.iter_errors(arguments), key=lambda e: list(map(str, e.absolute_path))
+        )
         if not errors:
             return
         violations = [
@@ -154,12 +158,16 @@ def _contract(name: str, spec: Any) -> ToolContract:
     rate = need("rate_limit_per_minute", int)
     timeout = need("timeout_seconds", (int, float))
     if max_concurrency < 1 or rate < 1 or timeout <= 0:
-        raise PolicyLoadError(f"{where}: max_concurrency, rate_limit_per_minute and timeout_seconds must be positive")
+        raise PolicyLoadError(
+            f"{where}: max_concurrency, rate_limit_per_minute and timeout_seconds must be positive"
+        )
     schema = need("arguments_schema", Mapping)
     try:
         Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
-        raise PolicyLoadError(f"{where}: arguments_schema is not a valid JSON Schema: {exc.message}") from None
+        raise PolicyLoadError(
+            f"{where}: arguments_schema is not a valid JSON Schema: {exc.message}"
+        ) from None
     return ToolContract(
         name=name,
         description=str(spec.get("description", "")),

@@ -9,6 +9,7 @@
     ├── PermissionDenied           PERMISSION_DENIED
     ├── ResourceExhausted          RESOURCE_EXHAUSTED
     ├── Unavailable                UNAVAILABLE (the policy engine cannot be reached)
+    ├── Unimplemented              UNIMPLEMENTED (an RPC whose issue is not built yet)
     └── PolicyEvaluationError      INTERNAL (an engine failed to evaluate; decisions fail closed)
 
 The error-mapping interceptor (:mod:`interlock.api.interceptors`) turns these
@@ -106,6 +107,11 @@ class Unavailable(InterlockError):
     reason = "UNAVAILABLE"
 
 
+class Unimplemented(InterlockError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+    reason = "UNIMPLEMENTED"
+
+
 class PolicyEvaluationError(InterlockError):
     """An engine could not evaluate the policy. Decisions fail closed on it."""
 
@@ -125,4 +131,5 @@ __all__ = [
     "PolicyLoadError",
     "ResourceExhausted",
     "Unavailable",
+    "Unimplemented",
 ]

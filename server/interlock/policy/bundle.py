@@ -125,7 +125,9 @@ def _parse_data(path: str, content: str) -> Any:
     try:
         doc = json.loads(content) if path.endswith(".json") else yaml.safe_load(content)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise PolicyLoadError(f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}") from None
+        raise PolicyLoadError(
+            f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'}: {exc}"
+        ) from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):

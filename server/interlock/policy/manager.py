@@ -141,21 +141,37 @@ class PolicyManager:
             try:
                 policy_set = await asyncio.to_thread(PolicySet.from_dir, self.policy_dir)
                 if policy_set.revision == previous.revision:
-                    outcome = ReloadOutcome(True, previous.revision, previous.revision, False, trigger=trigger)
+                    outcome = ReloadOutcome(
+                        True, previous.revision, previous.revision, False, trigger=trigger
+                    )
                 else:
                     catalog, compiled = await self.prepare(policy_set)
                     self._active = ActivePolicy(policy_set, catalog, compiled, time.time())
                     self.reloads += 1
                     self.last_error = ""
                     self._retire(previous.compiled)
-                    outcome = ReloadOutcome(True, policy_set.revision, previous.revision, True, trigger=trigger)
-                    log.info("policy set %s is live (was %s; %s)", policy_set.short_revision, previous.policy_set.short_revision, trigger)
+                    outcome = ReloadOutcome(
+                        True, policy_set.revision, previous.revision, True, trigger=trigger
+                    )
+                    log.info(
+                        "policy set %s is live (was %s; %s)",
+                        policy_set.short_revision,
+                        previous.policy_set.short_revision,
+                        trigger,
+                    )
             except PolicyLoadError as exc:
                 self.reload_failures += 1
                 self.last_error = exc.message
                 self.last_error_at = time.time()
-                outcome = ReloadOutcome(False, previous.revision, previous.revision, False, exc.message, trigger)
-                log.error("policy reload refused (%s); %s keeps serving: %s", trigger, previous.policy_set.short_revision, exc.message)
+                outcome = ReloadOutcome(
+                    False, previous.revision, previous.revision, False, exc.message, trigger
+                )
+                log.error(
+                    "policy reload refused (%s); %s keeps serving: %s",
+                    trigger,
+                    previous.policy_set.short_revision,
+                    exc.message,
+                )
             if self._on_reload is not None:
                 await self._on_reload(outcome)
             return outcome
@@ -165,7 +181,9 @@ class PolicyManager:
         active = self.active
         return await active.compiled.evaluate(policy_input), active
 
-    async def evaluate_with(self, policy_set: PolicySet, policy_input: dict[str, Any]) -> PolicyDecision:
+    async def evaluate_with(
+        self, policy_set: PolicySet, policy_input: dict[str, Any]
+    ) -> PolicyDecision:
         """Evaluate on a given set, changing nothing (EvaluatePolicy)."""
         _, compiled = await self.prepare(policy_set)
         try:

@@ -1,0 +1,117 @@
+"""Conversions between protobuf messages and plain Python values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
+from google.protobuf.json_format import MessageToDict
+
+from interlock.contracts import ToolContract
+from interlock.decisions import DecisionRecord, ResultRecord
+from interlock.v1 import types_pb2
+
+MAX_SAFE_INT = 2**53
+
+
+def _normalize(value: Any) -> Any:
+    """Struct numbers are doubles; give integral ones back as ints."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < MAX_SAFE_INT:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _normalize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalize(v) for v in value]
+    return value
+
+
+def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
+    return _normalize(MessageToDict(message))  # type: ignore[no-any-return]
+
+
+def dict_to_struct(value: Any) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    if value:
+        out.update(value)
+    return out
+
+
+def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(seconds * 1e9))
+    return d
+
+
+def enum_value(enum: Any, prefix: str, name: str) -> int:
+    return int(enum.Value(f"{prefix}_{name}"))
+
+
+def enum_name(enum: Any, prefix: str, value: int) -> str:
+    """The value's name without its prefix, or "" for unknown values."""
+    try:
+        return str(enum.Name(value)).removeprefix(f"{prefix}_")
+    except ValueError:
+        return ""
+
+
+def mode_pb(name: str) -> int:
+    return enum_value(types_pb2.ExecutionMode, "EXECUTION_MODE", name)
+
+
+def verdict_pb(name: str) -> int:
+    return enum_value(types_pb2.Verdict, "VERDICT", name)
+
+
+def contract_pb(t: ToolContract) -> types_pb2.ToolContract:
+    return types_pb2.ToolContract(
+        name=t.name,
+        description=t.description,
+        risk=enum_value(types_pb2.RiskLevel, "RISK_LEVEL", t.risk),
+        reversible=t.reversible,
+        compensating_tool=t.compensating_tool or "",
+        required_permissions=list(t.required_permissions),
+        max_concurrency=t.max_concurrency,
+        rate_limit_per_minute=t.rate_limit_per_minute,
+        timeout=duration(t.timeout_seconds),
+        arguments_schema=dict_to_struct(dict(t.arguments_schema)),
+    )
+
+
+def decision_pb(r: DecisionRecord) -> types_pb2.Decision:
+    return types_pb2.Decision(
+        decision_id=r.decision_id,
+        verdict=verdict_pb(r.verdict),
+        mode=mode_pb(r.mode),
+        reasons=r.reasons,
+        policy_revision=r.policy_revision,
+        engine=r.engine,
+        tool=r.tool,
+        agent_id=r.agent_id,
+        confidence=r.confidence,
+        needs_approval=r.needs_approval,
+        input_hash=r.input_hash,
+        decided_at=timestamp(r.decided_at),
+        plan_id=r.plan_id,
+        step_id=r.step_id,
+        fail_closed=r.fail_closed,
+    )
+
+
+def result_pb(r: ResultRecord) -> types_pb2.ToolResult:
+    return types_pb2.ToolResult(
+        decision_id=r.decision_id,
+        agent_id=r.agent_id,
+        tool=r.tool,
+        mode=mode_pb(r.mode),
+        outcome=enum_value(types_pb2.ToolOutcome, "TOOL_OUTCOME", r.outcome),
+        output=dict_to_struct(dict(r.output)),
+        error_message=r.error_message,
+        duration=duration(r.duration_seconds),
+        reported_at=timestamp(r.reported_at),
+    )

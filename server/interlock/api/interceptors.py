@@ -1,0 +1,129 @@
+"""Cross-cutting concerns for every RPC: error mapping and metrics.
+
+Interlock's errors become their status code with a ``google.rpc.Status``
+carrying ``ErrorInfo`` (reason, domain) and, for bad input, ``BadRequest``
+field violations. Anything unexpected becomes INTERNAL with a generic message;
+the details go to the log only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from interlock.errors import DOMAIN, InterlockError
+from interlock.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+def to_rpc_status(err: InterlockError) -> grpc.Status:
+    info = error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN, metadata=err.metadata)
+    details = [info]
+    if err.violations:
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in err.violations
+                ]
+            )
+        )
+    packed = []
+    for d in details:
+        a = any_pb2.Any()
+        a.Pack(d)
+        packed.append(a)
+    status = status_pb2.Status(
+        code=getattr(code_pb2, err.code.name), message=err.message, details=packed
+    )
+    return rpc_status.to_status(status)
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(method, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        self.metrics.grpc_requests.labels(method, code.name).inc()
+        self.metrics.grpc_latency.labels(method).observe(time.perf_counter() - started)
+
+    async def _fail(
+        self, context: grpc.aio.ServicerContext, method: str, exc: BaseException
+    ) -> grpc.StatusCode:
+        if isinstance(exc, InterlockError):
+            status = to_rpc_status(exc)
+            code = exc.code
+        else:
+            log.error("unexpected error in %s", method, exc_info=exc)
+            status = to_rpc_status(InterlockError("internal error"))
+            code = grpc.StatusCode.INTERNAL
+        context.set_code(status.code)
+        context.set_details(status.details)
+        context.set_trailing_metadata(status.trailing_metadata)
+        return code
+
+    def _unary(self, method: str, inner: Any) -> Any:
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            try:
+                response = await inner(request, context)
+            except grpc.aio.AbortError:
+                self._observe(method, context.code() or grpc.StatusCode.UNKNOWN, started)
+                raise
+            except Exception as exc:
+                self._observe(method, await self._fail(context, method, exc), started)
+                return None
+            code = context.code() or grpc.StatusCode.OK
+            self._observe(method, code, started)
+            return response
+
+        return handle
+
+    def _stream(self, method: str, inner: Any) -> Any:
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            try:
+                async for item in inner(request, context):
+                    yield item
+            except grpc.aio.AbortError:
+                self._observe(method, context.code() or grpc.StatusCode.UNKNOWN, started)
+                raise
+            except Exception as exc:
+                self._observe(method, await self._fail(context, method, exc), started)
+                return
+            self._observe(method, context.code() or grpc.StatusCode.OK, started)
+
+        return handle

@@ -1,0 +1,111 @@
+"""The PolicyService: status, reload, and evaluation that changes nothing."""
+
+from __future__ import annotations
+
+import grpc
+
+from interlock.api.convert import dict_to_struct, mode_pb, struct_to_dict, timestamp, verdict_pb
+from interlock.decisions import DecisionService, ToolCall
+from interlock.errors import InterlockError, InvalidArgument, PolicyLoadError
+from interlock.policy.bundle import PolicySet
+from interlock.policy.engine import PolicyDecision
+from interlock.policy.manager import PolicyManager
+from interlock.v1 import policy_service_pb2 as pb
+from interlock.v1 import policy_service_pb2_grpc as pb_grpc
+
+MAX_POLICY_FILES = 256
+
+
+class PolicyService(pb_grpc.PolicyServiceServicer):
+    def __init__(self, policies: PolicyManager, decisions: DecisionService) -> None:
+        self.policies = policies
+        self.decisions = decisions
+
+    async def GetPolicyStatus(
+        self, request: pb.GetPolicyStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetPolicyStatusResponse:
+        m = self.policies
+        active = m.active
+        return pb.GetPolicyStatusResponse(
+            revision=active.revision,
+            engine=m.engine.name,
+            engine_available=await m.engine.available(),
+            source=active.policy_set.source,
+            loaded_at=timestamp(active.loaded_at),
+            modules=sorted(active.policy_set.modules),
+            tool_count=len(active.catalog.tools),
+            last_error=m.last_error,
+            last_error_at=timestamp(m.last_error_at) if m.last_error else None,
+            reloads=m.reloads,
+            reload_failures=m.reload_failures,
+        )
+
+    async def ReloadPolicies(
+        self, request: pb.ReloadPoliciesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ReloadPoliciesResponse:
+        outcome = await self.policies.reload(trigger="rpc")
+        if not outcome.ok:
+            raise PolicyLoadError(
+                f"the policy set was refused and {outcome.previous_revision[:12]} keeps serving: {outcome.error}"
+            )
+        return pb.ReloadPoliciesResponse(
+            revision=outcome.revision,
+            previous_revision=outcome.previous_revision,
+            changed=outcome.changed,
+        )
+
+    async def EvaluatePolicy(
+        self, request: pb.EvaluatePolicyRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EvaluatePolicyResponse:
+        given: PolicySet | None = None
+        if request.HasField("policy_set"):
+            if len(request.policy_set.files) > MAX_POLICY_FILES:
+                raise InvalidArgument.field(
+                    "policy_set.files", f"more than {MAX_POLICY_FILES} files"
+                )
+            given = PolicySet.from_files(dict(request.policy_set.files))
+        which = request.WhichOneof("input")
+        if which is None:
+            raise InvalidArgument.field("input", "set tool_call or raw_input")
+        if which == "tool_call":
+            tc = request.tool_call
+            call = ToolCall(
+                agent_id=tc.agent_id,
+                tool=tc.tool,
+                arguments=struct_to_dict(tc.arguments),
+                confidence=tc.confidence if tc.HasField("confidence") else None,
+            )
+            if given is not None:
+                from interlock.contracts import Catalog
+
+                catalog = Catalog.from_data(given.data)
+            else:
+                catalog = self.policies.active.catalog
+            self.decisions.validate(call, catalog)
+            policy_input = self.decisions.build_input(
+                call, catalog, live_in_flight=tc.live_in_flight
+            )
+        else:
+            policy_input = struct_to_dict(request.raw_input)
+
+        if given is None:
+            decision, revision, _ = await self.decisions.evaluate(policy_input)
+        else:
+            revision = given.revision
+            try:
+                decision = await self.policies.evaluate_with(given, policy_input)
+            except PolicyLoadError:
+                raise
+            except InterlockError as exc:
+                decision = PolicyDecision(
+                    "DENY", "MOCK", False, (f"the policy could not be evaluated ({exc.message})",)
+                )
+        return pb.EvaluatePolicyResponse(
+            verdict=verdict_pb(decision.verdict),
+            mode=mode_pb(decision.mode),
+            needs_approval=decision.needs_approval,
+            reasons=list(decision.reasons),
+            revision=revision,
+            engine=self.policies.engine.name,
+            input=dict_to_struct(policy_input),
+        )

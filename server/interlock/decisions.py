@@ -1,0 +1,495 @@
+"""Tool-call decisions and results: validate, ask the policy, record.
+
+Every decision goes the same way: the request is checked (agent, tool,
+confidence, argument size and schema); the policy input is built from the
+contract, the agent's grants, the confidence, the counts and the switch
+overrides, so the policy is a pure function of it; the engine evaluates it;
+and the decision is committed with its event and audit lines before the
+caller hears it. When the policy cannot be evaluated the decision is DENY in
+MOCK mode with the reason (fail closed), recorded and counted like any other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from interlock.audit import STATE_TRANSITIONS, TOOL_EXECUTION_LOG
+from interlock.config import ServerConfig
+from interlock.contracts import Catalog
+from interlock.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InterlockError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from interlock.metrics import Metrics
+from interlock.policy.engine import PolicyDecision
+from interlock.policy.manager import PolicyManager
+from interlock.store import EventRecord, Store, WriteBatch
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+OUTCOMES = ("SUCCEEDED", "FAILED", "TIMED_OUT")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def sha256_hex(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    agent_id: str
+    tool: str
+    arguments: Mapping[str, Any]
+    confidence: float | None
+    plan_id: str = ""
+    step_id: str = ""
+
+
+@dataclass
+class DecisionRecord:
+    decision_id: str
+    agent_id: str
+    tool: str
+    confidence: float
+    verdict: str
+    mode: str
+    needs_approval: bool
+    reasons: list[str]
+    policy_revision: str
+    engine: str
+    input_hash: str
+    decided_at: float
+    plan_id: str = ""
+    step_id: str = ""
+    fail_closed: bool = False
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ResultRecord:
+    decision_id: str
+    agent_id: str
+    tool: str
+    mode: str
+    outcome: str
+    output: Mapping[str, Any]
+    error_message: str
+    duration_seconds: float
+    reported_at: float
+
+
+def check_id(
+    name: str, value: str, violations: list[FieldViolation], *, required: bool = True
+) -> None:
+    if not value:
+        if required:
+            violations.append(FieldViolation(name, "is required"))
+    elif not ID_PATTERN.match(value):
+        violations.append(
+            FieldViolation(
+                name,
+                "must be 1-128 characters of letters, digits and _ . : @ -, starting with a letter or digit",
+            )
+        )
+
+
+class DecisionService:
+    def __init__(
+        self, config: ServerConfig, policies: PolicyManager, store: Store, metrics: Metrics
+    ) -> None:
+        self.config = config
+        self.policies = policies
+        self.store = store
+        self.metrics = metrics
+        self._live: dict[str, float] = {}  # decision id -> when it stops counting as in flight
+        self.decision_counts: dict[str, int] = {}
+
+    # Building the input ----------------------------------------------------
+
+    def validate(self, call: ToolCall, catalog: Catalog) -> None:
+        violations: list[FieldViolation] = []
+        check_id("agent_id", call.agent_id, violations)
+        if not call.tool:
+            violations.append(FieldViolation("tool", "is required"))
+        if call.confidence is None:
+            violations.append(FieldViolation("confidence", "is required"))
+        elif not math.isfinite(call.confidence) or not 0.0 <= call.confidence <= 1.0:
+            violations.append(
+                FieldViolation("confidence", f"must be in [0, 1], not {call.confidence}")
+            )
+        check_id("plan_id", call.plan_id, violations, required=False)
+        check_id("step_id", call.step_id, violations, required=False)
+        try:
+            size = len(canonical_json(dict(call.arguments)).encode())
+        except ValueError:
+            violations.append(
+                FieldViolation("arguments", "must not contain NaN or infinite numbers")
+            )
+        else:
+            if size > self.config.max_argument_bytes:
+                violations.append(
+                    FieldViolation(
+                        "arguments",
+                        f"is {size} bytes; the limit is {self.config.max_argument_bytes}",
+                    )
+                )
+        if violations:
+            raise InvalidArgument.of(violations)
+        catalog.tool(call.tool)
+        catalog.agent(call.agent_id)
+        catalog.check_arguments(call.tool, call.arguments)
+
+    def live_in_flight(self, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        for decision_id in [d for d, until in self._live.items() if until <= now]:
+            del self._live[decision_id]
+        self.metrics.live_in_flight.set(len(self._live))
+        return len(self._live)
+
+    def build_input(
+        self, call: ToolCall, catalog: Catalog, *, live_in_flight: int | None = None
+    ) -> dict[str, Any]:
+        tool = catalog.tool(call.tool)
+        agent = catalog.agent(call.agent_id)
+        return {
+            "tool": call.tool,
+            "contract": tool.policy_view(),
+            "agent": {"id": agent.id, "permissions": list(agent.permissions)},
+            "confidence": call.confidence,
+            "arguments": dict(call.arguments),
+            "counts": {
+                "live_in_flight": self.live_in_flight()
+                if live_in_flight is None
+                else live_in_flight
+            },
+            "switches": self.config.switch_overrides(),
+            "plan": {"plan_id": call.plan_id, "step_id": call.step_id},
+        }
+
+    # Deciding --------------------------------------------------------------
+
+    async def evaluate(self, policy_input: dict[str, Any]) -> tuple[PolicyDecision, str, bool]:
+        """Evaluate on the active set; on any failure, a fail-closed DENY."""
+        engine = self.policies.engine.name
+        started = time.perf_counter()
+        active = self.policies.active
+        try:
+            decision, active = await self.policies.evaluate(policy_input)
+            return decision, active.revision, False
+        except InterlockError as exc:
+            reason = exc.message
+        except Exception as exc:  # an engine bug must not let a call through
+            reason = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.metrics.policy_evaluation.labels(engine).observe(time.perf_counter() - started)
+        self.metrics.fail_closed.labels(engine).inc()
+        denied = PolicyDecision(
+            "DENY",
+            "MOCK",
+            False,
+            (f"the policy could not be evaluated ({reason}); failing closed: the call is denied",),
+        )
+        return denied, active.revision, True
+
+    async def decide(self, call: ToolCall) -> DecisionRecord:
+        started = time.perf_counter()
+        catalog = self.policies.active.catalog
+        self.validate(call, catalog)
+        policy_input = self.build_input(call, catalog)
+        decision, revision, fail_closed = await self.evaluate(policy_input)
+        record = DecisionRecord(
+            decision_id=f"dec_{uuid.uuid4().hex}",
+            agent_id=call.agent_id,
+            tool=call.tool,
+            confidence=float(call.confidence or 0.0),
+            verdict=decision.verdict,
+            mode=decision.mode,
+            needs_approval=decision.needs_approval,
+            reasons=list(decision.reasons),
+            policy_revision=revision,
+            engine=self.policies.engine.name,
+            input_hash=sha256_hex(policy_input),
+            decided_at=time.time(),
+            plan_id=call.plan_id,
+            step_id=call.step_id,
+            fail_closed=fail_closed,
+            arguments=dict(call.arguments),
+        )
+        live_deadline = None
+        if record.verdict == "ALLOW" and record.mode == "LIVE":
+            live_deadline = record.decided_at + catalog.tool(call.tool).timeout_seconds
+            self._live[record.decision_id] = live_deadline
+        try:
+            await self.store.commit(self._decision_batch(record, live_deadline))
+        except BaseException:
+            self._live.pop(record.decision_id, None)
+            raise
+        self.metrics.decisions.labels(record.verdict, record.mode, record.tool).inc()
+        self.decision_counts[record.verdict] = self.decision_counts.get(record.verdict, 0) + 1
+        self.metrics.decision_latency.observe(time.perf_counter() - started)
+        return record
+
+    def _decision_batch(self, r: DecisionRecord, live_deadline: float | None) -> WriteBatch:
+        state = {"ALLOW": "DECIDED", "DENY": "DENIED", "PENDING_APPROVAL": "AWAITING_APPROVAL"}[
+            r.verdict
+        ]
+        line = {
+            "time": r.decided_at,
+            "kind": "decision",
+            "decision_id": r.decision_id,
+            "agent_id": r.agent_id,
+            "tool": r.tool,
+            "plan_id": r.plan_id,
+            "step_id": r.step_id,
+            "confidence": r.confidence,
+            "verdict": r.verdict,
+            "mode": r.mode,
+            "needs_approval": r.needs_approval,
+            "reasons": r.reasons,
+            "policy_revision": r.policy_revision,
+            "engine": r.engine,
+            "input_hash": r.input_hash,
+            "fail_closed": r.fail_closed,
+        }
+        transition = {
+            "time": r.decided_at,
+            "decision_id": r.decision_id,
+            "plan_id": r.plan_id,
+            "step_id": r.step_id,
+            "tool": r.tool,
+            "from_state": "REQUESTED",
+            "to_state": state,
+            "mode": r.mode,
+            "policy_revision": r.policy_revision,
+            "input_hash": r.input_hash,
+        }
+        return WriteBatch(
+            statements=[
+                (
+                    "INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        r.decision_id,
+                        r.decided_at,
+                        r.agent_id,
+                        r.tool,
+                        r.plan_id,
+                        r.step_id,
+                        r.confidence,
+                        r.verdict,
+                        r.mode,
+                        int(r.needs_approval),
+                        canonical_json(r.reasons),
+                        r.policy_revision,
+                        r.engine,
+                        r.input_hash,
+                        canonical_json(dict(r.arguments)),
+                        int(r.fail_closed),
+                        live_deadline,
+                    ),
+                )
+            ],
+            events=[
+                EventRecord(
+                    kind="DECISION",
+                    message=f"{r.verdict} {r.mode} for {r.tool} by {r.agent_id}",
+                    plan_id=r.plan_id,
+                    step_id=r.step_id,
+                    agent_id=r.agent_id,
+                    decision_id=r.decision_id,
+                    tool=r.tool,
+                    time=r.decided_at,
+                    payload={
+                        k: line[k]
+                        for k in (
+                            "verdict",
+                            "mode",
+                            "needs_approval",
+                            "reasons",
+                            "policy_revision",
+                            "engine",
+                            "input_hash",
+                            "fail_closed",
+                            "confidence",
+                        )
+                    },
+                )
+            ],
+            audit=[(TOOL_EXECUTION_LOG, line), (STATE_TRANSITIONS, transition)],
+        )
+
+    # Results ---------------------------------------------------------------
+
+    async def get_decision(self, decision_id: str) -> dict[str, Any]:
+        rows = await self.store.query(
+            "SELECT * FROM decisions WHERE decision_id = ?", (decision_id,)
+        )
+        if not rows:
+            raise NotFound(f"unknown decision {decision_id!r}", reason="UNKNOWN_DECISION")
+        return dict(rows[0])
+
+    async def report(
+        self,
+        *,
+        decision_id: str,
+        agent_id: str,
+        outcome: str,
+        output: Mapping[str, Any],
+        error_message: str,
+        duration_seconds: float,
+    ) -> ResultRecord:
+        violations: list[FieldViolation] = []
+        if not decision_id:
+            violations.append(FieldViolation("decision_id", "is required"))
+        check_id("agent_id", agent_id, violations)
+        if outcome not in OUTCOMES:
+            violations.append(FieldViolation("outcome", f"must be one of {', '.join(OUTCOMES)}"))
+        if not math.isfinite(duration_seconds) or duration_seconds < 0:
+            violations.append(FieldViolation("duration", "must not be negative"))
+        if len(error_message) > 4096:
+            violations.append(FieldViolation("error_message", "is longer than 4096 characters"))
+        try:
+            size = len(canonical_json(dict(output)).encode())
+        except ValueError:
+            violations.append(FieldViolation("output", "must not contain NaN or infinite numbers"))
+        else:
+            if size > self.config.max_argument_bytes:
+                violations.append(
+                    FieldViolation(
+                        "output", f"is {size} bytes; the limit is {self.config.max_argument_bytes}"
+                    )
+                )
+        if violations:
+            raise InvalidArgument.of(violations)
+        decision = await self.get_decision(decision_id)
+        if decision["agent_id"] != agent_id:
+            raise PermissionDenied(
+                f"decision {decision_id} was made for agent {decision['agent_id']!r}, not {agent_id!r}",
+                reason="NOT_YOUR_DECISION",
+            )
+        if decision["verdict"] != "ALLOW":
+            raise FailedPrecondition(
+                f"decision {decision_id} is {decision['verdict']}: the call was not allowed to run",
+                reason="NOT_ALLOWED",
+            )
+        result = ResultRecord(
+            decision_id=decision_id,
+            agent_id=agent_id,
+            tool=decision["tool"],
+            mode=decision["mode"],
+            outcome=outcome,
+            output=dict(output),
+            error_message=error_message,
+            duration_seconds=duration_seconds,
+            reported_at=time.time(),
+        )
+        try:
+            await self.store.commit(self._result_batch(result, decision))
+        except AlreadyExists:
+            raise AlreadyExists(
+                f"a result for decision {decision_id} was already reported",
+                reason="RESULT_ALREADY_REPORTED",
+            ) from None
+        self._live.pop(decision_id, None)
+        self.metrics.results.labels(result.tool, result.mode, result.outcome).inc()
+        return result
+
+    def _result_batch(self, r: ResultRecord, decision: Mapping[str, Any]) -> WriteBatch:
+        line = {
+            "time": r.reported_at,
+            "kind": "result",
+            "decision_id": r.decision_id,
+            "agent_id": r.agent_id,
+            "tool": r.tool,
+            "plan_id": decision["plan_id"],
+            "step_id": decision["step_id"],
+            "mode": r.mode,
+            "outcome": r.outcome,
+            "error_message": r.error_message,
+            "duration_seconds": r.duration_seconds,
+            "policy_revision": decision["policy_revision"],
+            "input_hash": decision["input_hash"],
+        }
+        transition = {
+            "time": r.reported_at,
+            "decision_id": r.decision_id,
+            "plan_id": decision["plan_id"],
+            "step_id": decision["step_id"],
+            "tool": r.tool,
+            "from_state": "DECIDED",
+            "to_state": r.outcome,
+            "mode": r.mode,
+            "policy_revision": decision["policy_revision"],
+            "input_hash": decision["input_hash"],
+        }
+        return WriteBatch(
+            statements=[
+                (
+                    "INSERT INTO results VALUES (?,?,?,?,?,?,?)",
+                    (
+                        r.decision_id,
+                        r.agent_id,
+                        r.outcome,
+                        canonical_json(dict(r.output)),
+                        r.error_message,
+                        r.duration_seconds,
+                        r.reported_at,
+                    ),
+                )
+            ],
+            events=[
+                EventRecord(
+                    kind="RESULT",
+                    message=f"{r.tool} {r.outcome} ({r.mode}) for {r.agent_id}",
+                    plan_id=decision["plan_id"],
+                    step_id=decision["step_id"],
+                    agent_id=r.agent_id,
+                    decision_id=r.decision_id,
+                    tool=r.tool,
+                    time=r.reported_at,
+                    payload={
+                        "outcome": r.outcome,
+                        "mode": r.mode,
+                        "duration_seconds": r.duration_seconds,
+                        "error_message": r.error_message,
+                    },
+                )
+            ],
+            audit=[(TOOL_EXECUTION_LOG, line), (STATE_TRANSITIONS, transition)],
+        )
+
+    def restore(self) -> None:
+        """Rebuild the LIVE-in-flight set from the store after a restart."""
+        now = time.time()
+        rows = self.store.query_sync(
+            "SELECT d.decision_id, d.live_deadline FROM decisions d LEFT JOIN results r USING (decision_id)"
+            " WHERE d.live_deadline IS NOT NULL AND d.live_deadline > ? AND r.decision_id IS NULL",
+            (now,),
+        )
+        self._live = {row["decision_id"]: row["live_deadline"] for row in rows}
+
+
+__all__ = [
+    "DecisionRecord",
+    "DecisionService",
+    "ResultRecord",
+    "ToolCall",
+    "canonical_json",
+    "sha256_hex",
+]

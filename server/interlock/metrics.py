@@ -1,0 +1,108 @@
+"""Prometheus metrics on a registry of Interlock's own (never the global one).
+
+Names are ``interlock_<subsystem>_<name>_<unit>``; counters end in
+``_total``. Labels are bounded: tool names come from the catalog, methods
+from the API; no decision, plan or agent ids are used as labels.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.decisions = Counter(
+            "interlock_decisions_total",
+            "Tool-call decisions, by verdict, execution mode and tool.",
+            ["verdict", "mode", "tool"],
+            registry=r,
+        )
+        self.decision_latency = Histogram(
+            "interlock_decision_latency_seconds",
+            "Time to decide a tool call, from request to durable record.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.policy_evaluation = Histogram(
+            "interlock_policy_evaluation_seconds",
+            "Time the policy engine took to evaluate one decision.",
+            ["engine"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.fail_closed = Counter(
+            "interlock_policy_fail_closed_total",
+            "Decisions denied because the policy could not be evaluated.",
+            ["engine"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "interlock_policy_reloads_total",
+            "Policy reload attempts, by result (applied, unchanged, refused).",
+            ["result"],
+            registry=r,
+        )
+        self.policy_loaded = Gauge(
+            "interlock_policy_loaded_timestamp_seconds",
+            "When the active policy set went live.",
+            registry=r,
+        )
+        self.engine_up = Gauge(
+            "interlock_policy_engine_up",
+            "1 while the policy engine answers, else 0.",
+            ["engine"],
+            registry=r,
+        )
+        self.results = Counter(
+            "interlock_tool_results_total",
+            "Reported tool-call results, by tool, mode and outcome.",
+            ["tool", "mode", "outcome"],
+            registry=r,
+        )
+        self.live_in_flight = Gauge(
+            "interlock_executions_live_in_flight",
+            "LIVE executions allowed and not yet reported or past their timeout.",
+            registry=r,
+        )
+        self.grpc_requests = Counter(
+            "interlock_grpc_requests_total",
+            "gRPC requests handled, by method and status code.",
+            ["method", "code"],
+            registry=r,
+        )
+        self.grpc_latency = Histogram(
+            "interlock_grpc_request_duration_seconds",
+            "gRPC request handling time, by method.",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.store_batch = Histogram(
+            "interlock_store_batch_size_records",
+            "Records committed per group-commit batch.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+
+
+__all__ = ["Metrics"]

@@ -1,0 +1,208 @@
+"""Wiring: build the store, engine, policy manager and servicers; serve gRPC.
+
+Serves the ControlPlane and PolicyService, the standard gRPC health service
+and server reflection (so ``grpcurl`` works), and Prometheus ``/metrics`` over
+HTTP. Shutdown: health goes NOT_SERVING, then ``server.stop(grace)``, then
+the policy engine and the store (which syncs the audit files) close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+from interlock.api.control_plane import ControlPlane
+from interlock.api.interceptors import ServerInterceptor
+from interlock.api.policy_service import PolicyService
+from interlock.audit import AuditLog
+from interlock.config import ServerConfig
+from interlock.decisions import DecisionService
+from interlock.metrics import Metrics
+from interlock.policy.embedded import EmbeddedEngine
+from interlock.policy.engine import PolicyEngine
+from interlock.policy.manager import PolicyManager, ReloadOutcome
+from interlock.policy.opa import OpaEngine
+from interlock.store import EventRecord, Store, WriteBatch
+from interlock.v1 import (
+    control_plane_pb2,
+    control_plane_pb2_grpc,
+    policy_service_pb2,
+    policy_service_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    control_plane_pb2.DESCRIPTOR.services_by_name["ControlPlane"].full_name,
+    policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
+)
+ENGINE_CHECK_SECONDS = 1.0
+
+
+def make_engine(config: ServerConfig) -> PolicyEngine:
+    if config.engine == "opa":
+        return OpaEngine(config.opa_url, timeout=config.opa_timeout_seconds)
+    return EmbeddedEngine(threads=config.eval_threads)
+
+
+class InterlockServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        data_dir = Path(config.data_dir)
+        self.audit = AuditLog(data_dir, fsync=config.fsync)
+        self.store = Store(
+            data_dir / "interlock.db", self.audit, fsync=config.fsync, metrics=self.metrics
+        )
+        self.policies = PolicyManager(
+            make_engine(config),
+            config.policy_dir,
+            watch_interval=config.policy_watch_interval_seconds,
+            on_reload=self._on_reload,
+        )
+        self.decisions = DecisionService(config, self.policies, self.store, self.metrics)
+        self.started_at = time.time()
+        self.control_plane = ControlPlane(self.decisions, self.policies, self.started_at)
+        self.health = health.aio.HealthServicer()
+        self.port = 0
+        self.metrics_port = 0
+        self._grpc: grpc.aio.Server | None = None
+        self._http: Any = None
+        self._monitor: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        if self.config.insecure:
+            log.warning(
+                "INSECURE DEVELOPMENT MODE: no TLS and no authentication; listening on loopback only (%s)",
+                self.config.listen,
+            )
+        self.store.start()
+        self.decisions.restore()
+        await self.policies.start()
+        self.metrics.policy_loaded.set(self.policies.active.loaded_at)
+
+        server = grpc.aio.server(
+            interceptors=[ServerInterceptor(self.metrics)],
+            options=[
+                ("grpc.max_receive_message_length", self.config.max_message_bytes),
+                ("grpc.max_send_message_length", self.config.max_message_bytes),
+            ],
+        )
+        control_plane_pb2_grpc.add_ControlPlaneServicer_to_server(self.control_plane, server)
+        policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(
+            PolicyService(self.policies, self.decisions), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        self.port = server.add_insecure_port(self.config.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.config.listen}")
+        await server.start()
+        self._grpc = server
+        await self._set_serving(await self.policies.engine.available())
+        self._monitor = asyncio.create_task(self._watch_engine(), name="engine-monitor")
+
+        if self.config.metrics_listen:
+            host, _, port = self.config.metrics_listen.rpartition(":")
+            self._http, _thread = start_http_server(
+                int(port), addr=host, registry=self.metrics.registry
+            )
+            self.metrics_port = self._http.server_port
+        log.info(
+            "interlock serving gRPC on %s:%d (engine %s, policy %s)%s",
+            self.config.listen.rpartition(":")[0],
+            self.port,
+            self.policies.engine.name,
+            self.policies.active.policy_set.short_revision,
+            f", metrics on http://{self.config.metrics_listen.rpartition(':')[0]}:{self.metrics_port}/metrics"
+            if self._http
+            else "",
+        )
+        return self.port
+
+    async def _set_serving(self, available: bool) -> None:
+        self.control_plane.engine_available = available
+        self.metrics.engine_up.labels(self.policies.engine.name).set(1 if available else 0)
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if available
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
+
+    async def _watch_engine(self) -> None:
+        was = self.control_plane.engine_available
+        while True:
+            await asyncio.sleep(ENGINE_CHECK_SECONDS)
+            now = await self.policies.engine.available()
+            if now != was:
+                log.warning(
+                    "policy engine %s is %s",
+                    self.policies.engine.name,
+                    "back" if now else "UNAVAILABLE",
+                )
+                await self._set_serving(now)
+                was = now
+
+    async def _on_reload(self, outcome: ReloadOutcome) -> None:
+        result = "refused" if not outcome.ok else ("applied" if outcome.changed else "unchanged")
+        self.metrics.reloads.labels(result).inc()
+        if outcome.ok and outcome.changed:
+            self.metrics.policy_loaded.set(time.time())
+        if result == "unchanged":
+            return
+        message = (
+            f"policy set {outcome.revision[:12]} is live (was {outcome.previous_revision[:12]})"
+            if outcome.ok
+            else f"policy reload refused; {outcome.previous_revision[:12]} keeps serving: {outcome.error}"
+        )
+        event = EventRecord(
+            kind="POLICY",
+            message=message,
+            payload={
+                "result": result,
+                "revision": outcome.revision,
+                "previous_revision": outcome.previous_revision,
+                "trigger": outcome.trigger,
+                "error": outcome.error,
+            },
+        )
+        await self.store.commit(WriteBatch(events=[event]))
+
+    async def wait(self) -> None:
+        assert self._grpc is not None
+        await self._grpc.wait_for_termination()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+        await self.policies.close()
+        await self.store.close()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+
+
+__all__ = ["InterlockServer", "make_engine"]

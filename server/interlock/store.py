@@ -1,0 +1,270 @@
+"""The SQLite store (WAL) and its group-commit writer.
+
+One dedicated thread owns the write connection. Callers hand it a
+:class:`WriteBatch` (rows, events, audit lines) and await its future. The
+thread takes every batch waiting, commits them in one transaction (one fsync
+of the WAL with ``synchronous=FULL``), appends their audit lines in commit
+order and syncs those files once, then answers every caller: a decision is
+acknowledged only after it is on disk, and concurrent decisions share the
+cost of the fsync. A batch that breaks a constraint (a result reported twice)
+is rolled back alone to its savepoint and its caller gets the error.
+
+Events get their sequence number here, so the event log is strictly ordered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from interlock.audit import AuditLog
+from interlock.errors import AlreadyExists, InterlockError
+from interlock.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 512
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id TEXT PRIMARY KEY,
+    decided_at REAL NOT NULL,
+    agent_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    plan_id TEXT NOT NULL DEFAULT '',
+    step_id TEXT NOT NULL DEFAULT '',
+    confidence REAL NOT NULL,
+    verdict TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    needs_approval INTEGER NOT NULL,
+    reasons TEXT NOT NULL,
+    policy_revision TEXT NOT NULL,
+    engine TEXT NOT NULL,
+    input_hash TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    fail_closed INTEGER NOT NULL,
+    live_deadline REAL
+);
+CREATE TABLE IF NOT EXISTS results (
+    decision_id TEXT PRIMARY KEY REFERENCES decisions(decision_id),
+    agent_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    output TEXT NOT NULL,
+    error_message TEXT NOT NULL,
+    duration_seconds REAL NOT NULL,
+    reported_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    kind TEXT NOT NULL,
+    plan_id TEXT NOT NULL DEFAULT '',
+    step_id TEXT NOT NULL DEFAULT '',
+    agent_id TEXT NOT NULL DEFAULT '',
+    decision_id TEXT NOT NULL DEFAULT '',
+    tool TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT '',
+    payload TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+
+@dataclass
+class EventRecord:
+    kind: str
+    message: str = ""
+    plan_id: str = ""
+    step_id: str = ""
+    agent_id: str = ""
+    decision_id: str = ""
+    tool: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+    time: float = field(default_factory=time.time)
+    seq: int = 0
+
+
+@dataclass
+class WriteBatch:
+    """What one caller commits atomically."""
+
+    statements: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
+    audit: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    batch: WriteBatch
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[list[EventRecord]]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class Store:
+    def __init__(
+        self,
+        path: str | Path,
+        audit: AuditLog,
+        *,
+        fsync: bool = True,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.audit = audit
+        self.fsync = fsync
+        self.metrics = metrics
+        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._read: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+        self.listeners: list[Callable[[list[EventRecord]], None]] = []
+        """Called on the event loop with each committed batch's events."""
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write = self._connect()
+        write.executescript(SCHEMA)
+        self._read = self._connect()
+        self._thread = threading.Thread(
+            target=self._run, args=(write,), name="store-writer", daemon=True
+        )
+        self._thread.start()
+
+    async def commit(self, batch: WriteBatch) -> list[EventRecord]:
+        """Commit a batch durably; returns its events with their sequence numbers."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[EventRecord]] = loop.create_future()
+        self._queue.put(_Pending(batch, loop, future))
+        return await future
+
+    def _run(self, conn: sqlite3.Connection) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            pending = [first]
+            while len(pending) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                pending.append(item)
+            self._write(conn, pending)
+        self.audit.close()
+        conn.close()
+
+    def _write(self, conn: sqlite3.Connection, pending: list[_Pending]) -> None:
+        outcomes: list[BaseException | list[EventRecord]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for i, item in enumerate(pending):
+                conn.execute(f"SAVEPOINT b{i}")
+                try:
+                    for sql, params in item.batch.statements:
+                        conn.execute(sql, params)
+                    for ev in item.batch.events:
+                        cur = conn.execute(
+                            "INSERT INTO events (time, kind, plan_id, step_id, agent_id, decision_id,"
+                            " tool, message, payload) VALUES (?,?,?,?,?,?,?,?,?)",
+                            (
+                                ev.time,
+                                ev.kind,
+                                ev.plan_id,
+                                ev.step_id,
+                                ev.agent_id,
+                                ev.decision_id,
+                                ev.tool,
+                                ev.message,
+                                _dumps(ev.payload),
+                            ),
+                        )
+                        ev.seq = int(cur.lastrowid or 0)
+                    conn.execute(f"RELEASE b{i}")
+                    outcomes.append(item.batch.events)
+                except sqlite3.IntegrityError as exc:
+                    conn.execute(f"ROLLBACK TO b{i}")
+                    conn.execute(f"RELEASE b{i}")
+                    outcomes.append(AlreadyExists(f"already recorded: {exc}"))
+            conn.execute("COMMIT")
+            for item, outcome in zip(pending, outcomes, strict=True):
+                if isinstance(outcome, list):
+                    for name, record in item.batch.audit:
+                        self.audit.append(name, record)
+            self.audit.sync()
+        except Exception as exc:  # the disk failed: nobody is acknowledged
+            log.exception("store write failed")
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            outcomes = [InterlockError(f"the store could not commit: {exc}")] * len(pending)
+        if self.metrics is not None:
+            self.metrics.store_batch.observe(len(pending))
+        for item, outcome in zip(pending, outcomes, strict=True):
+            item.loop.call_soon_threadsafe(self._resolve, item.future, outcome)
+
+    def _resolve(self, future: asyncio.Future[list[EventRecord]], outcome: Any) -> None:
+        if future.done():
+            return
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+            return
+        future.set_result(outcome)
+        if outcome:
+            for listener in self.listeners:
+                listener(outcome)
+
+    # Reads -----------------------------------------------------------------
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        assert self._read is not None, "store not started"
+        with self._read_lock:
+            self._read.row_factory = sqlite3.Row
+            return list(self._read.execute(sql, params))
+
+    async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return await asyncio.to_thread(self._query, sql, params)
+
+    def query_sync(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return self._query(sql, params)
+
+    async def events_after(self, seq: int, limit: int = 500) -> list[sqlite3.Row]:
+        return await self.query(
+            "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        )
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        if self._read is not None:
+            self._read.close()
+            self._read = None
+
+
+__all__ = ["EventRecord", "Store", "WriteBatch"]
