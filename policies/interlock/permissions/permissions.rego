@@ -23,7 +23,10 @@ default allowed := false
 
 # METADATA
 # entrypoint: true
-# description: Why the agent may or may not call the tool.
+# description: |
+#   Why the agent may or may not call the tool. The denial is built with
+#   concat, not sprintf: regopy 1.5.2 quotes a concat result passed to
+#   sprintf's %v (and then emits invalid JSON), which OPA does not.
 reasons := [sprintf("agent %v holds every permission %v requires", [input.agent.id, input.tool])] if {
 	allowed
-} else := [sprintf("agent %v lacks permission(s) %v required by %v", [input.agent.id, concat(", ", sort(missing)), input.tool])]
+} else := [concat("", ["agent ", input.agent.id, " lacks permission(s) ", concat(", ", sort(missing)), " required by ", input.tool])]

@@ -1,0 +1,129 @@
+"""Server launchers for the decision benchmark, one server per process.
+
+    python bench/servers.py echo --loop uvloop --reply-bytes 400
+    python bench/servers.py interlock --loop uvloop --data-dir DIR --policy-dir DIR \
+        --engine embedded|opa [--opa-url URL] [--no-fsync]
+
+Each prints ``PORT <n>`` on stdout once it serves, then runs until SIGTERM or
+SIGINT, when it stops gracefully. Loopback only (port 0 picks a free port).
+
+The echo server is the baseline: a bare ``grpc.aio`` server with one generic
+unary method whose request and response are raw bytes (identity
+serializers), no interceptors, no protobuf. It answers every request with a
+fixed reply of ``--reply-bytes`` bytes (0: the request itself), so its
+payloads can be sized like Interlock's request and response.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+ECHO_METHOD = "/bench.Echo/Echo"
+
+
+def install_loop(name: str) -> str:
+    """Install the chosen event loop policy; return the name of the loop used."""
+    if name == "uvloop":
+        import uvloop
+
+        uvloop.install()
+    return name
+
+
+async def _serve(start: Callable[[], Awaitable[int]], stop: Callable[[], Awaitable[None]]) -> None:
+    port = await start()
+    print(f"PORT {port}", flush=True)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    await done.wait()
+    await stop()
+
+
+async def run_echo(reply_bytes: int) -> None:
+    import grpc
+
+    reply = b"\x00" * reply_bytes if reply_bytes > 0 else None
+
+    async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return reply if reply is not None else request
+
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Echo",
+        {
+            "Echo": grpc.unary_unary_rpc_method_handler(
+                echo, request_deserializer=None, response_serializer=None
+            )
+        },
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+
+    async def start() -> int:
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return port
+
+    async def stop() -> None:
+        await server.stop(1.0)
+
+    await _serve(start, stop)
+
+
+async def run_interlock(args: argparse.Namespace) -> None:
+    from interlock.config import load_config
+    from interlock.server import InterlockServer
+
+    overrides = {
+        "listen": "127.0.0.1:0",
+        "metrics_listen": "",
+        "data_dir": args.data_dir,
+        "policy_dir": args.policy_dir,
+        "engine": args.engine,
+        "policy_watch_interval_seconds": 0,
+        "log_level": "WARNING",
+    }
+    if args.engine == "opa":
+        overrides["opa_url"] = args.opa_url
+    if args.no_fsync:
+        overrides["fsync"] = False
+    config = load_config(env={}, overrides=overrides)
+    server = InterlockServer(config)
+
+    async def stop() -> None:
+        await server.stop(1.0)
+
+    await _serve(server.start, stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="target", required=True)
+    for name in ("echo", "interlock"):
+        p = sub.add_parser(name)
+        p.add_argument("--loop", choices=("uvloop", "asyncio"), default="asyncio")
+    echo = sub.choices["echo"]
+    echo.add_argument("--reply-bytes", type=int, default=0)
+    il = sub.choices["interlock"]
+    il.add_argument("--data-dir", required=True)
+    il.add_argument("--policy-dir", required=True)
+    il.add_argument("--engine", choices=("embedded", "opa"), default="embedded")
+    il.add_argument("--opa-url", default="http://127.0.0.1:8181")
+    il.add_argument("--no-fsync", action="store_true")
+    args = parser.parse_args(argv)
+
+    install_loop(args.loop)
+    coro = run_echo(args.reply_bytes) if args.target == "echo" else run_interlock(args)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(coro)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
