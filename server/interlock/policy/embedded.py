@@ -54,11 +54,14 @@ class EmbeddedPolicy:
         try:
             interp.set_input(regopy.Input(policy_input))
             output = interp.query_bundle_entrypoint(self._bundle, ENTRYPOINT)
-        except regopy.RegoError as exc:
-            raise PolicyEvaluationError(f"embedded engine: {_clean(str(exc))}") from None
-        if not output.ok():
-            raise PolicyEvaluationError(f"embedded engine: {_clean(str(output))}")
-        doc = json.loads(str(output))
+            if not output.ok():
+                raise PolicyEvaluationError(f"embedded engine: {_clean(str(output))}")
+            doc = json.loads(str(output))
+        except PolicyEvaluationError:
+            raise
+        except Exception as exc:  # RegoError, or output regopy could not encode as JSON
+            detail = _clean(str(exc)) or type(exc).__name__
+            raise PolicyEvaluationError(f"embedded engine: {detail}") from None
         expressions = doc.get("expressions") if isinstance(doc, dict) else None
         raw = expressions[0] if expressions else None
         return parse_decision(raw)
