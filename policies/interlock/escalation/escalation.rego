@@ -12,7 +12,12 @@ package interlock.escalation
 import data.interlock.config
 
 # The switches in force: the data defaults, overridden by input.switches.
-switches := object.union(config.switches, object.get(input, "switches", {}))
+# (Switches that are not an object are ignored here; the decision rule denies them.)
+switches := object.union(config.switches, _input_switches)
+
+_input_switches := input.switches if is_object(input.switches)
+
+else := {}
 
 _risk := input.contract.risk
 
@@ -27,6 +32,13 @@ base_mode := "LIVE" if {
 	_confidence >= _threshold.dry_run
 } else := "MOCK"
 
+# Numbers in reasons: integers as integers, others to 6 significant digits.
+# Engines print raw floats differently (regopy gives 0.69 as 0.6899999999999999);
+# these two formats print the same in both.
+_fmt(x) := sprintf("%d", [floor(x)]) if {
+	x == floor(x)
+} else := sprintf("%.6g", [x])
+
 _live_in_flight := object.get(input, ["counts", "live_in_flight"], 0)
 
 # Reasons LIVE is capped at DRY_RUN, keyed so the order is stable.
@@ -35,12 +47,12 @@ live_caps[1] := "the dry-run-only switch is on, so LIVE is capped at DRY_RUN" if
 	switches.dry_run_only == true
 }
 
-live_caps[2] := sprintf("confidence %v is below the global LIVE floor %v", [_confidence, switches.live_confidence_floor]) if {
+live_caps[2] := sprintf("confidence %v is below the global LIVE floor %v", [_fmt(_confidence), _fmt(switches.live_confidence_floor)]) if {
 	base_mode == "LIVE"
 	_confidence < switches.live_confidence_floor
 }
 
-live_caps[3] := sprintf("%v LIVE executions are in flight and the cap is %v", [_live_in_flight, switches.max_concurrent_live]) if {
+live_caps[3] := sprintf("%v LIVE executions are in flight and the cap is %v", [_fmt(_live_in_flight), _fmt(switches.max_concurrent_live)]) if {
 	base_mode == "LIVE"
 	_live_in_flight >= switches.max_concurrent_live
 }
@@ -71,15 +83,15 @@ needs_approval if {
 
 default needs_approval := false
 
-_base_reason := sprintf("confidence %v meets the LIVE threshold %v for %v-risk tools", [_confidence, _threshold.live, _risk]) if {
+_base_reason := sprintf("confidence %v meets the LIVE threshold %v for %v-risk tools", [_fmt(_confidence), _fmt(_threshold.live), _risk]) if {
 	base_mode == "LIVE"
 }
 
-_base_reason := sprintf("confidence %v meets the DRY_RUN threshold %v but not the LIVE threshold %v for %v-risk tools", [_confidence, _threshold.dry_run, _threshold.live, _risk]) if {
+_base_reason := sprintf("confidence %v meets the DRY_RUN threshold %v but not the LIVE threshold %v for %v-risk tools", [_fmt(_confidence), _fmt(_threshold.dry_run), _fmt(_threshold.live), _risk]) if {
 	base_mode == "DRY_RUN"
 }
 
-_base_reason := sprintf("confidence %v is below the DRY_RUN threshold %v for %v-risk tools, so the call runs as MOCK", [_confidence, _threshold.dry_run, _risk]) if {
+_base_reason := sprintf("confidence %v is below the DRY_RUN threshold %v for %v-risk tools, so the call runs as MOCK", [_fmt(_confidence), _fmt(_threshold.dry_run), _risk]) if {
 	base_mode == "MOCK"
 }
 

@@ -1,0 +1,116 @@
+"""Both engines give identical decisions on a table of generated inputs.
+
+The table covers every tool in the catalog under every risk level and
+reversibility, every agent's grants, confidences on and around each
+threshold, each switch, LIVE-concurrency counts, and malformed inputs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Any
+
+import pytest
+
+from interlock.contracts import Catalog
+from interlock.policy.bundle import PolicySet
+from interlock.policy.embedded import EmbeddedEngine
+from interlock.policy.opa import OpaEngine
+from tests.conftest import POLICIES
+from tests.helpers.opa import OpaProcess
+
+pytestmark = pytest.mark.opa
+
+CONFIDENCES = (0.0, 0.3, 0.49, 0.5, 0.6, 0.64, 0.65, 0.69, 0.7, 0.75, 0.79, 0.8, 0.84, 0.85, 0.9, 0.99, 1.0)
+SWITCHES: tuple[dict[str, Any], ...] = (
+    {},
+    {"dry_run_only": True},
+    {"live_confidence_floor": 0.9},
+    {"max_concurrent_live": 2},
+    {"max_concurrent_live": 0},
+    {"approval_required_for_high_risk": False},
+    {"dry_run_only": True, "live_confidence_floor": 0.95, "max_concurrent_live": 1},
+)
+MALFORMED: tuple[dict[str, Any], ...] = (
+    {},
+    {"tool": "vision_inspect"},
+    {"tool": "vision_inspect", "agent": {"id": "agent1", "permissions": []}, "confidence": 1.5,
+     "contract": {"risk": "LOW", "reversible": True, "required_permissions": []}},
+    {"tool": "vision_inspect", "agent": {"id": "agent1", "permissions": []}, "confidence": "high",
+     "contract": {"risk": "LOW", "reversible": True, "required_permissions": []}},
+    {"tool": "x", "agent": {"id": "a", "permissions": []}, "confidence": 0.9,
+     "contract": {"risk": "CRITICAL", "reversible": True, "required_permissions": []}},
+    {"tool": "x", "agent": {"id": "a", "permissions": []}, "confidence": 0.9,
+     "contract": {"risk": "LOW", "required_permissions": []}},
+    {"tool": "x", "agent": {"id": "a", "permissions": []}, "confidence": 0.9,
+     "contract": {"risk": "LOW", "reversible": False, "required_permissions": []}, "switches": "off"},
+    {"tool": "x", "agent": {"id": "a", "permissions": []}, "confidence": 0.9,
+     "contract": {"risk": "LOW", "reversible": False, "required_permissions": []},
+     "switches": {"dry_run_only": "yes"}},
+)
+
+
+def generated_inputs(catalog: Catalog, n: int = 400, seed: int = 24) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    space = list(
+        itertools.product(
+            sorted(catalog.tools),
+            sorted(catalog.agents),
+            ("LOW", "MEDIUM", "HIGH", None),  # None: the catalog's own risk
+            (True, False, None),  # None: the catalog's own reversibility
+            CONFIDENCES,
+            range(len(SWITCHES)),
+            (0, 1, 2, 5, 9),
+        )
+    )
+    picked = rng.sample(space, n)
+    inputs = []
+    for tool, agent, risk, reversible, confidence, switches, live in picked:
+        contract = catalog.tools[tool].policy_view()
+        if risk is not None:
+            contract["risk"] = risk
+        if reversible is not None:
+            contract["reversible"] = reversible
+        inputs.append(
+            {
+                "tool": tool,
+                "contract": contract,
+                "agent": {"id": agent, "permissions": list(catalog.agents[agent].permissions)},
+                "confidence": confidence,
+                "arguments": {},
+                "counts": {"live_in_flight": live},
+                "switches": dict(SWITCHES[switches]),
+            }
+        )
+    return inputs + [dict(m) for m in MALFORMED]
+
+
+async def test_embedded_and_opa_decide_identically(opa: OpaProcess) -> None:
+    policy_set = PolicySet.from_dir(POLICIES)
+    catalog = Catalog.from_data(policy_set.data)
+    inputs = generated_inputs(catalog)
+    assert len(inputs) >= 200
+
+    embedded = EmbeddedEngine(threads=1)
+    opa_engine = OpaEngine(opa.url, timeout=5)
+    try:
+        local = embedded.compile_sync(policy_set)
+        remote = await opa_engine.compile(policy_set)
+        mismatches = []
+        outcomes = set()
+        for policy_input in inputs:
+            a = local.evaluate_sync(policy_input)
+            b = await remote.evaluate(policy_input)
+            outcomes.add((a.verdict, a.mode))
+            if a != b:
+                mismatches.append((policy_input, a, b))
+        assert not mismatches, mismatches[:3]
+        # The table is only worth something if it reaches every outcome.
+        assert {
+            ("ALLOW", "MOCK"), ("ALLOW", "DRY_RUN"), ("ALLOW", "LIVE"),
+            ("PENDING_APPROVAL", "LIVE"), ("DENY", "MOCK"),
+        } <= outcomes
+    finally:
+        await embedded.close()
+        await opa_engine.close()
