@@ -9,10 +9,10 @@ from typing import Any
 
 import grpc
 import pytest
-
 from interlock.config import load_config
 from interlock.server import InterlockServer
 from interlock.v1 import control_plane_pb2_grpc, policy_service_pb2_grpc
+
 from tests.helpers.opa import OpaProcess
 
 ROOT = Path(__file__).resolve().parents[1]

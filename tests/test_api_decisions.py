@@ -11,10 +11,10 @@ import pytest
 from google.protobuf import duration_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import policy_service_pb2 as ppb
 from interlock.v1 import types_pb2
+
 from tests.conftest import Running, StartServer
 from tests.helpers.calls import details, tool_call
 
@@ -22,7 +22,14 @@ from tests.helpers.calls import details, tool_call
 async def test_list_tools_returns_the_catalog_with_contracts(server: Running) -> None:
     resp = await server.cp.ListTools(pb.ListToolsRequest())
     tools = {t.name: t for t in resp.tools}
-    assert {"vision_inspect", "form_fill", "button_click", "send_email", "delete_record", "transfer_funds"} <= set(tools)
+    assert {
+        "vision_inspect",
+        "form_fill",
+        "button_click",
+        "send_email",
+        "delete_record",
+        "transfer_funds",
+    } <= set(tools)
     transfer = tools["transfer_funds"]
     assert transfer.risk == types_pb2.RISK_LEVEL_HIGH
     assert transfer.reversible and transfer.compensating_tool == "refund_funds"
@@ -35,17 +42,62 @@ async def test_list_tools_returns_the_catalog_with_contracts(server: Running) ->
 @pytest.mark.parametrize(
     ("agent", "tool", "args", "confidence", "verdict", "mode"),
     [
-        ("agent1", "vision_inspect", {"target": "x"}, 0.9, types_pb2.VERDICT_ALLOW, types_pb2.EXECUTION_MODE_LIVE),
-        ("agent1", "vision_inspect", {"target": "x"}, 0.6, types_pb2.VERDICT_ALLOW, types_pb2.EXECUTION_MODE_DRY_RUN),
-        ("agent1", "vision_inspect", {"target": "x"}, 0.2, types_pb2.VERDICT_ALLOW, types_pb2.EXECUTION_MODE_MOCK),
-        ("agent1", "form_fill", {"form_id": "f", "fields": {"a": "b"}}, 0.75, types_pb2.VERDICT_ALLOW,
-         types_pb2.EXECUTION_MODE_DRY_RUN),
-        ("agent2", "button_click", {"selector": "#go"}, 0.9, types_pb2.VERDICT_PENDING_APPROVAL,
-         types_pb2.EXECUTION_MODE_LIVE),
-        ("agent1", "button_click", {"selector": "#go"}, 0.9, types_pb2.VERDICT_DENY, types_pb2.EXECUTION_MODE_MOCK),
-        ("ops", "transfer_funds", {"from_account": "AB123456", "to_account": "CD123456", "amount": 10,
-                                   "currency": "EUR"}, 0.9, types_pb2.VERDICT_PENDING_APPROVAL,
-         types_pb2.EXECUTION_MODE_LIVE),
+        (
+            "agent1",
+            "vision_inspect",
+            {"target": "x"},
+            0.9,
+            types_pb2.VERDICT_ALLOW,
+            types_pb2.EXECUTION_MODE_LIVE,
+        ),
+        (
+            "agent1",
+            "vision_inspect",
+            {"target": "x"},
+            0.6,
+            types_pb2.VERDICT_ALLOW,
+            types_pb2.EXECUTION_MODE_DRY_RUN,
+        ),
+        (
+            "agent1",
+            "vision_inspect",
+            {"target": "x"},
+            0.2,
+            types_pb2.VERDICT_ALLOW,
+            types_pb2.EXECUTION_MODE_MOCK,
+        ),
+        (
+            "agent1",
+            "form_fill",
+            {"form_id": "f", "fields": {"a": "b"}},
+            0.75,
+            types_pb2.VERDICT_ALLOW,
+            types_pb2.EXECUTION_MODE_DRY_RUN,
+        ),
+        (
+            "agent2",
+            "button_click",
+            {"selector": "#go"},
+            0.9,
+            types_pb2.VERDICT_PENDING_APPROVAL,
+            types_pb2.EXECUTION_MODE_LIVE,
+        ),
+        (
+            "agent1",
+            "button_click",
+            {"selector": "#go"},
+            0.9,
+            types_pb2.VERDICT_DENY,
+            types_pb2.EXECUTION_MODE_MOCK,
+        ),
+        (
+            "ops",
+            "transfer_funds",
+            {"from_account": "AB123456", "to_account": "CD123456", "amount": 10, "currency": "EUR"},
+            0.9,
+            types_pb2.VERDICT_PENDING_APPROVAL,
+            types_pb2.EXECUTION_MODE_LIVE,
+        ),
     ],
 )
 async def test_decisions_follow_the_policy(
@@ -62,8 +114,13 @@ async def test_decisions_follow_the_policy(
 
 
 async def test_permission_denial_names_the_missing_permission(server: Running) -> None:
-    resp = await server.cp.RequestToolCall(tool_call("agent1", "button_click", {"selector": "#go"}, 0.9))
-    assert "agent agent1 lacks permission(s) ui.click required by button_click" in resp.decision.reasons
+    resp = await server.cp.RequestToolCall(
+        tool_call("agent1", "button_click", {"selector": "#go"}, 0.9)
+    )
+    assert (
+        "agent agent1 lacks permission(s) ui.click required by button_click"
+        in resp.decision.reasons
+    )
 
 
 async def test_live_cap_from_config_downgrades_to_dry_run(start_server: StartServer) -> None:
@@ -75,8 +132,11 @@ async def test_live_cap_from_config_downgrades_to_dry_run(start_server: StartSer
     assert any("LIVE executions are in flight and the cap is 1" in r for r in second.reasons)
     # Reporting the first frees its slot.
     await s.cp.ReportToolResult(
-        pb.ReportToolResultRequest(decision_id=first.decision_id, agent_id="agent1",
-                                   outcome=types_pb2.TOOL_OUTCOME_SUCCEEDED)
+        pb.ReportToolResultRequest(
+            decision_id=first.decision_id,
+            agent_id="agent1",
+            outcome=types_pb2.TOOL_OUTCOME_SUCCEEDED,
+        )
     )
     third = (await s.cp.RequestToolCall(tool_call())).decision
     assert third.mode == types_pb2.EXECUTION_MODE_LIVE
@@ -102,12 +162,25 @@ async def test_dry_run_only_switch_caps_live(start_server: StartServer) -> None:
         (tool_call(confidence=1.5), grpc.StatusCode.INVALID_ARGUMENT, "confidence"),
         (tool_call(confidence=-0.1), grpc.StatusCode.INVALID_ARGUMENT, "confidence"),
         (tool_call(confidence=float("nan")), grpc.StatusCode.INVALID_ARGUMENT, "confidence"),
-        (tool_call(arguments={"target": "x" * 70000}), grpc.StatusCode.INVALID_ARGUMENT, "arguments"),
+        (
+            tool_call(arguments={"target": "x" * 70000}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "arguments",
+        ),
         (tool_call(arguments={}), grpc.StatusCode.INVALID_ARGUMENT, "arguments.target"),
         (tool_call(arguments={"target": 5}), grpc.StatusCode.INVALID_ARGUMENT, "arguments.target"),
-        (tool_call(arguments={"target": "x", "region": {"x": -1, "y": 0, "width": 1, "height": 1}}),
-         grpc.StatusCode.INVALID_ARGUMENT, "arguments.region.x"),
-        (tool_call(arguments={"target": "x", "extra": 1}), grpc.StatusCode.INVALID_ARGUMENT, "arguments"),
+        (
+            tool_call(
+                arguments={"target": "x", "region": {"x": -1, "y": 0, "width": 1, "height": 1}}
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "arguments.region.x",
+        ),
+        (
+            tool_call(arguments={"target": "x", "extra": 1}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "arguments",
+        ),
         (tool_call(tool="launch_rocket"), grpc.StatusCode.NOT_FOUND, None),
         (tool_call(agent_id="stranger"), grpc.StatusCode.NOT_FOUND, None),
     ],
@@ -145,9 +218,15 @@ async def test_rejected_requests_leave_no_record(server: Running) -> None:
 # Results ---------------------------------------------------------------------
 
 
-def _report(decision_id: str, agent: str = "agent1", outcome: int = types_pb2.TOOL_OUTCOME_SUCCEEDED):
-    req = pb.ReportToolResultRequest(decision_id=decision_id, agent_id=agent, outcome=outcome,
-                                     duration=duration_pb2.Duration(nanos=250_000_000))
+def _report(
+    decision_id: str, agent: str = "agent1", outcome: int = types_pb2.TOOL_OUTCOME_SUCCEEDED
+):
+    req = pb.ReportToolResultRequest(
+        decision_id=decision_id,
+        agent_id=agent,
+        outcome=outcome,
+        duration=duration_pb2.Duration(nanos=250_000_000),
+    )
     req.output.update({"description": "a blue button"})
     return req
 
@@ -158,7 +237,9 @@ async def test_report_result_records_it(server: Running) -> None:
     assert r.outcome == types_pb2.TOOL_OUTCOME_SUCCEEDED and r.mode == types_pb2.EXECUTION_MODE_LIVE
     assert r.output["description"] == "a blue button"
     db = sqlite3.connect(server.data_dir / "interlock.db")
-    assert db.execute("SELECT outcome FROM results WHERE decision_id=?", (d.decision_id,)).fetchone() == ("SUCCEEDED",)
+    assert db.execute(
+        "SELECT outcome FROM results WHERE decision_id=?", (d.decision_id,)
+    ).fetchone() == ("SUCCEEDED",)
 
 
 @pytest.mark.parametrize("case", ["unknown", "other_agent", "twice", "denied", "no_outcome"])
@@ -179,7 +260,9 @@ async def test_bad_reports_are_refused(server: Running, case: str) -> None:
     elif case == "twice":
         await server.cp.ReportToolResult(_report(d.decision_id))
     elif case == "denied":
-        denied = (await server.cp.RequestToolCall(tool_call("agent1", "button_click", {"selector": "#a"}))).decision
+        denied = (
+            await server.cp.RequestToolCall(tool_call("agent1", "button_click", {"selector": "#a"}))
+        ).decision
         req.decision_id = denied.decision_id
     elif case == "no_outcome":
         req.outcome = types_pb2.TOOL_OUTCOME_UNSPECIFIED
@@ -193,24 +276,40 @@ async def test_bad_reports_are_refused(server: Running, case: str) -> None:
 
 async def test_every_decision_and_result_is_recorded_and_audited(server: Running) -> None:
     d = (await server.cp.RequestToolCall(tool_call())).decision
-    denied = (await server.cp.RequestToolCall(tool_call("agent1", "button_click", {"selector": "#a"}))).decision
+    denied = (
+        await server.cp.RequestToolCall(tool_call("agent1", "button_click", {"selector": "#a"}))
+    ).decision
     await server.cp.ReportToolResult(_report(d.decision_id, outcome=types_pb2.TOOL_OUTCOME_FAILED))
 
-    log = [json.loads(x) for x in (server.data_dir / "tool_execution_log.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(x)
+        for x in (server.data_dir / "tool_execution_log.jsonl").read_text().splitlines()
+    ]
     assert [(x["kind"], x["decision_id"]) for x in log] == [
-        ("decision", d.decision_id), ("decision", denied.decision_id), ("result", d.decision_id)]
+        ("decision", d.decision_id),
+        ("decision", denied.decision_id),
+        ("result", d.decision_id),
+    ]
     assert log[0]["policy_revision"] == d.policy_revision and log[0]["input_hash"] == d.input_hash
     assert log[1]["verdict"] == "DENY" and log[2]["outcome"] == "FAILED"
 
-    transitions = [json.loads(x) for x in
-                   (server.data_dir / "execution_state_transitions.jsonl").read_text().splitlines()]
+    transitions = [
+        json.loads(x)
+        for x in (server.data_dir / "execution_state_transitions.jsonl").read_text().splitlines()
+    ]
     assert [(t["from_state"], t["to_state"]) for t in transitions] == [
-        ("REQUESTED", "DECIDED"), ("REQUESTED", "DENIED"), ("DECIDED", "FAILED")]
+        ("REQUESTED", "DECIDED"),
+        ("REQUESTED", "DENIED"),
+        ("DECIDED", "FAILED"),
+    ]
 
     db = sqlite3.connect(server.data_dir / "interlock.db")
     events = db.execute("SELECT seq, kind, decision_id FROM events ORDER BY seq").fetchall()
     assert [(k, i) for _, k, i in events] == [
-        ("DECISION", d.decision_id), ("DECISION", denied.decision_id), ("RESULT", d.decision_id)]
+        ("DECISION", d.decision_id),
+        ("DECISION", denied.decision_id),
+        ("RESULT", d.decision_id),
+    ]
     seqs = [s for s, _, _ in events]
     assert seqs == sorted(seqs) and len(set(seqs)) == 3
 
@@ -235,12 +334,19 @@ async def test_metrics_endpoint_counts_decisions_and_rpcs(start_server: StartSer
     import asyncio
 
     text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
-    assert 'interlock_decisions_total{mode="LIVE",tool="vision_inspect",verdict="ALLOW"} 1.0' in text
+    assert (
+        'interlock_decisions_total{mode="LIVE",tool="vision_inspect",verdict="ALLOW"} 1.0' in text
+    )
     assert "interlock_decision_latency_seconds_count 1.0" in text
     assert 'interlock_policy_evaluation_seconds_count{engine="embedded"} 1.0' in text
-    assert ('interlock_grpc_requests_total{code="INVALID_ARGUMENT",'
-            'method="/interlock.v1.ControlPlane/RequestToolCall"} 1.0') in text
-    assert 'interlock_grpc_requests_total{code="OK",method="/interlock.v1.ControlPlane/RequestToolCall"} 1.0' in text
+    assert (
+        'interlock_grpc_requests_total{code="INVALID_ARGUMENT",'
+        'method="/interlock.v1.ControlPlane/RequestToolCall"} 1.0'
+    ) in text
+    assert (
+        'interlock_grpc_requests_total{code="OK",method="/interlock.v1.ControlPlane/RequestToolCall"} 1.0'
+        in text
+    )
 
 
 # Health, reflection, unimplemented --------------------------------------------
@@ -263,7 +369,11 @@ async def test_server_reflection_lists_the_services(server: Running) -> None:
 
     async for resp in stub.ServerReflectionInfo(requests()):
         names = {s.name for s in resp.list_services_response.service}
-        assert {"interlock.v1.ControlPlane", "interlock.v1.PolicyService", "grpc.health.v1.Health"} <= names
+        assert {
+            "interlock.v1.ControlPlane",
+            "interlock.v1.PolicyService",
+            "grpc.health.v1.Health",
+        } <= names
         break
 
 
@@ -278,7 +388,9 @@ async def test_later_rpcs_answer_unimplemented(server: Running) -> None:
 
 
 async def test_evaluate_policy_changes_nothing(server: Running) -> None:
-    tc = ppb.ToolCallInput(agent_id="agent1", tool="vision_inspect", confidence=0.9, live_in_flight=9)
+    tc = ppb.ToolCallInput(
+        agent_id="agent1", tool="vision_inspect", confidence=0.9, live_in_flight=9
+    )
     tc.arguments.update({"target": "x"})
     r = await server.policy.EvaluatePolicy(ppb.EvaluatePolicyRequest(tool_call=tc))
     assert r.verdict == types_pb2.VERDICT_ALLOW and r.mode == types_pb2.EXECUTION_MODE_DRY_RUN

@@ -12,17 +12,35 @@ import random
 from typing import Any
 
 import pytest
-
 from interlock.contracts import Catalog
 from interlock.policy.bundle import PolicySet
 from interlock.policy.embedded import EmbeddedEngine
 from interlock.policy.opa import OpaEngine
+
 from tests.conftest import POLICIES
 from tests.helpers.opa import OpaProcess
 
 pytestmark = pytest.mark.opa
 
-CONFIDENCES = (0.0, 0.3, 0.49, 0.5, 0.6, 0.64, 0.65, 0.69, 0.7, 0.75, 0.79, 0.8, 0.84, 0.85, 0.9, 0.99, 1.0)
+CONFIDENCES = (
+    0.0,
+    0.3,
+    0.49,
+    0.5,
+    0.6,
+    0.64,
+    0.65,
+    0.69,
+    0.7,
+    0.75,
+    0.79,
+    0.8,
+    0.84,
+    0.85,
+    0.9,
+    0.99,
+    1.0,
+)
 SWITCHES: tuple[dict[str, Any], ...] = (
     {},
     {"dry_run_only": True},
@@ -35,19 +53,44 @@ SWITCHES: tuple[dict[str, Any], ...] = (
 MALFORMED: tuple[dict[str, Any], ...] = (
     {},
     {"tool": "vision_inspect"},
-    {"tool": "vision_inspect", "agent": {"id": "agent1", "permissions": []}, "confidence": 1.5,
-     "contract": {"risk": "LOW", "reversible": True, "required_permissions": []}},
-    {"tool": "vision_inspect", "agent": {"id": "agent1", "permissions": []}, "confidence": "high",
-     "contract": {"risk": "LOW", "reversible": True, "required_permissions": []}},
-    {"tool": "x", "agent": {"id": "a", "permissions": []}, "confidence": 0.9,
-     "contract": {"risk": "CRITICAL", "reversible": True, "required_permissions": []}},
-    {"tool": "x", "agent": {"id": "a", "permissions": []}, "confidence": 0.9,
-     "contract": {"risk": "LOW", "required_permissions": []}},
-    {"tool": "x", "agent": {"id": "a", "permissions": []}, "confidence": 0.9,
-     "contract": {"risk": "LOW", "reversible": False, "required_permissions": []}, "switches": "off"},
-    {"tool": "x", "agent": {"id": "a", "permissions": []}, "confidence": 0.9,
-     "contract": {"risk": "LOW", "reversible": False, "required_permissions": []},
-     "switches": {"dry_run_only": "yes"}},
+    {
+        "tool": "vision_inspect",
+        "agent": {"id": "agent1", "permissions": []},
+        "confidence": 1.5,
+        "contract": {"risk": "LOW", "reversible": True, "required_permissions": []},
+    },
+    {
+        "tool": "vision_inspect",
+        "agent": {"id": "agent1", "permissions": []},
+        "confidence": "high",
+        "contract": {"risk": "LOW", "reversible": True, "required_permissions": []},
+    },
+    {
+        "tool": "x",
+        "agent": {"id": "a", "permissions": []},
+        "confidence": 0.9,
+        "contract": {"risk": "CRITICAL", "reversible": True, "required_permissions": []},
+    },
+    {
+        "tool": "x",
+        "agent": {"id": "a", "permissions": []},
+        "confidence": 0.9,
+        "contract": {"risk": "LOW", "required_permissions": []},
+    },
+    {
+        "tool": "x",
+        "agent": {"id": "a", "permissions": []},
+        "confidence": 0.9,
+        "contract": {"risk": "LOW", "reversible": False, "required_permissions": []},
+        "switches": "off",
+    },
+    {
+        "tool": "x",
+        "agent": {"id": "a", "permissions": []},
+        "confidence": 0.9,
+        "contract": {"risk": "LOW", "reversible": False, "required_permissions": []},
+        "switches": {"dry_run_only": "yes"},
+    },
 )
 
 
@@ -108,8 +151,11 @@ async def test_embedded_and_opa_decide_identically(opa: OpaProcess) -> None:
         assert not mismatches, mismatches[:3]
         # The table is only worth something if it reaches every outcome.
         assert {
-            ("ALLOW", "MOCK"), ("ALLOW", "DRY_RUN"), ("ALLOW", "LIVE"),
-            ("PENDING_APPROVAL", "LIVE"), ("DENY", "MOCK"),
+            ("ALLOW", "MOCK"),
+            ("ALLOW", "DRY_RUN"),
+            ("ALLOW", "LIVE"),
+            ("PENDING_APPROVAL", "LIVE"),
+            ("DENY", "MOCK"),
         } <= outcomes
     finally:
         await embedded.close()

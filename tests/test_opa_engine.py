@@ -8,10 +8,10 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import policy_service_pb2 as ppb
 from interlock.v1 import types_pb2
+
 from tests.conftest import StartServer
 from tests.helpers.calls import tool_call
 from tests.helpers.opa import OpaProcess
@@ -25,7 +25,9 @@ async def test_decisions_come_from_opa(start_server: StartServer, opa: OpaProces
     assert d.engine == "opa"
     assert (d.verdict, d.mode) == (types_pb2.VERDICT_ALLOW, types_pb2.EXECUTION_MODE_LIVE)
     assert "confidence 0.9 meets the LIVE threshold 0.7 for LOW-risk tools" in d.reasons
-    denied = (await s.cp.RequestToolCall(tool_call("agent1", "button_click", {"selector": "#a"}))).decision
+    denied = (
+        await s.cp.RequestToolCall(tool_call("agent1", "button_click", {"selector": "#a"}))
+    ).decision
     assert denied.verdict == types_pb2.VERDICT_DENY and not denied.fail_closed
     assert "agent agent1 lacks permission(s) ui.click required by button_click" in denied.reasons
 
@@ -50,10 +52,14 @@ async def test_opa_holds_each_revision_in_its_own_namespace(
     assert any(r.revision[:20] in i for i in ids)
 
 
-async def test_a_set_opa_refuses_is_not_swapped_in(start_server: StartServer, opa: OpaProcess, policy_dir: Path) -> None:
+async def test_a_set_opa_refuses_is_not_swapped_in(
+    start_server: StartServer, opa: OpaProcess, policy_dir: Path
+) -> None:
     s = await start_server(engine="opa", opa_url=opa.url)
     good = (await s.policy.GetPolicyStatus(ppb.GetPolicyStatusRequest())).revision
-    (policy_dir / "interlock/decision/bad.rego").write_text("package interlock.decision\n\nx := y\n")
+    (policy_dir / "interlock/decision/bad.rego").write_text(
+        "package interlock.decision\n\nx := y\n"
+    )
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await s.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -61,13 +67,21 @@ async def test_a_set_opa_refuses_is_not_swapped_in(start_server: StartServer, op
     assert d.policy_revision == good and d.verdict == types_pb2.VERDICT_ALLOW
 
 
-async def test_fails_closed_when_opa_is_down_and_recovers(start_server: StartServer, opa: OpaProcess) -> None:
-    s = await start_server(engine="opa", opa_url=opa.url, opa_timeout_seconds=0.5, metrics_listen="127.0.0.1:0")
+async def test_fails_closed_when_opa_is_down_and_recovers(
+    start_server: StartServer, opa: OpaProcess
+) -> None:
+    s = await start_server(
+        engine="opa", opa_url=opa.url, opa_timeout_seconds=0.5, metrics_listen="127.0.0.1:0"
+    )
     assert (await s.cp.RequestToolCall(tool_call())).decision.mode == types_pb2.EXECUTION_MODE_LIVE
     opa.stop()
 
     d = (await s.cp.RequestToolCall(tool_call(confidence=0.99))).decision
-    assert d.verdict == types_pb2.VERDICT_DENY and d.mode == types_pb2.EXECUTION_MODE_MOCK and d.fail_closed
+    assert (
+        d.verdict == types_pb2.VERDICT_DENY
+        and d.mode == types_pb2.EXECUTION_MODE_MOCK
+        and d.fail_closed
+    )
     assert "failing closed" in d.reasons[0]
 
     hs = health_pb2_grpc.HealthStub(s.channel)
@@ -83,7 +97,12 @@ async def test_fails_closed_when_opa_is_down_and_recovers(start_server: StartSer
     import urllib.request
 
     text = await asyncio.to_thread(
-        lambda: urllib.request.urlopen(f"http://127.0.0.1:{s.server.metrics_port}/metrics").read().decode())
+        lambda: (
+            urllib.request.urlopen(f"http://127.0.0.1:{s.server.metrics_port}/metrics")
+            .read()
+            .decode()
+        )
+    )
     assert 'interlock_policy_fail_closed_total{engine="opa"} 1.0' in text
     assert 'interlock_decisions_total{mode="MOCK",tool="vision_inspect",verdict="DENY"} 1.0' in text
 

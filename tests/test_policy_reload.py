@@ -10,9 +10,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from interlock.v1 import policy_service_pb2 as ppb
 from interlock.v1 import types_pb2
+
 from tests.conftest import Running, StartServer
 from tests.helpers.calls import details, tool_call
 
@@ -32,7 +32,11 @@ async def test_reload_rpc_swaps_in_the_new_set(server: Running, policy_dir: Path
     assert before.mode == types_pb2.EXECUTION_MODE_LIVE
     set_low_live_threshold(policy_dir, 0.8)
     r = await server.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
-    assert r.changed and r.previous_revision == before.policy_revision and r.revision != r.previous_revision
+    assert (
+        r.changed
+        and r.previous_revision == before.policy_revision
+        and r.revision != r.previous_revision
+    )
     after = (await server.cp.RequestToolCall(tool_call(confidence=0.75))).decision
     assert after.mode == types_pb2.EXECUTION_MODE_DRY_RUN
     assert after.policy_revision == r.revision
@@ -40,7 +44,9 @@ async def test_reload_rpc_swaps_in_the_new_set(server: Running, policy_dir: Path
     assert not again.changed and again.revision == r.revision
 
 
-async def test_file_change_is_picked_up_without_a_restart(start_server: StartServer, policy_dir: Path) -> None:
+async def test_file_change_is_picked_up_without_a_restart(
+    start_server: StartServer, policy_dir: Path
+) -> None:
     s = await start_server(policy_watch_interval_seconds=0.1)
     old = (await s.policy.GetPolicyStatus(ppb.GetPolicyStatusRequest())).revision
     set_low_live_threshold(policy_dir, 0.95)
@@ -56,10 +62,15 @@ async def test_file_change_is_picked_up_without_a_restart(start_server: StartSer
 
 async def test_catalog_changes_reload_with_the_policies(server: Running, policy_dir: Path) -> None:
     catalog = policy_dir / "interlock/catalog/data.yaml"
-    catalog.write_text(catalog.read_text().replace("    risk: LOW\n    reversible: true\n    compensating_tool: null\n"
-                                                   "    required_permissions: [screen.read]",
-                                                   "    risk: HIGH\n    reversible: true\n    compensating_tool: null\n"
-                                                   "    required_permissions: [screen.read]", 1))
+    catalog.write_text(
+        catalog.read_text().replace(
+            "    risk: LOW\n    reversible: true\n    compensating_tool: null\n"
+            "    required_permissions: [screen.read]",
+            "    risk: HIGH\n    reversible: true\n    compensating_tool: null\n"
+            "    required_permissions: [screen.read]",
+            1,
+        )
+    )
     await server.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
     d = (await server.cp.RequestToolCall(tool_call(confidence=0.9))).decision
     assert d.verdict == types_pb2.VERDICT_PENDING_APPROVAL, list(d.reasons)
@@ -80,7 +91,9 @@ async def test_a_broken_set_is_refused_and_the_old_one_keeps_serving(
     s = await start_server(metrics_listen="127.0.0.1:0")
     good = (await s.policy.GetPolicyStatus(ppb.GetPolicyStatusRequest())).revision
     if breakage == "syntax":
-        (policy_dir / "interlock/decision/extra.rego").write_text("package interlock.decision\n\nbroken := if {\n")
+        (policy_dir / "interlock/decision/extra.rego").write_text(
+            "package interlock.decision\n\nbroken := if {\n"
+        )
     elif breakage == "yaml":
         (policy_dir / CONFIG).write_text("thresholds: [unclosed\n")
     elif breakage == "catalog":
@@ -88,7 +101,11 @@ async def test_a_broken_set_is_refused_and_the_old_one_keeps_serving(
         cat.write_text(cat.read_text().replace("risk: LOW", "risk: EXTREME", 1))
     elif breakage == "undefined":
         path = policy_dir / "interlock/decision/decision.rego"
-        path.write_text(path.read_text().replace("main := {", "unused := {", 1).replace("} else := {", "} else := {", 1))
+        path.write_text(
+            path.read_text()
+            .replace("main := {", "unused := {", 1)
+            .replace("} else := {", "} else := {", 1)
+        )
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await s.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -101,23 +118,34 @@ async def test_a_broken_set_is_refused_and_the_old_one_keeps_serving(
     assert d.policy_revision == good and d.verdict == types_pb2.VERDICT_ALLOW and not d.fail_closed
 
     db = sqlite3.connect(s.data_dir / "interlock.db")
-    kind, message, payload = db.execute("SELECT kind, message, payload FROM events WHERE kind='POLICY'").fetchone()
+    _, message, payload = db.execute(
+        "SELECT kind, message, payload FROM events WHERE kind='POLICY'"
+    ).fetchone()
     assert "refused" in message and json.loads(payload)["result"] == "refused"
     import urllib.request
 
     text = await asyncio.to_thread(
-        lambda: urllib.request.urlopen(f"http://127.0.0.1:{s.server.metrics_port}/metrics").read().decode())
+        lambda: (
+            urllib.request.urlopen(f"http://127.0.0.1:{s.server.metrics_port}/metrics")
+            .read()
+            .decode()
+        )
+    )
     assert 'interlock_policy_reloads_total{result="refused"} 1.0' in text
 
 
-async def test_no_decision_is_lost_or_mixed_during_swaps(start_server: StartServer, policy_dir: Path) -> None:
+async def test_no_decision_is_lost_or_mixed_during_swaps(
+    start_server: StartServer, policy_dir: Path
+) -> None:
     """Decisions race with reloads between two sets; each matches the set it names."""
     server = await start_server(max_concurrent_live=100_000)
     revisions: dict[str, int] = {}
     for threshold in (0.8, 0.7):
         set_low_live_threshold(policy_dir, threshold)
         r = await server.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
-        revisions[r.revision] = types_pb2.EXECUTION_MODE_DRY_RUN if threshold == 0.8 else types_pb2.EXECUTION_MODE_LIVE
+        revisions[r.revision] = (
+            types_pb2.EXECUTION_MODE_DRY_RUN if threshold == 0.8 else types_pb2.EXECUTION_MODE_LIVE
+        )
     stop = asyncio.Event()
 
     async def flip() -> None:

@@ -9,6 +9,7 @@ environment. docs/configuration.md lists every field.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import types
 import typing
@@ -201,7 +202,7 @@ def describe() -> list[tuple[str, str, str]]:
     docs: dict[str, str] = {}
     tree = ast.parse(source)
     body = tree.body[0].body  # type: ignore[attr-defined]
-    for node, nxt in zip(body, body[1:], strict=False):
+    for node, nxt in itertools.pairwise(body):
         if (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)

@@ -7,7 +7,6 @@ from typing import Any
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-
 from interlock.v1 import control_plane_pb2 as pb
 
 

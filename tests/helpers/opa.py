@@ -14,7 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def opa_binary() -> str:
-    candidates = [os.environ.get("INTERLOCK_OPA_BIN", ""), str(ROOT / ".tools/bin/opa"), shutil.which("opa") or ""]
+    candidates = [
+        os.environ.get("INTERLOCK_OPA_BIN", ""),
+        str(ROOT / ".tools/bin/opa"),
+        shutil.which("opa") or "",
+    ]
     for c in candidates:
         if c and Path(c).is_file():
             return c
@@ -40,7 +44,15 @@ class OpaProcess:
 
     def start(self, timeout: float = 15.0) -> None:
         self.proc = subprocess.Popen(
-            [opa_binary(), "run", "--server", "--addr", f"127.0.0.1:{self.port}", "--log-level", "error"],
+            [
+                opa_binary(),
+                "run",
+                "--server",
+                "--addr",
+                f"127.0.0.1:{self.port}",
+                "--log-level",
+                "error",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
