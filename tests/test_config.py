@@ -65,3 +65,9 @@ def test_every_field_is_documented() -> None:
     rows = describe()
     assert [name for name, _, _ in rows] == list(ServerConfig.__dataclass_fields__)
     assert all(doc for _, _, doc in rows)
+
+
+def test_the_configuration_page_lists_every_field() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs/configuration.md").read_text()
+    for name, _, _ in describe():
+        assert f"| `{name}` |" in page, f"docs/configuration.md lacks {name}"
