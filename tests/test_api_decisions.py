@@ -397,3 +397,18 @@ async def test_evaluate_policy_changes_nothing(server: Running) -> None:
     assert r.input["counts"]["live_in_flight"] == 9
     db = sqlite3.connect(server.data_dir / "interlock.db")
     assert db.execute("SELECT count(*) FROM decisions").fetchone() == (0,)
+
+
+async def test_concurrent_decisions_are_all_recorded_in_commit_order(server: Running) -> None:
+    import asyncio
+
+    decisions = await asyncio.gather(
+        *(server.cp.RequestToolCall(tool_call(confidence=0.6)) for _ in range(150))
+    )
+    ids = {r.decision.decision_id for r in decisions}
+    assert len(ids) == 150
+    db = sqlite3.connect(server.data_dir / "interlock.db")
+    by_seq = [i for (i,) in db.execute("SELECT decision_id FROM events ORDER BY seq")]
+    assert set(by_seq) == ids
+    lines = (server.data_dir / "tool_execution_log.jsonl").read_text().splitlines()
+    assert [json.loads(x)["decision_id"] for x in lines] == by_seq
