@@ -6,6 +6,8 @@
 
 Each prints ``PORT <n>`` on stdout once it serves, then runs until SIGTERM or
 SIGINT, when it stops gracefully. Loopback only (port 0 picks a free port).
+``--profile FILE`` writes a cProfile of the event-loop thread (pstats) at exit;
+the other threads (regopy evaluation, the store writer) are not in it.
 
 The echo server is the baseline: a bare ``grpc.aio`` server with one generic
 unary method whose request and response are raw bytes (identity
@@ -22,8 +24,6 @@ import contextlib
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-
-ECHO_METHOD = "/bench.Echo/Echo"
 
 
 def install_loop(name: str) -> str:
@@ -77,6 +77,8 @@ async def run_echo(reply_bytes: int) -> None:
 
 
 async def run_interlock(args: argparse.Namespace) -> None:
+    import logging
+
     from interlock.config import load_config
     from interlock.server import InterlockServer
 
@@ -94,6 +96,7 @@ async def run_interlock(args: argparse.Namespace) -> None:
     if args.no_fsync:
         overrides["fsync"] = False
     config = load_config(env={}, overrides=overrides)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     server = InterlockServer(config)
 
     async def stop() -> None:
@@ -108,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("echo", "interlock"):
         p = sub.add_parser(name)
         p.add_argument("--loop", choices=("uvloop", "asyncio"), default="asyncio")
+        p.add_argument(
+            "--profile", metavar="FILE", help="cProfile the event-loop thread into FILE (pstats)"
+        )
     echo = sub.choices["echo"]
     echo.add_argument("--reply-bytes", type=int, default=0)
     il = sub.choices["interlock"]
@@ -120,8 +126,19 @@ def main(argv: list[str] | None = None) -> int:
 
     install_loop(args.loop)
     coro = run_echo(args.reply_bytes) if args.target == "echo" else run_interlock(args)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(coro)
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(coro)
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
     return 0
 
 
