@@ -47,16 +47,20 @@ proto-check: $(VENV)/.installed ## Fail if the committed stubs differ from fresh
 		|| { echo "proto-check: stubs are stale; run make proto"; rm -rf $$tmp; exit 1; }; \
 	rm -rf $$tmp
 
+.PHONY: docs
+docs: $(VENV)/.installed ## Regenerate docs/configuration.md from the config fields
+	$(PY) docs/gen_configuration.py
+
 .PHONY: fmt
 fmt: $(VENV)/.installed opa ## Format Python (ruff) and Rego (opa fmt)
-	$(VENV)/bin/ruff format server clients/python tests bench
-	$(VENV)/bin/ruff check --fix server clients/python tests bench
+	$(VENV)/bin/ruff format server clients/python tests bench docs
+	$(VENV)/bin/ruff check --fix server clients/python tests bench docs
 	$(OPA) fmt -w policies
 
 .PHONY: lint
 lint: $(VENV)/.installed opa ## ruff, opa fmt/check --strict
-	$(VENV)/bin/ruff format --check server clients/python tests bench
-	$(VENV)/bin/ruff check server clients/python tests bench
+	$(VENV)/bin/ruff format --check server clients/python tests bench docs
+	$(VENV)/bin/ruff check server clients/python tests bench docs
 	@test -z "$$($(OPA) fmt -l policies)" || { echo "opa fmt: unformatted files:"; $(OPA) fmt -l policies; exit 1; }
 	$(OPA) check --strict policies
 

@@ -412,3 +412,25 @@ async def test_concurrent_decisions_are_all_recorded_in_commit_order(server: Run
     assert set(by_seq) == ids
     lines = (server.data_dir / "tool_execution_log.jsonl").read_text().splitlines()
     assert [json.loads(x)["decision_id"] for x in lines] == by_seq
+
+
+async def test_a_repeated_input_is_answered_from_the_decision_cache(
+    start_server: StartServer,
+) -> None:
+    import asyncio
+
+    s = await start_server(metrics_listen="127.0.0.1:0")
+    first = (await s.cp.RequestToolCall(tool_call(confidence=0.6))).decision
+    second = (await s.cp.RequestToolCall(tool_call(confidence=0.6))).decision
+    other = (await s.cp.RequestToolCall(tool_call(confidence=0.61))).decision
+    assert first.decision_id != second.decision_id, "each call is its own decision"
+    assert (second.verdict, second.mode, list(second.reasons)) == (
+        first.verdict,
+        first.mode,
+        list(first.reasons),
+    )
+    assert second.input_hash == first.input_hash != other.input_hash
+    url = f"http://127.0.0.1:{s.server.metrics_port}/metrics"
+    text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+    assert "interlock_policy_cache_hits_total 1.0" in text
+    assert 'interlock_policy_evaluation_seconds_count{engine="embedded"} 2.0' in text

@@ -68,6 +68,6 @@ def test_every_field_is_documented() -> None:
 
 
 def test_the_configuration_page_lists_every_field() -> None:
-    page = (Path(__file__).resolve().parents[1] / "docs/configuration.md").read_text()
+    page = (Path(__file__).resolve().parents[1] / "docs/configuration.md").read_text()  # make docs
     for name, _, _ in describe():
         assert f"| `{name}` |" in page, f"docs/configuration.md lacks {name}"

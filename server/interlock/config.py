@@ -57,6 +57,9 @@ class ServerConfig:
     eval_threads: int = 2
     """Threads evaluating the embedded engine (regopy releases the GIL while it works)."""
 
+    decision_cache_size: int = 4096
+    """Decisions kept per (policy revision, input hash); a repeated input skips the engine. 0 disables."""
+
     dry_run_only: bool | None = None
     """Override the policy's dry_run_only switch: cap every call at DRY_RUN."""
 
@@ -175,6 +178,8 @@ def load_config(
 def _check(config: ServerConfig) -> None:
     if config.engine not in ENGINES:
         raise ConfigError(f"engine: must be one of {', '.join(ENGINES)}, not {config.engine!r}")
+    if config.decision_cache_size < 0:
+        raise ConfigError("decision_cache_size: must not be negative")
     if config.eval_threads < 1:
         raise ConfigError("eval_threads: must be at least 1")
     if config.opa_timeout_seconds <= 0:

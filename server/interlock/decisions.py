@@ -34,6 +34,7 @@ from interlock.errors import (
     PermissionDenied,
 )
 from interlock.metrics import Metrics
+from interlock.policy.cache import DecisionCache
 from interlock.policy.engine import PolicyDecision
 from interlock.policy.manager import PolicyManager
 from interlock.store import EventRecord, Store, WriteBatch
@@ -119,12 +120,19 @@ class DecisionService:
         self.store = store
         self.metrics = metrics
         self._live: dict[str, float] = {}  # decision id -> when it stops counting as in flight
+        self.cache = DecisionCache(config.decision_cache_size)
+        engine = policies.engine.name
+        self._evaluation_seconds = metrics.policy_evaluation.labels(engine)
+        self._fail_closed = metrics.fail_closed.labels(engine)
+        self._cache_hits = metrics.decision_cache_hits
         self.decision_counts: dict[str, int] = {}
 
     # Building the input ----------------------------------------------------
 
-    def validate(self, call: ToolCall, catalog: Catalog) -> None:
+    def validate(self, call: ToolCall, catalog: Catalog) -> str:
+        """Check a call; return its arguments as canonical JSON."""
         violations: list[FieldViolation] = []
+        arguments_json = ""
         check_id("agent_id", call.agent_id, violations)
         if not call.tool:
             violations.append(FieldViolation("tool", "is required"))
@@ -155,6 +163,7 @@ class DecisionService:
         catalog.tool(call.tool)
         catalog.agent(call.agent_id)
         catalog.check_arguments(call.tool, call.arguments)
+        return arguments_json
 
     def live_in_flight(self, now: float | None = None) -> int:
         now = time.time() if now is None else now
@@ -185,21 +194,34 @@ class DecisionService:
 
     # Deciding --------------------------------------------------------------
 
-    async def evaluate(self, policy_input: dict[str, Any]) -> tuple[PolicyDecision, str, bool]:
-        """Evaluate on the active set; on any failure, a fail-closed DENY."""
+    async def evaluate(
+        self, policy_input: dict[str, Any], input_hash: str | None = None
+    ) -> tuple[PolicyDecision, str, bool]:
+        """Evaluate on the active set; on any failure, a fail-closed DENY.
+
+        With an input hash, a decision the active revision already made for
+        the same input comes from the cache (a policy is a pure function).
+        """
         engine = self.policies.engine.name
-        started = time.perf_counter()
         active = self.policies.active
+        if input_hash is not None:
+            cached = self.cache.get(active.revision, input_hash)
+            if cached is not None:
+                self._cache_hits.inc()
+                return cached, active.revision, False
+        started = time.perf_counter()
         try:
-            decision, active = await self.policies.evaluate(policy_input)
+            decision = await active.compiled.evaluate(policy_input)
+            if input_hash is not None:
+                self.cache.put(active.revision, input_hash, decision)
             return decision, active.revision, False
         except InterlockError as exc:
             reason = exc.message
         except Exception as exc:  # an engine bug must not let a call through
             reason = f"{type(exc).__name__}: {exc}"
         finally:
-            self.metrics.policy_evaluation.labels(engine).observe(time.perf_counter() - started)
-        self.metrics.fail_closed.labels(engine).inc()
+            self._evaluation_seconds.observe(time.perf_counter() - started)
+        self._fail_closed.inc()
         denied = PolicyDecision(
             "DENY",
             "MOCK",
@@ -211,9 +233,10 @@ class DecisionService:
     async def decide(self, call: ToolCall) -> DecisionRecord:
         started = time.perf_counter()
         catalog = self.policies.active.catalog
-        self.validate(call, catalog)
+        arguments_json = self.validate(call, catalog)
         policy_input = self.build_input(call, catalog)
-        decision, revision, fail_closed = await self.evaluate(policy_input)
+        input_hash = sha256_hex(policy_input)
+        decision, revision, fail_closed = await self.evaluate(policy_input, input_hash)
         record = DecisionRecord(
             decision_id=f"dec_{uuid.uuid4().hex}",
             agent_id=call.agent_id,
@@ -225,7 +248,7 @@ class DecisionService:
             reasons=list(decision.reasons),
             policy_revision=revision,
             engine=self.policies.engine.name,
-            input_hash=sha256_hex(policy_input),
+            input_hash=input_hash,
             decided_at=time.time(),
             plan_id=call.plan_id,
             step_id=call.step_id,
@@ -237,7 +260,7 @@ class DecisionService:
             live_deadline = record.decided_at + catalog.tool(call.tool).timeout_seconds
             self._live[record.decision_id] = live_deadline
         try:
-            await self.store.commit(self._decision_batch(record, live_deadline))
+            await self.store.commit(self._decision_batch(record, live_deadline, arguments_json))
         except BaseException:
             self._live.pop(record.decision_id, None)
             raise
@@ -246,7 +269,9 @@ class DecisionService:
         self.metrics.decision_latency.observe(time.perf_counter() - started)
         return record
 
-    def _decision_batch(self, r: DecisionRecord, live_deadline: float | None) -> WriteBatch:
+    def _decision_batch(
+        self, r: DecisionRecord, live_deadline: float | None, arguments_json: str
+    ) -> WriteBatch:
         state = {"ALLOW": "DECIDED", "DENY": "DENIED", "PENDING_APPROVAL": "AWAITING_APPROVAL"}[
             r.verdict
         ]
@@ -299,7 +324,7 @@ class DecisionService:
                         r.policy_revision,
                         r.engine,
                         r.input_hash,
-                        canonical_json(dict(r.arguments)),
+                        arguments_json,
                         int(r.fail_closed),
                         live_deadline,
                     ),

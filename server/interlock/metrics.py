@@ -50,6 +50,11 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.decision_cache_hits = Counter(
+            "interlock_policy_cache_hits_total",
+            "Decisions answered from the decision cache without evaluating the policy.",
+            registry=r,
+        )
         self.fail_closed = Counter(
             "interlock_policy_fail_closed_total",
             "Decisions denied because the policy could not be evaluated.",

@@ -52,16 +52,27 @@ def to_rpc_status(err: InterlockError) -> grpc.Status:
 class ServerInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._counters: dict[tuple[str, grpc.StatusCode], Any] = {}
+        self._histograms: dict[str, Any] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = wrapped
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, handler.unary_unary),
@@ -77,8 +88,15 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return handler
 
     def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
-        self.metrics.grpc_requests.labels(method, code.name).inc()
-        self.metrics.grpc_latency.labels(method).observe(time.perf_counter() - started)
+        key = (method, code)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = self.metrics.grpc_requests.labels(method, code.name)
+        histogram = self._histograms.get(method)
+        if histogram is None:
+            histogram = self._histograms[method] = self.metrics.grpc_latency.labels(method)
+        counter.inc()
+        histogram.observe(time.perf_counter() - started)
 
     async def _fail(
         self, context: grpc.aio.ServicerContext, method: str, exc: BaseException

@@ -176,11 +176,6 @@ class PolicyManager:
                 await self._on_reload(outcome)
             return outcome
 
-    async def evaluate(self, policy_input: dict[str, Any]) -> tuple[PolicyDecision, ActivePolicy]:
-        """Evaluate on the active set; the set is returned so its revision can be stamped."""
-        active = self.active
-        return await active.compiled.evaluate(policy_input), active
-
     async def evaluate_with(
         self, policy_set: PolicySet, policy_input: dict[str, Any]
     ) -> PolicyDecision:
