@@ -202,7 +202,6 @@ class DecisionService:
         With an input hash, a decision the active revision already made for
         the same input comes from the cache (a policy is a pure function).
         """
-        engine = self.policies.engine.name
         active = self.policies.active
         if input_hash is not None:
             cached = self.cache.get(active.revision, input_hash)

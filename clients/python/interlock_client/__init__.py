@@ -1,1 +1,29 @@
-"""Interlock client library."""
+"""Interlock client library.
+
+An asyncio client (:class:`InterlockClient`) and a blocking one
+(:class:`SyncInterlockClient`) for the Interlock control plane. Both return
+the server's protobuf messages (:mod:`interlock.v1`) and raise
+:class:`InterlockError` (status code, message, ErrorInfo reason, field
+violations) when a call fails::
+
+    from interlock_client import InterlockClient, InterlockError
+    from interlock.v1 import types_pb2
+
+    async with InterlockClient("127.0.0.1:50051") as client:
+        decision = await client.request_tool_call("agent1", "vision_inspect", {"target": "x"}, 0.9)
+        if decision.verdict == types_pb2.VERDICT_ALLOW:
+            ...  # run the tool in decision.mode, then:
+            await client.report_tool_result(decision.decision_id, "agent1", "SUCCEEDED")
+"""
+
+from interlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT, InterlockClient
+from interlock_client.errors import InterlockError
+from interlock_client.sync import SyncInterlockClient
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "DEFAULT_TIMEOUT",
+    "InterlockClient",
+    "InterlockError",
+    "SyncInterlockClient",
+]

@@ -9,6 +9,7 @@ module reads them back into plain attributes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2
@@ -82,11 +83,42 @@ class InterlockError(Exception):
             field_violations=violations,
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _restore,
+            (
+                self.code,
+                self.message,
+                self.reason,
+                self.domain,
+                self.metadata,
+                self.field_violations,
+            ),
+        )
+
     def __repr__(self) -> str:
         return (
             f"InterlockError(code={self.code.name}, message={self.message!r}, "
             f"reason={self.reason!r}, field_violations={self.field_violations!r})"
         )
+
+
+def _restore(
+    code: grpc.StatusCode,
+    message: str,
+    reason: str,
+    domain: str,
+    metadata: dict[str, str],
+    field_violations: list[tuple[str, str]],
+) -> InterlockError:
+    return InterlockError(
+        code,
+        message,
+        reason=reason,
+        domain=domain,
+        metadata=metadata,
+        field_violations=field_violations,
+    )
 
 
 __all__ = ["InterlockError"]

@@ -70,7 +70,26 @@ _unit_number(n) if {
 	n <= 1
 }
 
-_valid if count(input_errors) == 0
+# The same checks as input_errors, as one conjunction: a valid input (the
+# common case) never builds the error set, which is several times dearer.
+_valid if {
+	_nonempty_string(input.tool)
+	_nonempty_string(input.agent.id)
+	_unit_number(input.confidence)
+	input.contract.risk in _risks
+	is_boolean(input.contract.reversible)
+	_string_array(input.contract.required_permissions)
+	is_object(object.get(input, "switches", {}))
+	_switches_typed
+}
+
+_switches_typed if {
+	s := escalation.switches
+	is_boolean(s.dry_run_only)
+	is_boolean(s.approval_required_for_high_risk)
+	is_number(s.live_confidence_floor)
+	is_number(s.max_concurrent_live)
+}
 
 # METADATA
 # entrypoint: true
