@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -49,7 +50,11 @@ REPO = BENCH_DIR.parent
 SERVERS = BENCH_DIR / "servers.py"
 ECHO_METHOD = "/bench.Echo/Echo"
 DECIDE_METHOD = "/interlock.v1.ControlPlane/RequestToolCall"
-ALL_TARGETS = ("echo", "interlock-embedded", "interlock-opa")
+ALL_TARGETS = ("echo", "interlock-embedded", "interlock-embedded-distinct", "interlock-opa")
+# "-distinct": every call has arguments of its own, so no decision comes from
+# the server's decision cache; the plain targets repeat one input (after the
+# first call, every policy decision is a cache hit).
+DISTINCT_INPUTS = 200_000
 
 # The goals this benchmark checks (docs: bench/README.md).
 GOAL_THROUGHPUT_PCT = 60.0  # interlock-embedded calls/s as % of echo, at concurrency 64
@@ -268,7 +273,7 @@ Call = Callable[[bytes], Awaitable[bytes]]
 
 async def run_load(
     calls: list[Call],
-    payload: bytes,
+    payloads: list[bytes],
     check: Callable[[bytes], None],
     *,
     concurrency: int,
@@ -290,8 +295,11 @@ async def run_load(
     failures: list[BaseException] = []
     failed = asyncio.Event()
 
+    pool = itertools.cycle(payloads)
+
     async def worker(call: Call) -> None:
         while not state["stop"]:
+            payload = next(pool)
             t0 = perf()
             try:
                 reply = await call(payload)
@@ -342,9 +350,9 @@ async def run_load(
     return latencies, (end_ns - start_ns) / 1e9, own, cpu, host
 
 
-def make_request() -> bytes:
+def make_request(target: str = ARGUMENTS["target"]) -> bytes:
     arguments = struct_pb2.Struct()
-    arguments.update(ARGUMENTS)
+    arguments.update({**ARGUMENTS, "target": target})
     request = pb.RequestToolCallRequest(
         agent_id=AGENT, tool=TOOL, arguments=arguments, confidence=CONFIDENCE
     )
@@ -382,7 +390,7 @@ def echo_checker(expected: int) -> Callable[[bytes], None]:
 async def measure_target(
     target: str,
     port: int,
-    payload: bytes,
+    payloads: list[bytes],
     check: Callable[[bytes], None],
     args: argparse.Namespace,
     server: Process,
@@ -406,12 +414,12 @@ async def measure_target(
             ch.unary_unary(method, request_serializer=None, response_deserializer=None)
             for ch in channels
         ]
-        check(await calls[0](payload))
+        check(await calls[0](payloads[0]))
         pids = [server.pid] + ([sidecar.pid] if sidecar else [])
         for concurrency in args.concurrency:
             lat, window, own, cpu, host = await run_load(
                 calls,
-                payload,
+                payloads[1:] if len(payloads) > 1 else payloads,
                 check,
                 concurrency=concurrency,
                 warmup=args.warmup,
@@ -442,7 +450,7 @@ async def measure_target(
             )
             results.append(m)
             print(
-                f"  {target:<19} c={concurrency:<3} {m.calls_per_second:8.0f} calls/s  "
+                f"  {target:<27} c={concurrency:<3} {m.calls_per_second:8.0f} calls/s  "
                 f"p50 {m.p50_ms:6.2f} ms  p99 {m.p99_ms:6.2f} ms",
                 flush=True,
             )
@@ -480,7 +488,7 @@ async def bench(args: argparse.Namespace) -> tuple[list[Measurement], dict[str, 
                 )
                 check = echo_checker(reply_bytes)
             else:
-                engine = target.removeprefix("interlock-")
+                engine = target.removeprefix("interlock-").removesuffix("-distinct")
                 data_dir = tempfile.mkdtemp(prefix="bench-interlock-", dir=data_root)
                 extra = [
                     "--data-dir",
@@ -499,7 +507,10 @@ async def bench(args: argparse.Namespace) -> tuple[list[Measurement], dict[str, 
                     target, ["interlock", *extra], args.loop, args.profile_dir
                 )
                 check = decision_checker(engine, reply_sizes)
-            results += await measure_target(target, port, request, check, args, server, sidecar)
+            payloads = [request]
+            if target.endswith("-distinct"):
+                payloads = [make_request(f"button {i}") for i in range(DISTINCT_INPUTS)]
+            results += await measure_target(target, port, payloads, check, args, server, sidecar)
             if target != "echo" and reply_sizes:
                 notes["interlock_reply_bytes"] = max(reply_sizes)
         finally:
@@ -590,7 +601,7 @@ def report(
     )
     print()
     header = (
-        f"{'target':<19} {'conc':>4} {'calls/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
+        f"{'target':<27} {'conc':>4} {'calls/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
         f"{'max ms':>8} {'srv CPU%':>9} {'srv us/call':>11} {'opa CPU%':>9} {'client CPU%':>11} "
         f"{'host busy%':>10}"
     )
@@ -600,7 +611,7 @@ def report(
     for m in sorted(results, key=lambda r: (order[r.target], r.concurrency)):
         sidecar = f"{m.sidecar_cpu_pct:9.0f}" if m.sidecar_cpu_pct is not None else f"{'-':>9}"
         print(
-            f"{m.target:<19} {m.concurrency:>4} {m.calls_per_second:>9.0f} {m.p50_ms:>8.3f} "
+            f"{m.target:<27} {m.concurrency:>4} {m.calls_per_second:>9.0f} {m.p50_ms:>8.3f} "
             f"{m.p90_ms:>8.3f} {m.p99_ms:>8.3f} {m.max_ms:>8.2f} {m.server_cpu_pct:>9.0f} "
             f"{m.server_cpu_us_per_call:>11.0f} {sidecar} {m.client_cpu_pct:>11.0f} "
             f"{m.host_busy_pct:>10.0f}"
@@ -638,8 +649,11 @@ def report(
             )
         if entry:
             ratios[target] = entry
-    if "interlock-opa" in ratios:
-        print("(the targets apply to interlock-embedded; interlock-opa is shown for comparison)")
+    if len(ratios) > 1:
+        print(
+            "(the targets apply to interlock-embedded; the others are shown for comparison;"
+            " -distinct rows never hit the decision cache)"
+        )
     return {
         "machine": machine,
         "settings": {

@@ -434,3 +434,33 @@ async def test_a_repeated_input_is_answered_from_the_decision_cache(
     text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
     assert "interlock_policy_cache_hits_total 1.0" in text
     assert 'interlock_policy_evaluation_seconds_count{engine="embedded"} 2.0' in text
+
+
+async def test_audit_lines_lost_in_a_crash_are_restored_from_the_store(
+    start_server: StartServer, tmp_path
+) -> None:
+    data = tmp_path / "crash"
+    s = await start_server(data_dir=str(data))
+    ids = [
+        (await s.cp.RequestToolCall(tool_call(confidence=0.6))).decision.decision_id
+        for _ in range(3)
+    ]
+    await s.channel.close()
+    await s.server.stop(grace=0.1)
+    log_file = data / "tool_execution_log.jsonl"
+    full = log_file.read_text()
+    lines = full.splitlines()
+    assert [json.loads(x)["decision_id"] for x in lines] == ids
+    seqs = [json.loads(x)["seq"] for x in lines]
+    assert seqs == sorted(seqs)
+    # A power cut: the last line is gone and the one before is torn.
+    log_file.write_text("\n".join(lines[:1]) + "\n" + lines[1][: len(lines[1]) // 2])
+    again = await start_server(data_dir=str(data))
+    await again.cp.RequestToolCall(tool_call(confidence=0.6))
+    restored = [
+        json.loads(x)
+        for x in log_file.read_text().splitlines()
+        if x.startswith("{") and x.endswith("}")
+    ]
+    assert [x["decision_id"] for x in restored][:4] == [*ids, restored[3]["decision_id"]]
+    assert restored[1:3] == [json.loads(x) for x in lines[1:3]]

@@ -52,7 +52,10 @@ class ServerConfig:
     """Where the SQLite store and the JSONL audit files live."""
 
     fsync: bool = True
-    """fsync the store and the audit files once per batch of writes (group commit)."""
+    """fsync the store once per batch of writes (group commit) before answering, and the audit files on their interval."""
+
+    audit_fsync_interval_seconds: float = 0.2
+    """Longest time an audit line waits for its fsync; lines a crash cuts off are restored from the store at start."""
 
     eval_threads: int = 2
     """Threads evaluating the embedded engine (regopy releases the GIL while it works)."""
@@ -178,6 +181,8 @@ def load_config(
 def _check(config: ServerConfig) -> None:
     if config.engine not in ENGINES:
         raise ConfigError(f"engine: must be one of {', '.join(ENGINES)}, not {config.engine!r}")
+    if config.audit_fsync_interval_seconds <= 0:
+        raise ConfigError("audit_fsync_interval_seconds: must be positive")
     if config.decision_cache_size < 0:
         raise ConfigError("decision_cache_size: must not be negative")
     if config.eval_threads < 1:

@@ -59,7 +59,9 @@ class InterlockServer:
         self.config = config
         self.metrics = Metrics()
         data_dir = Path(config.data_dir)
-        self.audit = AuditLog(data_dir, fsync=config.fsync)
+        self.audit = AuditLog(
+            data_dir, fsync=config.fsync, fsync_interval=config.audit_fsync_interval_seconds
+        )
         self.store = Store(
             data_dir / "interlock.db", self.audit, fsync=config.fsync, metrics=self.metrics
         )

@@ -3,11 +3,14 @@
 One dedicated thread owns the write connection. Callers hand it a
 :class:`WriteBatch` (rows, events, audit lines) and await its future. The
 thread takes every batch waiting, commits them in one transaction (one fsync
-of the WAL with ``synchronous=FULL``), appends their audit lines in commit
-order and syncs those files once, then answers every caller: a decision is
-acknowledged only after it is on disk, and concurrent decisions share the
-cost of the fsync. A batch that breaks a constraint (a result reported twice)
-is rolled back alone to its savepoint and its caller gets the error.
+of the WAL with ``synchronous=FULL``; the audit lines go into the
+``audit_outbox`` table in the same transaction), appends the audit lines to
+their files in commit order and flushes them, then answers every caller: a
+decision is acknowledged only after it is on disk, and concurrent decisions
+share the cost of the fsync. The audit files are fsynced on the interval the
+:mod:`interlock.audit` policy documents, and repaired from the outbox at
+start-up. A batch that breaks a constraint (a result reported twice) is
+rolled back alone to its savepoint and its caller gets the error.
 
 Events get their sequence number here, so the event log is strictly ordered.
 """
@@ -63,6 +66,12 @@ CREATE TABLE IF NOT EXISTS results (
     duration_seconds REAL NOT NULL,
     reported_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS audit_outbox (
+    file TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    line TEXT NOT NULL,
+    PRIMARY KEY (file, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,
@@ -94,7 +103,10 @@ class EventRecord:
 
 @dataclass
 class WriteBatch:
-    """What one caller commits atomically."""
+    """What one caller commits atomically.
+
+    Audit records get ``seq``, the sequence number of the batch's last event.
+    """
 
     statements: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
@@ -144,6 +156,7 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write = self._connect()
         write.executescript(SCHEMA)
+        self.audit.recover(write)
         self._read = self._connect()
         self._thread = threading.Thread(
             target=self._run, args=(write,), name="store-writer", daemon=True
@@ -160,7 +173,12 @@ class Store:
     def _run(self, conn: sqlite3.Connection) -> None:
         stop = False
         while not stop:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=self.audit.fsync_interval)
+            except queue.Empty:
+                if self.audit.sync_due():
+                    self._sync_audit()
+                continue
             if first is None:
                 break
             pending = [first]
@@ -174,11 +192,20 @@ class Store:
                     break
                 pending.append(item)
             self._write(conn, pending)
+            if self.audit.sync_due():
+                self._sync_audit()
         self.audit.close()
         conn.close()
 
+    def _sync_audit(self) -> None:
+        try:
+            self.audit.sync()
+        except OSError:
+            log.exception("audit: fsync failed; the store still holds every line")
+
     def _write(self, conn: sqlite3.Connection, pending: list[_Pending]) -> None:
         outcomes: list[BaseException | list[EventRecord]] = []
+        written: list[list[tuple[str, str]]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for i, item in enumerate(pending):
@@ -203,18 +230,28 @@ class Store:
                             ),
                         )
                         ev.seq = int(cur.lastrowid or 0)
+                    lines = []
+                    if item.batch.audit:
+                        seq = item.batch.events[-1].seq
+                        for name, record in item.batch.audit:
+                            line = _dumps({**record, "seq": seq})
+                            conn.execute(
+                                "INSERT INTO audit_outbox (file, seq, line) VALUES (?,?,?)",
+                                (name, seq, line),
+                            )
+                            lines.append((name, line))
                     conn.execute(f"RELEASE b{i}")
                     outcomes.append(item.batch.events)
+                    written.append(lines)
                 except sqlite3.IntegrityError as exc:
                     conn.execute(f"ROLLBACK TO b{i}")
                     conn.execute(f"RELEASE b{i}")
                     outcomes.append(AlreadyExists(f"already recorded: {exc}"))
             conn.execute("COMMIT")
-            for item, outcome in zip(pending, outcomes, strict=True):
-                if isinstance(outcome, list):
-                    for name, record in item.batch.audit:
-                        self.audit.append(name, record)
-            self.audit.sync()
+            for lines in written:
+                for name, line in lines:
+                    self.audit.append(name, line)
+            self.audit.flush()
         except Exception as exc:  # the disk failed: nobody is acknowledged
             log.exception("store write failed")
             try:
