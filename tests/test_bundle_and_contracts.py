@@ -113,3 +113,15 @@ def test_opa_namespacing_rewrites_packages_and_data_refs() -> None:
     assert "import data.interlock_rev_ab.interlock.config" in out
     assert "x := data.interlock_rev_ab.interlock.config.t" in out
     assert "data.interlockish" in out
+
+
+def test_every_missing_required_argument_is_named() -> None:
+    catalog = Catalog.from_data(PolicySet.from_dir(POLICIES).data)
+    with pytest.raises(InvalidArgument) as info:
+        catalog.check_arguments("transfer_funds", {})
+    assert [v.field for v in info.value.violations] == [
+        "arguments.from_account",
+        "arguments.to_account",
+        "arguments.amount",
+        "arguments.currency",
+    ]

@@ -71,3 +71,9 @@ def test_the_configuration_page_lists_every_field() -> None:
     page = (Path(__file__).resolve().parents[1] / "docs/configuration.md").read_text()  # make docs
     for name, _, _ in describe():
         assert f"| `{name}` |" in page, f"docs/configuration.md lacks {name}"
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1", "127.0.0.1:notaport", ":80", "127.0.0.1:70000"])
+def test_listen_addresses_must_be_host_and_port(value: str) -> None:
+    with pytest.raises(ConfigError, match="must be host:port"):
+        load_config(env={"INTERLOCK_METRICS_LISTEN": value})

@@ -195,6 +195,13 @@ def _check(config: ServerConfig) -> None:
         raise ConfigError("live_confidence_floor: must be in [0, 1]")
     if config.max_concurrent_live is not None and config.max_concurrent_live < 0:
         raise ConfigError("max_concurrent_live: must not be negative")
+    for name in ("listen", "metrics_listen"):
+        value = getattr(config, name)
+        if name == "metrics_listen" and value == "":
+            continue
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(f"{name}: must be host:port, not {value!r}")
     host = config.listen.rsplit(":", 1)[0].strip("[]")
     if config.insecure and host not in ("127.0.0.1", "localhost", "::1"):
         raise ConfigError(

@@ -108,22 +108,23 @@ class Catalog:
         )
         if not errors:
             return
-        violations = [
-            FieldViolation(_field_path(prefix, err), err.message) for err in errors[:MAX_VIOLATIONS]
-        ]
-        raise InvalidArgument.of(violations, reason="ARGUMENTS_SCHEMA")
+        violations: list[FieldViolation] = []
+        for err in errors:
+            for violation in _violations(prefix, err):
+                if violation not in violations:
+                    violations.append(violation)
+        raise InvalidArgument.of(violations[:MAX_VIOLATIONS], reason="ARGUMENTS_SCHEMA")
 
 
-def _field_path(prefix: str, err: jsonschema.ValidationError) -> str:
+def _violations(prefix: str, err: jsonschema.ValidationError) -> list[FieldViolation]:
     path = prefix
     for part in err.absolute_path:
         path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    # A missing required property is reported on its parent; name the field itself.
+    # A missing required property is reported on its parent; name each field itself.
     if err.validator == "required" and isinstance(err.instance, Mapping):
         missing = [p for p in err.validator_value if p not in err.instance]
-        if missing:
-            path += f".{missing[0]}"
-    return path
+        return [FieldViolation(f"{path}.{name}", f"{name!r} is a required property") for name in missing]
+    return [FieldViolation(path, err.message)]
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:

@@ -82,6 +82,14 @@ class InterlockServer:
         self._monitor: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
+        """Start everything; on failure, stop what was started and re-raise."""
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+
+    async def _start(self) -> int:
         if self.config.insecure:
             log.warning(
                 "INSECURE DEVELOPMENT MODE: no TLS and no authentication; listening on loopback only (%s)",
@@ -95,6 +103,8 @@ class InterlockServer:
         server = grpc.aio.server(
             interceptors=[ServerInterceptor(self.metrics)],
             options=[
+                # A second server on a busy port must fail, not split the traffic.
+                ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", self.config.max_message_bytes),
                 ("grpc.max_send_message_length", self.config.max_message_bytes),
             ],
@@ -112,9 +122,12 @@ class InterlockServer:
             ),
             server,
         )
-        self.port = server.add_insecure_port(self.config.listen)
+        try:
+            self.port = server.add_insecure_port(self.config.listen)
+        except RuntimeError:  # grpc's way of saying the bind failed
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.config.listen}")
+            raise OSError(f"cannot listen on {self.config.listen}: the address is in use or not available")
         await server.start()
         self._grpc = server
         await self._set_serving(await self.policies.engine.available())
@@ -193,18 +206,22 @@ class InterlockServer:
         await self._grpc.wait_for_termination()
 
     async def stop(self, grace: float = 5.0) -> None:
+        """Drain and stop; safe to call twice or after a failed start."""
         await self.health.enter_graceful_shutdown()
-        if self._monitor is not None:
-            self._monitor.cancel()
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor
-        if self._grpc is not None:
-            await self._grpc.stop(grace)
+                await monitor
+        grpc_server, self._grpc = self._grpc, None
+        if grpc_server is not None:
+            await grpc_server.stop(grace)
         await self.policies.close()
         await self.store.close()
-        if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+        http, self._http = self._http, None
+        if http is not None:
+            http.shutdown()
+            http.server_close()
 
 
 __all__ = ["InterlockServer", "make_engine"]

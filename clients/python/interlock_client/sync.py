@@ -1,0 +1,180 @@
+"""A blocking client: :class:`SyncInterlockClient`, for code without an event loop.
+
+It runs an :class:`~interlock_client.client.InterlockClient` on a private event
+loop in a background (daemon) thread and waits for each call's result, so it
+works the same whether or not the calling thread has an event loop of its own.
+Use it as a context manager, or call :meth:`SyncInterlockClient.close`.
+
+Its methods block the calling thread: inside a coroutine, use
+:class:`~interlock_client.client.InterlockClient` instead (or call the blocking
+client through ``asyncio.to_thread``), or that coroutine's event loop stalls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from interlock.v1 import control_plane_pb2, policy_service_pb2, types_pb2
+
+from interlock_client.client import (
+    DEFAULT_RETRIES,
+    DEFAULT_TARGET,
+    DEFAULT_TIMEOUT,
+    InterlockClient,
+)
+
+_T = TypeVar("_T")
+
+
+class SyncInterlockClient:
+    """The blocking twin of :class:`~interlock_client.client.InterlockClient`.
+
+    Same arguments, same methods, same return values and errors
+    (:class:`~interlock_client.errors.InterlockError`); each method blocks until
+    the call finishes. Safe to use from several threads at once.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] | None = None,
+    ) -> None:
+        self._client = InterlockClient(
+            target,
+            timeout=timeout,
+            retries=retries,
+            token=token,
+            credentials=credentials,
+            options=options,
+        )
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="interlock-client", daemon=True
+        )
+        self._thread.start()
+        self._closed = False
+
+    @property
+    def target(self) -> str:
+        return self._client.target
+
+    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        with self._lock:
+            if self._closed:
+                coro.close()
+                raise RuntimeError("the SyncInterlockClient is closed")
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def close(self) -> None:
+        """Close the channel and stop the background loop. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            asyncio.run_coroutine_threadsafe(self._client.close(), self._loop).result()
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            try:
+                self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+                self._loop.run_until_complete(self._loop.shutdown_default_executor())
+            finally:
+                self._loop.close()
+
+    def __enter__(self) -> SyncInterlockClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # The calls, as in InterlockClient ----------------------------------------
+
+    def list_tools(self) -> control_plane_pb2.ListToolsResponse:
+        return self._run(self._client.list_tools())
+
+    def request_tool_call(
+        self,
+        agent_id: str,
+        tool: str,
+        arguments: Mapping[str, Any] | None,
+        confidence: float | None,
+        plan_id: str = "",
+        step_id: str = "",
+    ) -> types_pb2.Decision:
+        return self._run(
+            self._client.request_tool_call(agent_id, tool, arguments, confidence, plan_id, step_id)
+        )
+
+    def report_tool_result(
+        self,
+        decision_id: str,
+        agent_id: str,
+        outcome: str | int,
+        output: Mapping[str, Any] | None = None,
+        error_message: str = "",
+        duration_seconds: float = 0.0,
+        *,
+        work_id: str = "",
+    ) -> types_pb2.ToolResult:
+        return self._run(
+            self._client.report_tool_result(
+                decision_id,
+                agent_id,
+                outcome,
+                output,
+                error_message,
+                duration_seconds,
+                work_id=work_id,
+            )
+        )
+
+    def get_health(self) -> control_plane_pb2.GetHealthResponse:
+        return self._run(self._client.get_health())
+
+    def policy_status(self) -> policy_service_pb2.GetPolicyStatusResponse:
+        return self._run(self._client.policy_status())
+
+    def reload_policies(self) -> policy_service_pb2.ReloadPoliciesResponse:
+        return self._run(self._client.reload_policies())
+
+    def evaluate_policy(
+        self,
+        agent_id: str = "",
+        tool: str = "",
+        arguments: Mapping[str, Any] | None = None,
+        confidence: float | None = None,
+        *,
+        live_in_flight: int = 0,
+        raw_input: Mapping[str, Any] | None = None,
+        policy_files: Mapping[str, str] | None = None,
+    ) -> policy_service_pb2.EvaluatePolicyResponse:
+        return self._run(
+            self._client.evaluate_policy(
+                agent_id,
+                tool,
+                arguments,
+                confidence,
+                live_in_flight=live_in_flight,
+                raw_input=raw_input,
+                policy_files=policy_files,
+            )
+        )
+
+
+__all__ = ["SyncInterlockClient"]

@@ -1,0 +1,169 @@
+"""The client commands: each talks to a running server through interlock_client."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.message import Message
+from interlock_client import InterlockClient
+from interlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT
+
+from interlock.cli.common import _T, EXIT_OK, SERVER_ENV, TOKEN_ENV, UsageError
+from interlock.cli.output import (
+    format_decision,
+    format_evaluation,
+    format_health,
+    format_policy_status,
+    format_reload,
+    format_result,
+    format_tools,
+    to_json,
+)
+
+# Reading input ----------------------------------------------------------------
+
+
+def _read_text(path: str, flag: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{flag}: cannot read {path}: {exc}") from None
+
+
+def _json_object(text: str, flag: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{flag}: not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{flag}: must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _arguments(args: argparse.Namespace) -> dict[str, Any]:
+    if args.args_file is not None:
+        return _json_object(_read_text(args.args_file, "--args-file"), "--args-file")
+    if args.args is not None:
+        return _json_object(args.args, "--args")
+    return {}
+
+
+def read_policy_dir(root: str | os.PathLike[str]) -> dict[str, str]:
+    """The policy files under root, read the way the server reads its folder."""
+    from interlock.errors import PolicyLoadError
+    from interlock.policy.bundle import read_dir
+
+    base = Path(root)
+    if not base.is_dir():
+        raise UsageError(f"--policy-dir: {base} is not a folder")
+    try:
+        files = read_dir(base)
+    except PolicyLoadError as exc:
+        raise UsageError(f"--policy-dir: {exc.message}") from None
+    if not files:
+        raise UsageError(f"--policy-dir: no policy files (*.rego, data.yaml) under {base}")
+    return files
+
+
+# Client commands --------------------------------------------------------------
+
+
+def _target(args: argparse.Namespace) -> str:
+    return getattr(args, "server", None) or os.environ.get(SERVER_ENV) or DEFAULT_TARGET
+
+
+def _call(args: argparse.Namespace, call: Callable[[InterlockClient], Awaitable[_T]]) -> _T:
+    async def run() -> _T:
+        async with InterlockClient(
+            _target(args),
+            timeout=getattr(args, "timeout", DEFAULT_TIMEOUT),
+            token=getattr(args, "token", None) or os.environ.get(TOKEN_ENV) or None,
+        ) as client:
+            return await call(client)
+
+    return asyncio.run(run())
+
+
+def _emit(args: argparse.Namespace, message: Message, human: Callable[[Any], str]) -> int:
+    print(to_json(message) if args.json else human(message))
+    return EXIT_OK
+
+
+def cmd_tools_list(args: argparse.Namespace) -> int:
+    return _emit(args, _call(args, lambda c: c.list_tools()), format_tools)
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    arguments = _arguments(args)
+    decision = _call(
+        args,
+        lambda c: c.request_tool_call(
+            args.agent, args.tool, arguments, args.confidence, args.plan_id, args.step_id
+        ),
+    )
+    return _emit(args, decision, format_decision)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    output = _json_object(args.output, "--output") if args.output is not None else None
+    result = _call(
+        args,
+        lambda c: c.report_tool_result(
+            args.decision, args.agent, args.outcome, output, args.error, args.duration
+        ),
+    )
+    return _emit(args, result, format_result)
+
+
+def cmd_policy_status(args: argparse.Namespace) -> int:
+    return _emit(args, _call(args, lambda c: c.policy_status()), format_policy_status)
+
+
+def cmd_policy_reload(args: argparse.Namespace) -> int:
+    return _emit(args, _call(args, lambda c: c.reload_policies()), format_reload)
+
+
+def cmd_policy_eval(args: argparse.Namespace) -> int:
+    raw: dict[str, Any] | None = None
+    tool_call = any(
+        v is not None for v in (args.agent, args.tool, args.confidence, args.args, args.args_file)
+    )
+    if args.input is not None or args.input_file is not None:
+        if tool_call or args.live_in_flight:
+            raise UsageError("give either --input/--input-file or a tool call, not both")
+        if args.input_file is not None:
+            raw = _json_object(_read_text(args.input_file, "--input-file"), "--input-file")
+        else:
+            raw = _json_object(args.input, "--input")
+    elif not tool_call:
+        raise UsageError("give a tool call (--agent, --tool, --confidence, --args) or --input")
+    files = read_policy_dir(args.policy_dir) if args.policy_dir else None
+    if raw is not None:
+        result = _call(args, lambda c: c.evaluate_policy(raw_input=raw, policy_files=files))
+    else:
+        arguments = _arguments(args)
+        result = _call(
+            args,
+            lambda c: c.evaluate_policy(
+                args.agent or "",
+                args.tool or "",
+                arguments,
+                args.confidence,
+                live_in_flight=args.live_in_flight,
+                policy_files=files,
+            ),
+        )
+    return _emit(args, result, format_evaluation)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    return _emit(args, _call(args, lambda c: c.get_health()), format_health)

@@ -1,0 +1,207 @@
+"""The argument parser and the entry point of the ``interlock`` command."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Sequence
+
+from interlock_client import InterlockError
+from interlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT
+
+from interlock import __version__
+from interlock.cli.commands import (
+    _target,
+    cmd_decide,
+    cmd_health,
+    cmd_policy_eval,
+    cmd_policy_reload,
+    cmd_policy_status,
+    cmd_report,
+    cmd_tools_list,
+    read_policy_dir,
+)
+from interlock.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    OUTCOME_CHOICES,
+    SERVER_ENV,
+    TOKEN_ENV,
+    UsageError,
+)
+from interlock.cli.output import print_error
+from interlock.cli.serve import _add_config_flags, cmd_serve, run_server, setup_logging
+
+# The parser ---------------------------------------------------------------------
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {2**32 - 1}, not {text}")
+    return value
+
+
+def _outcome(text: str) -> str:
+    return text.strip().lower().replace("-", "_")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Connection flags are accepted before or after the command; SUPPRESS keeps a
+    # subcommand from overwriting a value given before it.
+    conn = argparse.ArgumentParser(add_help=False)
+    group = conn.add_argument_group("connection")
+    group.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        default=argparse.SUPPRESS,
+        help=f"the server to talk to [default: ${SERVER_ENV} or {DEFAULT_TARGET}]",
+    )
+    group.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        default=argparse.SUPPRESS,
+        help=f"deadline of each call [default: {DEFAULT_TIMEOUT:g}]",
+    )
+    group.add_argument(
+        "--token",
+        default=argparse.SUPPRESS,
+        help=f"bearer token to send [default: ${TOKEN_ENV}]",
+    )
+    out = argparse.ArgumentParser(add_help=False)
+    out.add_argument("--json", action="store_true", help="print JSON instead of text")
+    client = [conn, out]
+
+    parser = argparse.ArgumentParser(
+        prog="interlock",
+        description="Interlock: a control plane for AI agents' tool calls.",
+        epilog="Exit status: 0 ok, 1 the call failed, 2 usage error.",
+        parents=[conn],
+    )
+    parser.add_argument("--version", action="version", version=f"interlock {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the server",
+        description="Run the Interlock server until SIGINT or SIGTERM. Precedence, lowest "
+        "first: defaults, the config file, INTERLOCK_* environment variables, flags.",
+    )
+    serve.add_argument(
+        "--config", metavar="FILE", help="YAML config file [default: $INTERLOCK_CONFIG]"
+    )
+    _add_config_flags(serve)
+    serve.set_defaults(handler=cmd_serve, parser=serve)
+
+    tools = commands.add_parser("tools", help="the tool catalog")
+    tools_commands = tools.add_subparsers(dest="tools_command", metavar="COMMAND", required=True)
+    tools_list = tools_commands.add_parser(
+        "list", parents=client, help="list the tool contracts of the active policy set"
+    )
+    tools_list.set_defaults(handler=cmd_tools_list, parser=tools_list)
+
+    def add_tool_call(p: argparse.ArgumentParser, *, required: bool) -> None:
+        p.add_argument("--agent", required=required, help="the calling agent's id")
+        p.add_argument("--tool", required=required, help="the tool, by its catalog name")
+        p.add_argument(
+            "--confidence", type=float, required=required, help="the agent's confidence, in [0, 1]"
+        )
+        args = p.add_mutually_exclusive_group()
+        args.add_argument("--args", metavar="JSON", help="the call's arguments, a JSON object")
+        args.add_argument(
+            "--args-file", metavar="FILE", help="read the arguments from a JSON file (- for stdin)"
+        )
+
+    decide = commands.add_parser(
+        "decide", parents=client, help="ask whether, and in which mode, an agent may call a tool"
+    )
+    add_tool_call(decide, required=True)
+    decide.add_argument("--plan-id", default="", help="the plan the call belongs to")
+    decide.add_argument("--step-id", default="", help="the plan step the call belongs to")
+    decide.set_defaults(handler=cmd_decide, parser=decide)
+
+    report = commands.add_parser(
+        "report", parents=client, help="report how a decided tool call ended"
+    )
+    report.add_argument("--decision", required=True, metavar="ID", help="the decision id")
+    report.add_argument("--agent", required=True, help="the agent that ran the call")
+    report.add_argument("--outcome", required=True, type=_outcome, choices=OUTCOME_CHOICES)
+    report.add_argument("--output", metavar="JSON", help="the call's output, a JSON object")
+    report.add_argument("--error", default="", metavar="MESSAGE", help="what went wrong")
+    report.add_argument(
+        "--duration", type=float, default=0.0, metavar="SECONDS", help="how long the call ran"
+    )
+    report.set_defaults(handler=cmd_report, parser=report)
+
+    policy = commands.add_parser("policy", help="inspect, reload and try out the policy set")
+    policy_commands = policy.add_subparsers(dest="policy_command", metavar="COMMAND", required=True)
+    status = policy_commands.add_parser("status", parents=client, help="the active policy set")
+    status.set_defaults(handler=cmd_policy_status, parser=status)
+    reload = policy_commands.add_parser(
+        "reload", parents=client, help="re-read the server's policy folder and swap it in"
+    )
+    reload.set_defaults(handler=cmd_policy_reload, parser=reload)
+    evaluate = policy_commands.add_parser(
+        "eval",
+        parents=client,
+        help="evaluate a tool call or a raw input, changing nothing",
+        description="Evaluate a tool call (as decide would) or a raw policy input against the "
+        "active policy set, or against the files of --policy-dir. Nothing is recorded.",
+    )
+    add_tool_call(evaluate, required=False)
+    evaluate.add_argument(
+        "--live-in-flight", type=_count, default=0, metavar="N", help="LIVE calls to assume running"
+    )
+    raw = evaluate.add_mutually_exclusive_group()
+    raw.add_argument("--input", metavar="JSON", help="a raw policy input, a JSON object")
+    raw.add_argument("--input-file", metavar="FILE", help="read the raw input from a file")
+    evaluate.add_argument(
+        "--policy-dir",
+        metavar="DIR",
+        help="evaluate against this folder's policy files instead of the active set",
+    )
+    evaluate.set_defaults(handler=cmd_policy_eval, parser=evaluate)
+
+    health = commands.add_parser("health", parents=client, help="the server's health")
+    health.set_defaults(handler=cmd_health, parser=health)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except UsageError as exc:
+        args.parser.error(str(exc))  # exits 2
+    except InterlockError as exc:
+        print_error(exc, _target(args))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (| head): stop quietly.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    return EXIT_FAILED  # pragma: no cover - parser.error does not return
+
+
+__all__ = ["build_parser", "main", "read_policy_dir", "run_server", "setup_logging"]

@@ -1,0 +1,201 @@
+"""How the CLI shows responses and errors to people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from interlock_client import InterlockError
+
+from interlock.cli.common import SERVER_ENV
+from interlock.v1 import observe_pb2, types_pb2
+
+# Output helpers ---------------------------------------------------------------
+
+
+def _enum(enum: Any, value: int, prefix: str) -> str:
+    try:
+        return str(enum.Name(value)).removeprefix(f"{prefix}_")
+    except ValueError:
+        return str(value)
+
+
+def _verdict(value: int) -> str:
+    return _enum(types_pb2.Verdict, value, "VERDICT")
+
+
+def _mode(value: int) -> str:
+    return _enum(types_pb2.ExecutionMode, value, "EXECUTION_MODE")
+
+
+def _time(ts: timestamp_pb2.Timestamp) -> str:
+    if not ts.seconds and not ts.nanos:
+        return "-"
+    return ts.ToDatetime(tzinfo=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _seconds(d: duration_pb2.Duration) -> str:
+    return f"{d.ToNanoseconds() / 1e9:g}s"
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def to_json(message: Message) -> str:
+    """A message as indented JSON, proto field names, every field present."""
+    data = MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def _pairs(rows: Sequence[tuple[str, str]]) -> str:
+    width = max((len(k) for k, _ in rows), default=0)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    lines = []
+    for row in (header, *rows):
+        cells = [f"{c:<{w}}" for c, w in zip(row[:-1], widths, strict=False)]
+        lines.append("  ".join([*cells, str(row[-1])]).rstrip())
+    return "\n".join(lines)
+
+
+def _reasons(reasons: Sequence[str]) -> str:
+    if not reasons:
+        return "reasons    (none)"
+    return "reasons\n" + "\n".join(f"  - {r}" for r in reasons)
+
+
+def format_decision(d: types_pb2.Decision) -> str:
+    rows = [
+        ("verdict", _verdict(d.verdict)),
+        ("mode", _mode(d.mode)),
+        ("decision", d.decision_id),
+        ("tool", d.tool),
+        ("agent", d.agent_id),
+        ("confidence", _number(d.confidence)),
+    ]
+    if d.needs_approval:
+        rows.append(("approval", f"needed{f' ({d.approval_id})' if d.approval_id else ''}"))
+    if d.fail_closed:
+        rows.append(("fail closed", "yes: the policy could not be evaluated"))
+    if d.plan_id or d.step_id:
+        rows.append(("plan", f"{d.plan_id or '-'} step {d.step_id or '-'}"))
+    rows += [
+        ("revision", d.policy_revision),
+        ("engine", d.engine),
+        ("decided", _time(d.decided_at)),
+    ]
+    return _pairs(rows) + "\n" + _reasons(d.reasons)
+
+
+def format_tools(response: Any) -> str:
+    rows = [
+        [
+            t.name,
+            _enum(types_pb2.RiskLevel, t.risk, "RISK_LEVEL"),
+            "yes" if t.reversible else "no",
+            t.compensating_tool or "-",
+            ",".join(t.required_permissions) or "-",
+            _seconds(t.timeout),
+            t.description,
+        ]
+        for t in response.tools
+    ]
+    header = ["NAME", "RISK", "REVERSIBLE", "UNDONE BY", "PERMISSIONS", "TIMEOUT", "DESCRIPTION"]
+    footer = f"{len(rows)} tools; policy revision {response.policy_revision}"
+    return (_table(header, rows) + "\n\n" if rows else "") + footer
+
+
+def format_result(r: types_pb2.ToolResult) -> str:
+    rows = [
+        ("recorded", _enum(types_pb2.ToolOutcome, r.outcome, "TOOL_OUTCOME")),
+        ("decision", r.decision_id),
+        ("tool", r.tool),
+        ("agent", r.agent_id),
+        ("mode", _mode(r.mode)),
+        ("duration", _seconds(r.duration)),
+    ]
+    if r.error_message:
+        rows.append(("error", r.error_message))
+    rows.append(("reported", _time(r.reported_at)))
+    return _pairs(rows)
+
+
+def format_policy_status(s: Any) -> str:
+    rows = [
+        ("revision", s.revision),
+        ("engine", f"{s.engine} ({'available' if s.engine_available else 'UNAVAILABLE'})"),
+        ("source", s.source),
+        ("loaded", _time(s.loaded_at)),
+        ("tools", str(s.tool_count)),
+        ("reloads", f"{s.reloads} ({s.reload_failures} refused)"),
+    ]
+    if s.last_error:
+        rows.append(("last error", f"{s.last_error} (at {_time(s.last_error_at)})"))
+    modules = "\n".join(f"  - {m}" for m in s.modules)
+    return _pairs(rows) + f"\nmodules ({len(s.modules)})" + (f"\n{modules}" if modules else "")
+
+
+def format_reload(r: Any) -> str:
+    if r.changed:
+        return f"reloaded: policy set {r.revision} is live (was {r.previous_revision})"
+    return f"unchanged: policy set {r.revision} keeps serving"
+
+
+def format_evaluation(e: Any) -> str:
+    rows = [
+        ("verdict", _verdict(e.verdict)),
+        ("mode", _mode(e.mode)),
+        ("approval", "needed" if e.needs_approval else "not needed"),
+        ("revision", e.revision),
+        ("engine", e.engine),
+    ]
+    return _pairs(rows) + "\n" + _reasons(e.reasons)
+
+
+def format_health(h: Any) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(h.decisions.items())) or "none"
+    rows = [
+        ("status", _enum(observe_pb2.HealthStatus, h.status, "HEALTH_STATUS")),
+        ("score", _number(h.score)),
+        ("engine", f"{h.engine} ({'available' if h.engine_available else 'UNAVAILABLE'})"),
+        ("revision", h.policy_revision),
+        ("version", h.version),
+        ("started", _time(h.started_at)),
+        ("decisions", counts),
+    ]
+    out = _pairs(rows)
+    if h.components:
+        out += "\ncomponents\n" + "\n".join(
+            f"  - {c.name}: {_number(c.score)} (weight {_number(c.weight)}) {c.detail}".rstrip()
+            for c in h.components
+        )
+    if h.anomalies:
+        out += "\nanomalies\n" + "\n".join(
+            f"  - {a.metric}: observed {_number(a.observed)}, expected {_number(a.expected)}"
+            f" ({_number(a.deviation)} sd over {a.window or '-'})"
+            for a in h.anomalies
+        )
+    return out
+
+
+def print_error(err: InterlockError, target: str) -> None:
+    lines = [f"error: {err.code.name}: {err.message}"]
+    lines += [f"  {field}: {description}" for field, description in err.field_violations]
+    if err.reason and err.reason != err.code.name:
+        lines.append(f"  reason: {err.reason}")
+    if err.code == grpc.StatusCode.UNAVAILABLE:
+        lines.append(f"  is the server running at {target}? (--server or ${SERVER_ENV})")
+    print("\n".join(lines), file=sys.stderr)
