@@ -469,6 +469,8 @@ async def test_audit_lines_lost_in_a_crash_are_restored_from_the_store(
 async def test_a_second_server_cannot_take_a_busy_port(start_server: StartServer, tmp_path) -> None:
     first = await start_server()
     with pytest.raises(OSError):
-        await start_server(listen=f"127.0.0.1:{first.server.port}", data_dir=str(tmp_path / "second"))
+        await start_server(
+            listen=f"127.0.0.1:{first.server.port}", data_dir=str(tmp_path / "second")
+        )
     # The first keeps answering.
     assert (await first.cp.RequestToolCall(tool_call())).decision.decision_id

@@ -123,7 +123,9 @@ def _violations(prefix: str, err: jsonschema.ValidationError) -> list[FieldViola
     # A missing required property is reported on its parent; name each field itself.
     if err.validator == "required" and isinstance(err.instance, Mapping):
         missing = [p for p in err.validator_value if p not in err.instance]
-        return [FieldViolation(f"{path}.{name}", f"{name!r} is a required property") for name in missing]
+        return [
+            FieldViolation(f"{path}.{name}", f"{name!r} is a required property") for name in missing
+        ]
     return [FieldViolation(path, err.message)]
 
 

@@ -127,7 +127,9 @@ class InterlockServer:
         except RuntimeError:  # grpc's way of saying the bind failed
             self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.config.listen}: the address is in use or not available")
+            raise OSError(
+                f"cannot listen on {self.config.listen}: the address is in use or not available"
+            )
         await server.start()
         self._grpc = server
         await self._set_serving(await self.policies.engine.available())
