@@ -125,3 +125,47 @@ def test_every_missing_required_argument_is_named() -> None:
         "arguments.amount",
         "arguments.currency",
     ]
+
+
+ARGUMENT_CASES = [
+    ("vision_inspect", {"target": "login"}),
+    ("vision_inspect", {"target": ""}),
+    ("vision_inspect", {"target": "x", "region": {"x": 0, "y": 0, "width": 1, "height": 1}}),
+    ("vision_inspect", {"target": "x", "region": {"x": 0.5, "y": 0, "width": 1, "height": 1}}),
+    ("form_fill", {"form_id": "f", "fields": {}}),
+    ("form_fill", {"form_id": "f", "fields": {"a": "b"}}),
+    ("form_fill", {"form_id": "f", "fields": {"a": 1}}),
+    ("crm_lookup", {"record_id": "CU-12345"}),
+    ("crm_lookup", {"record_id": "cu-12345"}),
+    ("send_email", {"to": ["a@b.co"], "subject": "s", "body": ""}),
+    ("send_email", {"to": ["not an address"], "subject": "s", "body": ""}),
+    ("send_email", {"to": [], "subject": "s", "body": ""}),
+    (
+        "transfer_funds",
+        {"from_account": "AB123456", "to_account": "CD123456", "amount": 5, "currency": "EUR"},
+    ),
+    (
+        "transfer_funds",
+        {"from_account": "AB123456", "to_account": "CD123456", "amount": 0, "currency": "EUR"},
+    ),
+    (
+        "transfer_funds",
+        {"from_account": "AB123456", "to_account": "CD123456", "amount": 5.5, "currency": "JPY"},
+    ),
+    ("button_click", {"selector": "#go", "double_click": "yes"}),
+    ("delete_record", {"record_id": "CU-1234", "reason": "ok"}),
+]
+
+
+@pytest.mark.parametrize(("tool", "arguments"), ARGUMENT_CASES)
+def test_fast_and_explaining_validators_agree(tool: str, arguments: dict) -> None:
+    """jsonschema-rs accepts; python-jsonschema explains: they must agree on every case."""
+    catalog = Catalog.from_data(PolicySet.from_dir(POLICIES).data)
+    fast = catalog._fast[tool].is_valid(arguments)
+    slow = not list(catalog._validators[tool].iter_errors(arguments))
+    assert fast == slow
+    if fast:
+        catalog.check_arguments(tool, arguments)
+    else:
+        with pytest.raises(InvalidArgument):
+            catalog.check_arguments(tool, arguments)

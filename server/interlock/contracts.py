@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 
 from interlock.errors import FieldViolation, InvalidArgument, NotFound, PolicyLoadError
@@ -61,6 +62,19 @@ class Catalog:
     def __init__(self, tools: Mapping[str, ToolContract], agents: Mapping[str, Agent]) -> None:
         self.tools = dict(tools)
         self.agents = dict(agents)
+        # Two validators per tool, both JSON Schema 2020-12: jsonschema-rs
+        # (compiled, ~0.3 us) accepts valid arguments; python-jsonschema
+        # (~25-60 us) explains invalid ones, naming every offending field.
+        self._fast = {}
+        for name, t in self.tools.items():
+            try:
+                self._fast[name] = jsonschema_rs.validator_for(
+                    dict(t.arguments_schema), validate_formats=True
+                )
+            except Exception as exc:  # a schema jsonschema-rs cannot compile
+                raise PolicyLoadError(
+                    f"interlock/catalog: {name}: arguments_schema does not compile: {exc}"
+                ) from None
         self._validators = {
             name: Draft202012Validator(
                 dict(t.arguments_schema), format_checker=Draft202012Validator.FORMAT_CHECKER
@@ -102,6 +116,8 @@ class Catalog:
         self, tool: str, arguments: Mapping[str, Any], *, prefix: str = "arguments"
     ) -> None:
         """Raise InvalidArgument naming every field that breaks the tool's schema."""
+        if self._fast[tool].is_valid(arguments):
+            return
         validator = self._validators[tool]
         errors = sorted(
             validator.iter_errors(arguments), key=lambda e: list(map(str, e.absolute_path))
@@ -109,6 +125,10 @@ class Catalog:
         if not errors:
             return
         violations: list[FieldViolation] = []
+        if not errors:  # the two libraries disagree: refuse, with the compiled one's reasons
+            violations = [
+                FieldViolation(prefix, e.message) for e in self._fast[tool].iter_errors(arguments)
+            ] or [FieldViolation(prefix, "does not match the tool's schema")]
         for err in errors:
             for violation in _violations(prefix, err):
                 if violation not in violations:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from pathlib import Path
@@ -133,6 +134,9 @@ class InterlockServer:
         await server.start()
         self._grpc = server
         await self._set_serving(await self.policies.engine.available())
+        # Everything built so far lives as long as the server: keep it out of
+        # the cyclic collector's way (fewer, shorter GC pauses on the hot path).
+        gc.freeze()
         self._monitor = asyncio.create_task(self._watch_engine(), name="engine-monitor")
 
         if self.config.metrics_listen:
