@@ -474,3 +474,22 @@ async def test_a_second_server_cannot_take_a_busy_port(start_server: StartServer
         )
     # The first keeps answering.
     assert (await first.cp.RequestToolCall(tool_call())).decision.decision_id
+
+
+async def test_non_finite_numbers_in_arguments_are_refused_by_name(server: Running) -> None:
+    req = tool_call(arguments={"target": "x", "region": {"x": 1, "y": 2, "width": 3, "height": 4}})
+    req.arguments["region"]["width"] = float("inf")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await server.cp.RequestToolCall(req)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details(info.value)[1][0][0] == "arguments.region.width"
+
+
+async def test_the_stored_decision_keeps_the_exact_arguments(server: Running) -> None:
+    args = {"form_id": "signup", "fields": {"email": "ä@example.com", "age": "42"}}
+    d = (await server.cp.RequestToolCall(tool_call("agent1", "form_fill", args, 0.7))).decision
+    db = sqlite3.connect(server.data_dir / "interlock.db")
+    (stored,) = db.execute(
+        "SELECT arguments FROM decisions WHERE decision_id=?", (d.decision_id,)
+    ).fetchone()
+    assert json.loads(stored) == args

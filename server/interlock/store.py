@@ -18,7 +18,6 @@ Events get their sequence number here, so the event log is strictly ordered.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import queue
 import sqlite3
@@ -28,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from interlock.audit import AuditLog
 from interlock.errors import AlreadyExists, InterlockError
@@ -121,7 +122,7 @@ class _Pending:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 class Store:

@@ -68,7 +68,7 @@ class ControlPlane(pb_grpc.ControlPlaneServicer):
             decision_id=request.decision_id,
             agent_id=request.agent_id,
             outcome=enum_name(types_pb2.ToolOutcome, "TOOL_OUTCOME", request.outcome),
-            output=struct_to_dict(request.output),
+            output=struct_to_dict(request.output, "output"),
             error_message=request.error_message,
             duration_seconds=request.duration.ToNanoseconds() / 1e9,
         )

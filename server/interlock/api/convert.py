@@ -2,31 +2,41 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
-from google.protobuf.json_format import MessageToDict
 
 from interlock.contracts import ToolContract
 from interlock.decisions import DecisionRecord, ResultRecord
+from interlock.errors import InvalidArgument
 from interlock.v1 import types_pb2
 
 MAX_SAFE_INT = 2**53
 
 
-def _normalize(value: Any) -> Any:
-    """Struct numbers are doubles; give integral ones back as ints."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < MAX_SAFE_INT:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _normalize(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_normalize(v) for v in value]
-    return value
+def _value(v: struct_pb2.Value, path: str) -> Any:
+    kind = v.WhichOneof("kind")
+    if kind == "string_value":
+        return v.string_value
+    if kind == "number_value":
+        n = v.number_value
+        if not math.isfinite(n):
+            raise InvalidArgument.field(path, "must be a finite number (not NaN or infinity)")
+        # Struct numbers are doubles; give integral ones back as ints.
+        return int(n) if n.is_integer() and abs(n) < MAX_SAFE_INT else n
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "struct_value":
+        return struct_to_dict(v.struct_value, path)
+    if kind == "list_value":
+        return [_value(item, f"{path}[{i}]") for i, item in enumerate(v.list_value.values)]
+    return None
 
 
-def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    return _normalize(MessageToDict(message))  # type: ignore[no-any-return]
+def struct_to_dict(message: struct_pb2.Struct, path: str = "arguments") -> dict[str, Any]:
+    """A Struct as plain JSON values; non-finite numbers are refused, naming the field."""
+    return {key: _value(value, f"{path}.{key}") for key, value in message.fields.items()}
 
 
 def dict_to_struct(value: Any) -> struct_pb2.Struct:

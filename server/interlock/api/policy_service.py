@@ -72,7 +72,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             call = ToolCall(
                 agent_id=tc.agent_id,
                 tool=tc.tool,
-                arguments=struct_to_dict(tc.arguments),
+                arguments=struct_to_dict(tc.arguments, "tool_call.arguments"),
                 confidence=tc.confidence if tc.HasField("confidence") else None,
             )
             if given is not None:
@@ -86,7 +86,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
                 call, catalog, live_in_flight=tc.live_in_flight
             )
         else:
-            policy_input = struct_to_dict(request.raw_input)
+            policy_input = struct_to_dict(request.raw_input, "raw_input")
 
         if given is None:
             decision, revision, _ = await self.decisions.evaluate(policy_input)
