@@ -262,19 +262,24 @@ class Store:
             outcomes = [InterlockError(f"the store could not commit: {exc}")] * len(pending)
         if self.metrics is not None:
             self.metrics.store_batch.observe(len(pending))
+        # One wake-up per event loop for the whole batch, not one per caller.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         for item, outcome in zip(pending, outcomes, strict=True):
-            item.loop.call_soon_threadsafe(self._resolve, item.future, outcome)
+            by_loop.setdefault(item.loop, []).append((item.future, outcome))
+        for loop, results in by_loop.items():
+            loop.call_soon_threadsafe(self._resolve, results)
 
-    def _resolve(self, future: asyncio.Future[list[EventRecord]], outcome: Any) -> None:
-        if future.done():
-            return
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-            return
-        future.set_result(outcome)
-        if outcome:
-            for listener in self.listeners:
-                listener(outcome)
+    def _resolve(self, results: list[tuple[asyncio.Future[Any], Any]]) -> None:
+        for future, outcome in results:
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+                continue
+            future.set_result(outcome)
+            if outcome:
+                for listener in self.listeners:
+                    listener(outcome)
 
     # Reads -----------------------------------------------------------------
 
