@@ -93,6 +93,9 @@ async def test_fails_closed_when_opa_is_down_and_recovers(
     assert status == health_pb2.HealthCheckResponse.NOT_SERVING
     h = await s.cp.GetHealth(pb.GetHealthRequest())
     assert not h.engine_available and h.status == 3  # HEALTH_STATUS_UNHEALTHY
+    # The very input OPA allowed before is not answered from the cache now.
+    again = (await s.cp.RequestToolCall(tool_call())).decision
+    assert again.verdict == types_pb2.VERDICT_DENY and again.fail_closed
 
     import urllib.request
 
@@ -103,8 +106,8 @@ async def test_fails_closed_when_opa_is_down_and_recovers(
             .decode()
         )
     )
-    assert 'interlock_policy_fail_closed_total{engine="opa"} 1.0' in text
-    assert 'interlock_decisions_total{mode="MOCK",tool="vision_inspect",verdict="DENY"} 1.0' in text
+    assert 'interlock_policy_fail_closed_total{engine="opa"} 2.0' in text
+    assert 'interlock_decisions_total{mode="MOCK",tool="vision_inspect",verdict="DENY"} 2.0' in text
 
     # A new OPA on the same port has lost the policies; the server uploads them again.
     opa.start()

@@ -133,6 +133,8 @@ class DecisionService:
         self.metrics = metrics
         self._live: dict[str, float] = {}  # decision id -> when it stops counting as in flight
         self.cache = DecisionCache(config.decision_cache_size)
+        self.engine_available = True
+        """Set by the server's engine monitor; False bypasses the decision cache."""
         engine = policies.engine.name
         self._evaluation_seconds = metrics.policy_evaluation.labels(engine)
         self._fail_closed = metrics.fail_closed.labels(engine)
@@ -206,10 +208,12 @@ class DecisionService:
         """Evaluate on the active set; on any failure, a fail-closed DENY.
 
         With an input hash, a decision the active revision already made for
-        the same input comes from the cache (a policy is a pure function).
+        the same input comes from the cache (a policy is a pure function),
+        except while the engine is known to be down: then every call goes to
+        the engine and fails closed, as it would without a cache.
         """
         active = self.policies.active
-        if input_hash is not None:
+        if input_hash is not None and self.engine_available:
             cached = self.cache.get(active.revision, input_hash)
             if cached is not None:
                 self._cache_hits.inc()

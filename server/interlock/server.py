@@ -159,6 +159,7 @@ class InterlockServer:
 
     async def _set_serving(self, available: bool) -> None:
         self.control_plane.engine_available = available
+        self.decisions.engine_available = available
         self.metrics.engine_up.labels(self.policies.engine.name).set(1 if available else 0)
         status = (
             health_pb2.HealthCheckResponse.SERVING
