@@ -50,7 +50,13 @@ REPO = BENCH_DIR.parent
 SERVERS = BENCH_DIR / "servers.py"
 ECHO_METHOD = "/bench.Echo/Echo"
 DECIDE_METHOD = "/interlock.v1.ControlPlane/RequestToolCall"
-ALL_TARGETS = ("echo", "interlock-embedded", "interlock-embedded-distinct", "interlock-opa")
+ALL_TARGETS = (
+    "echo",
+    "interlock-embedded",
+    "interlock-embedded-distinct",
+    "interlock-opa",
+    "interlock-opa-distinct",
+)
 # "-distinct": every call has arguments of its own, so no decision comes from
 # the server's decision cache; the plain targets repeat one input (after the
 # first call, every policy decision is a cache hit).
@@ -554,7 +560,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
                 cpu_model = line.split(":", 1)[1].strip()
                 break
     opa_version = None
-    if "interlock-opa" in args.targets:
+    if any(t.startswith("interlock-opa") for t in args.targets):
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             out = subprocess.run(
                 [args.opa_bin, "version"], capture_output=True, text=True, timeout=10
@@ -751,7 +757,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        if "interlock-opa" in args.targets:
+        if any(t.startswith("interlock-opa") for t in args.targets):
             args.opa_bin = args.opa_bin or find_opa()
         for folder in (args.profile_dir, args.data_root):
             if folder:
