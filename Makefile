@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 TOOLS := $(CURDIR)/.tools/bin
 OPA_VERSION := v1.22.2
 OPA := $(TOOLS)/opa
+GRPCURL_VERSION := v1.9.3
+GRPCURL := $(TOOLS)/grpcurl
 PROTOS := $(wildcard protos/interlock/v1/*.proto)
 GEN_DIR := server
 
@@ -22,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 .PHONY: install
-install: $(VENV)/.installed opa ## Create .venv with the server, client and dev tools; build opa
+install: $(VENV)/.installed opa grpcurl ## Create .venv with the server, client and dev tools; build opa and grpcurl
 
 $(OPA):
 	mkdir -p $(TOOLS)
@@ -30,6 +32,13 @@ $(OPA):
 
 .PHONY: opa
 opa: $(OPA) ## Build the pinned OPA binary into .tools/bin (go install)
+
+$(GRPCURL):
+	mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) GOFLAGS=-mod=mod go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+
+.PHONY: grpcurl
+grpcurl: $(GRPCURL) ## Build the pinned grpcurl into .tools/bin (used by the reflection test)
 
 .PHONY: proto
 proto: $(VENV)/.installed ## Regenerate the Python gRPC stubs from protos/
@@ -71,7 +80,7 @@ policy-test: opa ## Run the Rego unit tests (opa test)
 .PHONY: test
 test: install ## Run every check and test: proto-check, lint, policy tests, pytest
 	$(MAKE) --no-print-directory proto-check lint policy-test
-	INTERLOCK_OPA_BIN=$(OPA) $(PY) -m pytest
+	INTERLOCK_OPA_BIN=$(OPA) INTERLOCK_GRPCURL_BIN=$(GRPCURL) $(PY) -m pytest
 
 .PHONY: bench
 bench: install ## Benchmarks: RequestToolCall vs a bare gRPC echo, both engines
