@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 import pytest
-from interlock.config import load_config
+from interlock.config import ServerConfig, load_config
 from interlock.server import InterlockServer
 from interlock.v1 import control_plane_pb2_grpc, policy_service_pb2_grpc
 
@@ -17,6 +17,32 @@ from tests.helpers.opa import OpaProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"
+CATALOG = {
+    "button_click",
+    "crm_lookup",
+    "delete_record",
+    "form_clear",
+    "form_fill",
+    "refund_funds",
+    "send_email",
+    "transfer_funds",
+    "vision_inspect",
+}
+"""The tools of the shipped catalog."""
+
+
+def server_config(data_dir: Path, policy_dir: Path = POLICIES, **overrides: Any) -> ServerConfig:
+    """A test server's configuration: loopback port 0, no metrics port, no watcher,
+    and none of the developer's INTERLOCK_* variables."""
+    values = {
+        "listen": "127.0.0.1:0",
+        "metrics_listen": "",
+        "data_dir": str(data_dir),
+        "policy_dir": str(policy_dir),
+        "policy_watch_interval_seconds": 0,
+    }
+    values.update(overrides)
+    return load_config(env={}, overrides=values)
 
 
 class Running:
@@ -49,15 +75,8 @@ async def start_server(tmp_path: Path, policy_dir: Path) -> AsyncIterator[StartS
     started: list[Running] = []
 
     async def start(**overrides: Any) -> Running:
-        values = {
-            "listen": "127.0.0.1:0",
-            "metrics_listen": "",
-            "data_dir": str(tmp_path / f"data{len(started)}"),
-            "policy_dir": str(policy_dir),
-            "policy_watch_interval_seconds": 0,
-        }
-        values.update(overrides)
-        server = InterlockServer(load_config(env={}, overrides=values))
+        overrides.setdefault("data_dir", str(tmp_path / f"data{len(started)}"))
+        server = InterlockServer(server_config(policy_dir=policy_dir, **overrides))
         port = await server.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         running = Running(server, channel)
@@ -73,6 +92,13 @@ async def start_server(tmp_path: Path, policy_dir: Path) -> AsyncIterator[StartS
 @pytest.fixture
 async def server(start_server: StartServer) -> Running:
     return await start_server()
+
+
+@pytest.fixture
+async def target(start_server: StartServer) -> str:
+    """The address of a live server, for tests that only need to reach it."""
+    running = await start_server()
+    return f"127.0.0.1:{running.server.port}"
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The ``interlock`` command, run as a user runs it: a subprocess of the console script.
 
-Self-contained: the client commands talk to a real server started in-process on
+The client commands talk to a real server (conftest's `target`) started in-process on
 a loopback port (port 0); the CLI runs with asyncio.create_subprocess_exec so
 this event loop keeps serving while it waits. ``interlock serve`` itself is
 started as a subprocess too.
@@ -18,28 +18,16 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from interlock.config import load_config
-from interlock.server import InterlockServer
+
+from tests.conftest import CATALOG
 
 REPO = Path(__file__).resolve().parents[1]
 POLICY_DIR = REPO / "policies"
 INTERLOCK = Path(sys.executable).parent / "interlock"
-CATALOG = {
-    "button_click",
-    "crm_lookup",
-    "delete_record",
-    "form_clear",
-    "form_fill",
-    "refund_funds",
-    "send_email",
-    "transfer_funds",
-    "vision_inspect",
-}
 
 
 @dataclass
@@ -82,24 +70,9 @@ def free_port() -> int:
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[str]:
-    config = load_config(
-        env={},
-        overrides={
-            "listen": "127.0.0.1:0",
-            "metrics_listen": "",
-            "policy_dir": str(POLICY_DIR),
-            "data_dir": str(tmp_path / "data"),
-            "policy_watch_interval_seconds": 0,
-            "fsync": False,
-        },
-    )
-    srv = InterlockServer(config)
-    port = await srv.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await srv.stop(grace=1)
+def server(target: str) -> str:
+    """The CLI tests need only the live server's address."""
+    return target
 
 
 async def cli(server: str, *args: str) -> Run:

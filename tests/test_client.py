@@ -18,7 +18,6 @@ from typing import Any
 
 import grpc
 import pytest
-from interlock.config import load_config
 from interlock.server import InterlockServer
 from interlock.v1 import (
     control_plane_pb2,
@@ -29,42 +28,7 @@ from interlock.v1 import (
 )
 from interlock_client import InterlockClient, InterlockError, SyncInterlockClient
 
-POLICY_DIR = Path(__file__).resolve().parents[1] / "policies"
-CATALOG = {
-    "button_click",
-    "crm_lookup",
-    "delete_record",
-    "form_clear",
-    "form_fill",
-    "refund_funds",
-    "send_email",
-    "transfer_funds",
-    "vision_inspect",
-}
-
-
-def server_config(data_dir: Path) -> Any:
-    return load_config(
-        env={},  # the developer's INTERLOCK_* variables must not leak in
-        overrides={
-            "listen": "127.0.0.1:0",
-            "metrics_listen": "",
-            "policy_dir": str(POLICY_DIR),
-            "data_dir": str(data_dir),
-            "policy_watch_interval_seconds": 0,
-            "fsync": False,
-        },
-    )
-
-
-@pytest.fixture
-async def target(tmp_path: Path) -> AsyncIterator[str]:
-    server = InterlockServer(server_config(tmp_path))
-    port = await server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await server.stop(grace=1)
+from tests.conftest import CATALOG, server_config
 
 
 @pytest.fixture

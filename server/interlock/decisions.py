@@ -159,19 +159,19 @@ class DecisionService:
         check_id("plan_id", call.plan_id, violations, required=False)
         check_id("step_id", call.step_id, violations, required=False)
         arguments_json = canonical_json(call.arguments)
-        size = len(arguments_json.encode())
-        if size > self.config.max_argument_bytes:
-            violations.append(
-                FieldViolation(
-                    "arguments", f"is {size} bytes; the limit is {self.config.max_argument_bytes}"
-                )
-            )
+        self._check_size("arguments", arguments_json, violations)
         if violations:
             raise InvalidArgument.of(violations)
         catalog.tool(call.tool)
         catalog.agent(call.agent_id)
         catalog.check_arguments(call.tool, call.arguments)
         return arguments_json
+
+    def _check_size(self, name: str, as_json: str, violations: list[FieldViolation]) -> None:
+        size = len(as_json.encode())
+        if size > self.config.max_argument_bytes:
+            limit = self.config.max_argument_bytes
+            violations.append(FieldViolation(name, f"is {size} bytes; the limit is {limit}"))
 
     def live_in_flight(self, now: float | None = None) -> int:
         now = time.time() if now is None else now
@@ -398,13 +398,7 @@ class DecisionService:
             violations.append(FieldViolation("duration", "must not be negative"))
         if len(error_message) > 4096:
             violations.append(FieldViolation("error_message", "is longer than 4096 characters"))
-        size = len(canonical_json(output).encode())
-        if size > self.config.max_argument_bytes:
-            violations.append(
-                FieldViolation(
-                    "output", f"is {size} bytes; the limit is {self.config.max_argument_bytes}"
-                )
-            )
+        self._check_size("output", canonical_json(output), violations)
         if violations:
             raise InvalidArgument.of(violations)
         decision = await self.get_decision(decision_id)
