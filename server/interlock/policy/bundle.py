@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,37 +88,38 @@ class PolicySet:
         return self.revision[:12]
 
 
-def read_dir(root: Path) -> dict[str, str]:
-    """Every policy file under root, by bundle-relative path."""
-    files = {}
+def _policy_files(root: Path) -> Iterator[tuple[str, Path]]:
+    """(bundle-relative path, file) for every policy file under root; hidden folders skipped."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
+        for name in sorted(filenames):
             full = Path(dirpath, name)
             rel = full.relative_to(root).as_posix()
             if is_policy_file(rel):
-                try:
-                    files[rel] = full.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError) as exc:
-                    raise PolicyLoadError(f"{rel}: cannot read: {exc}") from None
+                yield rel, full
+
+
+def read_dir(root: Path) -> dict[str, str]:
+    """Every policy file under root, by bundle-relative path."""
+    files = {}
+    for rel, full in _policy_files(root):
+        try:
+            files[rel] = full.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyLoadError(f"{rel}: cannot read: {exc}") from None
     return files
 
 
 def dir_fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
     """A cheap change detector: path, size and mtime of every policy file."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        for name in filenames:
-            full = Path(dirpath, name)
-            rel = full.relative_to(root).as_posix()
-            if is_policy_file(rel):
-                try:
-                    st = full.stat()
-                except OSError:
-                    continue
-                out.append((rel, st.st_size, st.st_mtime_ns))
-    return tuple(sorted(out))
+    for rel, full in _policy_files(root):
+        try:
+            st = full.stat()
+        except OSError:
+            continue
+        out.append((rel, st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 def _parse_data(path: str, content: str) -> Any:
