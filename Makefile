@@ -67,9 +67,10 @@ fmt: $(VENV)/.installed opa ## Format Python (ruff) and Rego (opa fmt)
 	$(OPA) fmt -w policies
 
 .PHONY: lint
-lint: $(VENV)/.installed opa ## ruff, opa fmt/check --strict
+lint: $(VENV)/.installed opa ## ruff, mypy --strict, opa fmt/check --strict
 	$(VENV)/bin/ruff format --check server clients/python tests bench docs
 	$(VENV)/bin/ruff check server clients/python tests bench docs
+	$(VENV)/bin/mypy
 	@test -z "$$($(OPA) fmt -l policies)" || { echo "opa fmt: unformatted files:"; $(OPA) fmt -l policies; exit 1; }
 	$(OPA) check --strict policies
 

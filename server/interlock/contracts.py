@@ -141,8 +141,13 @@ def _violations(prefix: str, err: jsonschema.ValidationError) -> list[FieldViola
     for part in err.absolute_path:
         path += f"[{part}]" if isinstance(part, int) else f".{part}"
     # A missing required property is reported on its parent; name each field itself.
-    if err.validator == "required" and isinstance(err.instance, Mapping):
-        missing = [p for p in err.validator_value if p not in err.instance]
+    required = err.validator_value
+    if (
+        err.validator == "required"
+        and isinstance(err.instance, Mapping)
+        and isinstance(required, list)
+    ):
+        missing = [p for p in required if p not in err.instance]
         return [
             FieldViolation(f"{path}.{name}", f"{name!r} is a required property") for name in missing
         ]

@@ -220,7 +220,9 @@ class InterlockClient:
         )
         if confidence is not None:
             request.confidence = float(confidence)
-        response = await self._call(self.control_plane.RequestToolCall, request, idempotent=False)
+        response: control_plane_pb2.RequestToolCallResponse = await self._call(
+            self.control_plane.RequestToolCall, request, idempotent=False
+        )
         return response.decision
 
     async def report_tool_result(
@@ -248,7 +250,9 @@ class InterlockClient:
             duration=_duration(duration_seconds),
             work_id=work_id,
         )
-        response = await self._call(self.control_plane.ReportToolResult, request, idempotent=False)
+        response: control_plane_pb2.ReportToolResultResponse = await self._call(
+            self.control_plane.ReportToolResult, request, idempotent=False
+        )
         return response.result
 
     async def get_health(self) -> control_plane_pb2.GetHealthResponse:

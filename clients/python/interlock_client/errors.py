@@ -60,7 +60,7 @@ class InterlockError(Exception):
         metadata: dict[str, str] = {}
         violations: list[tuple[str, str]] = []
         try:
-            status = rpc_status.from_call(error)  # type: ignore[arg-type]
+            status = rpc_status.from_call(error)
         except (ValueError, AttributeError, TypeError):
             status = None
         if status is not None:

@@ -58,7 +58,7 @@ def duration(seconds: float) -> duration_pb2.Duration:
     return d
 
 
-def enum_value(enum: Any, prefix: str, name: str) -> int:
+def enum_value(enum: Any, prefix: str, name: str) -> Any:
     return int(enum.Value(f"{prefix}_{name}"))
 
 
@@ -70,11 +70,11 @@ def enum_name(enum: Any, prefix: str, value: int) -> str:
         return ""
 
 
-def mode_pb(name: str) -> int:
+def mode_pb(name: str) -> Any:
     return enum_value(types_pb2.ExecutionMode, "EXECUTION_MODE", name)
 
 
-def verdict_pb(name: str) -> int:
+def verdict_pb(name: str) -> Any:
     return enum_value(types_pb2.Verdict, "VERDICT", name)
 
 

@@ -49,7 +49,7 @@ def to_rpc_status(err: InterlockError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
-class ServerInterceptor(grpc.aio.ServerInterceptor):
+class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
