@@ -1,0 +1,1 @@
+"""Multi-agent plans: the model, validation, conflicts, and orchestration."""
