@@ -16,7 +16,13 @@ re-appends every line the outbox has beyond a file's last ``seq``.
 Files in this issue:
 
 - tool_execution_log.jsonl: one line per decision and per reported result.
-- execution_state_transitions.jsonl: one line per state change of a call.
+- execution_state_transitions.jsonl: one line per state change of a call,
+  a plan step or a plan.
+- rollback_events.jsonl: one line per rollback action (compensation
+  dispatched, done or failed; a barrier; nothing to undo).
+
+Summaries rewritten whole (atomically: a temporary file, then a rename):
+orchestration_summary.json and tool_conflicts.json.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ log = logging.getLogger(__name__)
 
 TOOL_EXECUTION_LOG = "tool_execution_log.jsonl"
 STATE_TRANSITIONS = "execution_state_transitions.jsonl"
-FILES = (TOOL_EXECUTION_LOG, STATE_TRANSITIONS)
+ROLLBACK_EVENTS = "rollback_events.jsonl"
+FILES = (TOOL_EXECUTION_LOG, STATE_TRANSITIONS, ROLLBACK_EVENTS)
 TAIL_BYTES = 64 * 1024
 
 
@@ -128,4 +135,23 @@ class AuditLog:
         self._files.clear()
 
 
-__all__ = ["FILES", "STATE_TRANSITIONS", "TOOL_EXECUTION_LOG", "AuditLog", "last_seq"]
+def write_json_atomically(path: Path, document: object) -> None:
+    """Replace a JSON file so a reader sees the old or the new one, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=2, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+__all__ = [
+    "FILES",
+    "ROLLBACK_EVENTS",
+    "STATE_TRANSITIONS",
+    "TOOL_EXECUTION_LOG",
+    "AuditLog",
+    "last_seq",
+    "write_json_atomically",
+]

@@ -75,6 +75,12 @@ class ServerConfig:
     approval_required_for_high_risk: bool | None = None
     """Override whether HIGH-risk LIVE calls wait for a human approval."""
 
+    max_plan_steps: int = 256
+    """Most steps one plan may have."""
+
+    rollback_on_failure: bool = True
+    """When a plan step fails, compensate the plan's completed LIVE steps (newest first)."""
+
     max_argument_bytes: int = 65536
     """Largest accepted tool-call arguments, as canonical JSON bytes."""
 

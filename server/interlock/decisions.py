@@ -73,6 +73,8 @@ class ToolCall:
     confidence: float | None
     plan_id: str = ""
     step_id: str = ""
+    check_schema: bool = True
+    """False for plan steps submitted without arguments (the Phase-21 format)."""
 
 
 @dataclass
@@ -164,7 +166,8 @@ class DecisionService:
             raise InvalidArgument.of(violations)
         catalog.tool(call.tool)
         catalog.agent(call.agent_id)
-        catalog.check_arguments(call.tool, call.arguments)
+        if call.check_schema:
+            catalog.check_arguments(call.tool, call.arguments)
         return arguments_json
 
     def _check_size(self, name: str, as_json: str, violations: list[FieldViolation]) -> None:

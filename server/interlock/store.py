@@ -67,6 +67,38 @@ CREATE TABLE IF NOT EXISTS results (
     duration_seconds REAL NOT NULL,
     reported_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS plans (
+    plan_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    source_format TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    conflicts TEXT NOT NULL,
+    message TEXT NOT NULL,
+    submitted_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS steps (
+    plan_id TEXT NOT NULL REFERENCES plans(plan_id),
+    step_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    tool TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    arguments TEXT,
+    confidence REAL NOT NULL,
+    depends_on TEXT NOT NULL,
+    state TEXT NOT NULL,
+    mode TEXT NOT NULL DEFAULT '',
+    decision_id TEXT NOT NULL DEFAULT '',
+    work_id TEXT NOT NULL DEFAULT '',
+    attempt INTEGER NOT NULL DEFAULT 0,
+    not_before REAL NOT NULL DEFAULT 0,
+    deadline REAL NOT NULL DEFAULT 0,
+    compensates TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT '',
+    result TEXT NOT NULL DEFAULT '{}',
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (plan_id, step_id)
+);
 CREATE TABLE IF NOT EXISTS audit_outbox (
     file TEXT NOT NULL,
     seq INTEGER NOT NULL,

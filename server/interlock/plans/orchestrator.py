@@ -1,0 +1,645 @@
+"""Runs plans: decides each step through the policy, dispatches work, rolls back.
+
+One asyncio task per plan drives it. A step starts when every step it depends
+on has succeeded (or was skipped as a duplicate) and its throttle delay has
+passed; it gets its decision through the same path as RequestToolCall
+(policy, audit, metrics, the LIVE cap). MOCK steps are completed here; DRY_RUN
+and LIVE steps wait for a slot under the tool's max_concurrency and rate
+limit (across all plans), then for the agent's worker (PullWork). A worker's
+report (ReportToolResult with the work id) finishes the step; a step past its
+tool's timeout is TIMED_OUT. A denied step, a failed or timed-out one, or a
+LIVE one whose worker vanished (AMBIGUOUS) fails the plan: steps not started
+are cancelled, running ones are awaited, then completed LIVE steps are
+compensated (:mod:`interlock.plans.rollback`).
+
+Every change is committed (row, event, audit line) before the plan acts on
+it, so a restart resumes each plan where its last change left it; a LIVE
+step that was out with a worker is never offered again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import time
+from collections import Counter, deque
+from typing import Any
+
+from interlock.audit import STATE_TRANSITIONS
+from interlock.config import ServerConfig
+from interlock.contracts import Catalog
+from interlock.decisions import DecisionService, ToolCall
+from interlock.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InterlockError,
+    NotFound,
+    PermissionDenied,
+)
+from interlock.plans import conflicts as conflict_rules
+from interlock.plans import spec as plan_spec
+from interlock.plans.model import InFlightStep, PlanSpec, PlanState, StepState
+from interlock.plans.rollback import Rollback
+from interlock.plans.runtime import (
+    DONE_FOR_DEPENDENTS,
+    UPSERT_PLAN,
+    UPSERT_STEP,
+    PlanRun,
+    StepRun,
+    conflict_dict,
+)
+from interlock.plans.summary import Summaries
+from interlock.plans.workers import WorkHub, WorkOffer
+from interlock.store import EventRecord, Store, WriteBatch
+
+log = logging.getLogger(__name__)
+
+FAILED_STATES = frozenset({StepState.FAILED, StepState.TIMED_OUT, StepState.AMBIGUOUS})
+RATE_WINDOW_SECONDS = 60.0
+_WORK_PREFIX = os.urandom(6).hex()
+_WORK_IDS = itertools.count(1)
+
+
+def new_work_id() -> str:
+    return f"wk_{_WORK_PREFIX}{next(_WORK_IDS):08x}"
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        config: ServerConfig,
+        decisions: DecisionService,
+        store: Store,
+        summaries: Summaries,
+    ) -> None:
+        self.config = config
+        self.decisions = decisions
+        self.store = store
+        self.summaries = summaries
+        self.plans: dict[str, PlanRun] = {}
+        self.hub = WorkHub(on_lost=self._on_lost, on_delivered=self._on_delivered)
+        self.rollback = Rollback(self)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._work: dict[str, tuple[str, str]] = {}
+        self._out_by_tool: Counter[str] = Counter()
+        self._dispatch_times: dict[str, deque[float]] = {}
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.decisions.policies.active.catalog
+
+    # Persistence -------------------------------------------------------------
+
+    async def commit(
+        self,
+        plan: PlanRun,
+        steps: list[StepRun] = (),  # type: ignore[assignment]
+        events: list[EventRecord] = (),  # type: ignore[assignment]
+        audit: list[tuple[str, dict[str, Any]]] = (),  # type: ignore[assignment]
+    ) -> None:
+        plan.updated_at = time.time()
+        statements = [(UPSERT_PLAN, plan.row())] + [(UPSERT_STEP, s.row()) for s in steps]
+        events = list(events) or [
+            EventRecord(kind="STATE_TRANSITION", plan_id=plan.plan_id, message=plan.state.value)
+        ]
+        await self.store.commit(WriteBatch(statements=statements, events=events, audit=list(audit)))
+
+    async def set_step(
+        self, plan: PlanRun, step: StepRun, state: StepState, message: str = ""
+    ) -> None:
+        before = step.state
+        step.state = state
+        step.updated_at = time.time()
+        if message:
+            step.message = message
+        event = EventRecord(
+            kind="STATE_TRANSITION",
+            plan_id=plan.plan_id,
+            step_id=step.step_id,
+            agent_id=step.agent_id,
+            decision_id=step.decision_id,
+            tool=step.tool,
+            message=f"step {step.step_id}: {before.value} -> {state.value}"
+            + (f" ({message})" if message else ""),
+            payload={
+                "scope": "step",
+                "from_state": before.value,
+                "to_state": state.value,
+                "mode": step.mode,
+                "reason": message,
+            },
+        )
+        line = {
+            "time": step.updated_at,
+            "decision_id": step.decision_id,
+            "plan_id": plan.plan_id,
+            "step_id": step.step_id,
+            "tool": step.tool,
+            "from_state": before.value,
+            "to_state": state.value,
+            "mode": step.mode,
+            "reason": message,
+        }
+        await self.commit(plan, [step], [event], [(STATE_TRANSITIONS, line)])
+        plan.changed.set()
+
+    async def set_plan(self, plan: PlanRun, state: PlanState, message: str = "") -> None:
+        before = plan.state
+        plan.state = state
+        if message:
+            plan.message = message
+        payload = {
+            "scope": "plan",
+            "from_state": before.value,
+            "to_state": state.value,
+            "reason": message,
+        }
+        events = [
+            EventRecord(
+                kind="STATE_TRANSITION",
+                plan_id=plan.plan_id,
+                message=f"plan {plan.plan_id}: {before.value} -> {state.value}",
+                payload=payload,
+            )
+        ]
+        if plan.finished:
+            counts = Counter(s.state.value for s in plan.steps.values())
+            events.append(
+                EventRecord(
+                    kind="PLAN_FINISHED",
+                    plan_id=plan.plan_id,
+                    message=f"plan {plan.plan_id} {state.value}"
+                    + (f": {message}" if message else ""),
+                    payload={"state": state.value, "steps": dict(counts), "reason": message},
+                )
+            )
+        line = {
+            "time": time.time(),
+            "decision_id": "",
+            "plan_id": plan.plan_id,
+            "step_id": "",
+            "tool": "",
+            "from_state": before.value,
+            "to_state": state.value,
+            "mode": "",
+            "reason": message,
+        }
+        await self.commit(plan, [], events, [(STATE_TRANSITIONS, line)])
+        if plan.finished:
+            await self.summaries.plan_finished(self)
+
+    # Submission ----------------------------------------------------------------
+
+    def in_flight_steps(self) -> list[InFlightStep]:
+        out = []
+        for plan in self.plans.values():
+            for s in plan.steps.values():
+                out.append(
+                    InFlightStep(
+                        plan_id=plan.plan_id,
+                        step_id=s.step_id,
+                        tool=s.tool,
+                        agent_id=s.agent_id,
+                        state=s.state,
+                        updated_at=s.updated_at,
+                        arguments_hash=conflict_rules.arguments_hash(s.arguments),
+                    )
+                )
+        return out
+
+    async def submit(self, spec: PlanSpec) -> PlanRun:
+        catalog = self.catalog
+        plan_spec.validate(spec, catalog, max_steps=self.config.max_plan_steps)
+        if spec.plan_id in self.plans or await self.store.query(
+            "SELECT 1 FROM plans WHERE plan_id = ?", (spec.plan_id,)
+        ):
+            raise AlreadyExists(f"plan {spec.plan_id!r} already exists", reason="PLAN_EXISTS")
+        now = time.time()
+        report = conflict_rules.detect(spec, catalog, self.in_flight_steps(), now=now)
+        if report.rejected:
+            text = "; ".join(
+                c.description for c in report.conflicts if c.resolution.value == "reject"
+            )
+            raise FailedPrecondition(
+                f"plan {spec.plan_id} rejected: {text}", reason="PLAN_CONFLICT"
+            )
+        adj = report.adjustments
+        position = {step_id: i for i, step_id in enumerate(adj.order)}
+        steps = {}
+        for s in sorted(spec.steps, key=lambda s: position[s.step_id]):
+            extra = tuple(adj.extra_dependencies.get(s.step_id, ()))
+            steps[s.step_id] = StepRun(
+                plan_id=spec.plan_id,
+                step_id=s.step_id,
+                position=position[s.step_id],
+                tool=s.tool,
+                agent_id=s.agent_id,
+                arguments=s.arguments,
+                confidence=s.confidence,
+                depends_on=tuple(dict.fromkeys(s.depends_on + extra)),
+                not_before=now + adj.not_before.get(s.step_id, 0.0),
+                updated_at=now,
+            )
+        plan = PlanRun(
+            plan_id=spec.plan_id,
+            source_format=spec.source_format,
+            labels=dict(spec.labels),
+            steps=steps,
+            conflicts=list(report.conflicts),
+            submitted_at=now,
+            updated_at=now,
+        )
+        events = [
+            EventRecord(
+                kind="STATE_TRANSITION",
+                plan_id=plan.plan_id,
+                message=f"plan {plan.plan_id} accepted with {len(steps)} steps",
+                payload={"scope": "plan", "from_state": "", "to_state": "PENDING"},
+            )
+        ]
+        events += [
+            EventRecord(
+                kind="CONFLICT",
+                plan_id=plan.plan_id,
+                step_id=",".join(c.step_ids),
+                message=f"{c.type.value}: {c.description} -> {c.resolution.value}",
+                payload=conflict_dict(c),
+            )
+            for c in report.conflicts
+        ]
+        await self.commit(plan, list(steps.values()), events)
+        self.plans[plan.plan_id] = plan
+        for step_id, reason in sorted(adj.skipped.items()):
+            await self.set_step(plan, steps[step_id], StepState.SKIPPED, reason)
+        for step_id, reason in sorted(adj.denied.items()):
+            await self.set_step(plan, steps[step_id], StepState.FAILED, reason)
+        if report.conflicts:
+            await self.summaries.conflicts_changed(self)
+        self._start(plan)
+        return plan
+
+    def _start(self, plan: PlanRun) -> None:
+        task = asyncio.create_task(self._drive(plan), name=f"plan-{plan.plan_id}")
+        self._tasks[plan.plan_id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(plan.plan_id, None))
+
+    # Driving ---------------------------------------------------------------------
+
+    async def _drive(self, plan: PlanRun) -> None:
+        try:
+            if plan.state == PlanState.PENDING:
+                await self.set_plan(plan, PlanState.RUNNING)
+            while not plan.finished:
+                plan.changed.clear()
+                wake = await self._advance(plan)
+                if plan.finished:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(plan.changed.wait(), timeout=wake)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("plan %s: the orchestrator failed", plan.plan_id)
+            with contextlib.suppress(Exception):
+                await self.set_plan(plan, PlanState.FAILED, f"internal error: {type(exc).__name__}")
+
+    async def _advance(self, plan: PlanRun) -> float | None:
+        """Do what can be done now; return how long to sleep at most."""
+        now = time.time()
+        if plan.cancel_requested:
+            await self._cancel_now(plan)
+            return None
+        await self._expire(plan, now)
+        if any(s.state in FAILED_STATES for s in plan.steps.values() if not s.compensates):
+            return await self.rollback.advance(plan)
+        for step in list(plan.steps.values()):
+            if step.state == StepState.PENDING and self._ready(plan, step, now):
+                await self._decide(plan, step)
+            if step.state == StepState.DECIDED and not step.work_id:
+                await self._dispatch(plan, step)
+        if all(s.state in DONE_FOR_DEPENDENTS for s in plan.steps.values()):
+            await self.set_plan(plan, PlanState.SUCCEEDED)
+            return None
+        return self._next_wake(plan, time.time())
+
+    def _ready(self, plan: PlanRun, step: StepRun, now: float) -> bool:
+        deps = [plan.steps[d] for d in step.depends_on if d in plan.steps]
+        return step.not_before <= now and all(d.state in DONE_FOR_DEPENDENTS for d in deps)
+
+    def _next_wake(self, plan: PlanRun, now: float) -> float | None:
+        times = [
+            s.not_before
+            for s in plan.steps.values()
+            if s.state == StepState.PENDING and s.not_before > now
+        ]
+        times += [
+            s.deadline
+            for s in plan.steps.values()
+            if s.state == StepState.DISPATCHED and s.deadline
+        ]
+        times += [
+            t + RATE_WINDOW_SECONDS for q in self._dispatch_times.values() for t in list(q)[:1]
+        ]
+        future = [t - now for t in times if t > now]
+        return max(0.01, min(future)) if future else 5.0
+
+    async def _expire(self, plan: PlanRun, now: float) -> None:
+        for step in plan.steps.values():
+            if step.state == StepState.DISPATCHED and step.deadline and step.deadline <= now:
+                self._release(step)
+                if step.mode == "LIVE" and step.message == "restart":
+                    await self.set_step(
+                        plan,
+                        step,
+                        StepState.AMBIGUOUS,
+                        "no report before its deadline after a restart: the LIVE outcome is unknown",
+                    )
+                else:
+                    await self.set_step(
+                        plan,
+                        step,
+                        StepState.TIMED_OUT,
+                        f"no result within the {self.catalog.tool(step.tool).timeout_seconds:g}s timeout of {step.tool}: cancelled (TIMEOUT conflict)",
+                    )
+
+    async def _decide(self, plan: PlanRun, step: StepRun) -> None:
+        call = ToolCall(
+            agent_id=step.agent_id,
+            tool=step.tool,
+            arguments=dict(step.arguments or {}),
+            confidence=step.confidence,
+            plan_id=plan.plan_id,
+            step_id=step.step_id,
+            check_schema=step.arguments is not None,
+        )
+        try:
+            record = await self.decisions.decide(call)
+        except InterlockError as exc:
+            await self.set_step(plan, step, StepState.FAILED, exc.message)
+            return
+        step.decision_id, step.mode = record.decision_id, record.mode
+        reasons = "; ".join(record.reasons)
+        if record.verdict == "DENY":
+            await self.set_step(plan, step, StepState.FAILED, f"denied: {reasons}")
+        elif record.verdict == "PENDING_APPROVAL":
+            await self.set_step(plan, step, StepState.AWAITING_APPROVAL, reasons)
+        elif record.mode == "MOCK":
+            await self.set_step(plan, step, StepState.DECIDED, reasons)
+            await self.decisions.report(
+                decision_id=record.decision_id,
+                agent_id=step.agent_id,
+                outcome="SUCCEEDED",
+                output={"mock": True},
+                error_message="",
+                duration_seconds=0.0,
+            )
+            step.result = {"outcome": "SUCCEEDED", "output": {"mock": True}}
+            await self.set_step(plan, step, StepState.SUCCEEDED, "completed by Interlock (MOCK)")
+        else:
+            await self.set_step(plan, step, StepState.DECIDED, reasons)
+
+    # Dispatch ------------------------------------------------------------------------
+
+    def _slot_free(self, tool: str, now: float) -> bool:
+        contract = self.catalog.tool(tool)
+        if self._out_by_tool[tool] >= contract.max_concurrency:
+            return False
+        times = self._dispatch_times.setdefault(tool, deque())
+        while times and times[0] <= now - RATE_WINDOW_SECONDS:
+            times.popleft()
+        return len(times) < int(contract.rate_limit_per_minute)
+
+    async def _dispatch(self, plan: PlanRun, step: StepRun, *, compensation: bool = False) -> bool:
+        now = time.time()
+        if not self._slot_free(step.tool, now):
+            return False
+        step.work_id = new_work_id()
+        step.attempt += 1
+        self._out_by_tool[step.tool] += 1
+        self._dispatch_times[step.tool].append(now)
+        self._work[step.work_id] = (plan.plan_id, step.step_id)
+        await self.commit(
+            plan,
+            [step],
+            [
+                EventRecord(
+                    kind="DISPATCH",
+                    plan_id=plan.plan_id,
+                    step_id=step.step_id,
+                    agent_id=step.agent_id,
+                    decision_id=step.decision_id,
+                    tool=step.tool,
+                    message=f"{step.tool} ({step.mode}) offered to {step.agent_id}'s worker (attempt {step.attempt})",
+                    payload={
+                        "work_id": step.work_id,
+                        "mode": step.mode,
+                        "attempt": step.attempt,
+                        "workers": self.hub.workers(step.agent_id),
+                        "compensation": compensation,
+                    },
+                )
+            ],
+        )
+        self.hub.offer(self._offer(plan, step, compensation))
+        return True
+
+    def _offer(self, plan: PlanRun, step: StepRun, compensation: bool) -> WorkOffer:
+        return WorkOffer(
+            work_id=step.work_id,
+            agent_id=step.agent_id,
+            plan_id=plan.plan_id,
+            step_id=step.step_id,
+            decision_id=step.decision_id,
+            tool=step.tool,
+            arguments=dict(step.arguments or {}),
+            mode=step.mode,
+            deadline=step.deadline,
+            attempt=step.attempt,
+            compensation=compensation,
+        )
+
+    def _release(self, step: StepRun) -> None:
+        if step.work_id and self._work.pop(step.work_id, None) is not None:
+            self._out_by_tool[step.tool] -= 1
+            self.hub.withdraw(step.work_id)
+
+    def _on_delivered(self, offer: WorkOffer) -> None:
+        found = self._find(offer.work_id)
+        if found is None:
+            return
+        plan, step = found
+        step.deadline = time.time() + self.catalog.tool(step.tool).timeout_seconds
+        step.message = ""
+        asyncio.get_running_loop().create_task(self.set_step(plan, step, StepState.DISPATCHED))
+
+    def _on_lost(self, offer: WorkOffer) -> None:
+        found = self._find(offer.work_id)
+        if found is None:
+            return
+        plan, step = found
+
+        async def lost() -> None:
+            self._release(step)
+            if step.mode == "LIVE":
+                await self.set_step(
+                    plan,
+                    step,
+                    StepState.AMBIGUOUS,
+                    "the worker disconnected while holding this LIVE step: its outcome is unknown",
+                )
+            else:
+                step.work_id = ""
+                await self.set_step(
+                    plan,
+                    step,
+                    StepState.DECIDED,
+                    f"the worker disconnected; {step.mode} step offered again",
+                )
+
+        asyncio.get_running_loop().create_task(lost())
+
+    def work_deadline(self, work_id: str) -> float:
+        found = self._find(work_id)
+        return found[1].deadline if found else 0.0
+
+    def _find(self, work_id: str) -> tuple[PlanRun, StepRun] | None:
+        where = self._work.get(work_id)
+        if where is None:
+            return None
+        plan = self.plans.get(where[0])
+        if plan is None or where[1] not in plan.steps:
+            return None
+        return plan, plan.steps[where[1]]
+
+    # Reports, cancellation ---------------------------------------------------------
+
+    async def report(
+        self,
+        *,
+        work_id: str,
+        agent_id: str,
+        outcome: str,
+        output: dict[str, Any],
+        error_message: str,
+        duration_seconds: float,
+    ) -> StepRun:
+        found = self._find(work_id)
+        if found is None:
+            raise NotFound(f"unknown or finished work item {work_id!r}", reason="UNKNOWN_WORK")
+        plan, step = found
+        if step.agent_id != agent_id:
+            raise PermissionDenied(
+                f"work {work_id} belongs to agent {step.agent_id!r}, not {agent_id!r}",
+                reason="NOT_YOUR_WORK",
+            )
+        if not step.compensates:
+            await self.decisions.report(
+                decision_id=step.decision_id,
+                agent_id=agent_id,
+                outcome=outcome,
+                output=output,
+                error_message=error_message,
+                duration_seconds=duration_seconds,
+            )
+        self._release(step)
+        step.result = {
+            "outcome": outcome,
+            "output": output,
+            "error_message": error_message,
+            "duration_seconds": duration_seconds,
+        }
+        state = {
+            "SUCCEEDED": StepState.SUCCEEDED,
+            "FAILED": StepState.FAILED,
+            "TIMED_OUT": StepState.TIMED_OUT,
+        }[outcome]
+        await self.set_step(plan, step, state, error_message)
+        if step.compensates:
+            await self.rollback.compensation_done(plan, step)
+        return step
+
+    async def cancel(self, plan_id: str, reason: str) -> PlanRun:
+        plan = await self.get(plan_id)
+        if plan.finished:
+            raise FailedPrecondition(
+                f"plan {plan_id} is already {plan.state.value}", reason="PLAN_FINISHED"
+            )
+        plan.cancel_requested = reason or "cancelled"
+        plan.changed.set()
+        task = self._tasks.get(plan_id)
+        if task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), timeout=5)
+        return plan
+
+    async def _cancel_now(self, plan: PlanRun) -> None:
+        for step in plan.steps.values():
+            if not step.finished:
+                self._release(step)
+                await self.set_step(plan, step, StepState.CANCELLED, plan.cancel_requested)
+        await self.set_plan(plan, PlanState.CANCELLED, plan.cancel_requested)
+
+    # Reads and restart ----------------------------------------------------------
+
+    async def get(self, plan_id: str) -> PlanRun:
+        plan = self.plans.get(plan_id)
+        if plan is not None:
+            return plan
+        rows = await self.store.query("SELECT * FROM plans WHERE plan_id = ?", (plan_id,))
+        if not rows:
+            raise NotFound(f"unknown plan {plan_id!r}", reason="UNKNOWN_PLAN")
+        steps = await self.store.query("SELECT * FROM steps WHERE plan_id = ?", (plan_id,))
+        return PlanRun.from_rows(dict(rows[0]), [dict(s) for s in steps])
+
+    async def list(self, states: list[str], limit: int, after: str) -> list[PlanRun]:
+        sql = "SELECT plan_id FROM plans WHERE plan_id > ?"
+        params: list[Any] = [after]
+        if states:
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+            params += states
+        sql += " ORDER BY plan_id LIMIT ?"
+        params.append(limit)
+        rows = await self.store.query(sql, tuple(params))
+        return [await self.get(r["plan_id"]) for r in rows]
+
+    async def restore(self) -> None:
+        """Pick up every plan that was running when the server stopped."""
+        rows = await self.store.query("SELECT * FROM plans WHERE state IN ('PENDING', 'RUNNING')")
+        for row in rows:
+            steps = await self.store.query(
+                "SELECT * FROM steps WHERE plan_id = ?", (row["plan_id"],)
+            )
+            plan = PlanRun.from_rows(dict(row), [dict(s) for s in steps])
+            self.plans[plan.plan_id] = plan
+            for step in plan.steps.values():
+                if step.state in (StepState.DECIDED, StepState.DISPATCHED) and step.work_id:
+                    if step.mode == "LIVE" or step.compensates:
+                        # Out with a worker when we stopped: keep it, never offer it again;
+                        # a report may still come, else its deadline makes it AMBIGUOUS.
+                        self._work[step.work_id] = (plan.plan_id, step.step_id)
+                        self._out_by_tool[step.tool] += 1
+                        step.state = StepState.DISPATCHED
+                        step.message = "restart"
+                        if not step.deadline:
+                            step.deadline = (
+                                time.time() + self.catalog.tool(step.tool).timeout_seconds
+                            )
+                    else:
+                        step.work_id = ""
+                        step.state = StepState.DECIDED
+            self._start(plan)
+        if rows:
+            log.info("resumed %d plan(s) after a restart", len(rows))
+
+    async def close(self) -> None:
+        self.hub.close()
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+__all__ = ["Orchestrator", "new_work_id"]
