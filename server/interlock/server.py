@@ -2,8 +2,9 @@
 
 Serves the ControlPlane and PolicyService, the standard gRPC health service
 and server reflection (so ``grpcurl`` works), and Prometheus ``/metrics`` over
-HTTP. Shutdown: health goes NOT_SERVING, then ``server.stop(grace)``, then
-the policy engine and the store (which syncs the audit files) close.
+HTTP. Shutdown: health goes NOT_SERVING, open event streams end, then
+``server.stop(grace)``, then the policy engine and the store (which syncs the
+audit files) close.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from interlock.api.policy_service import PolicyService
 from interlock.audit import AuditLog
 from interlock.config import ServerConfig
 from interlock.decisions import DecisionService
+from interlock.events import EventHub
 from interlock.metrics import Metrics
+from interlock.plans.orchestrator import Orchestrator
+from interlock.plans.summary import Summaries
 from interlock.policy.embedded import EmbeddedEngine
 from interlock.policy.engine import PolicyEngine
 from interlock.policy.manager import PolicyManager, ReloadOutcome
@@ -74,7 +78,15 @@ class InterlockServer:
         )
         self.decisions = DecisionService(config, self.policies, self.store, self.metrics)
         self.started_at = time.time()
-        self.control_plane = ControlPlane(self.decisions, self.policies, self.started_at)
+        self.events = EventHub(self.store, registry=self.metrics.registry)
+        self.orchestrator = Orchestrator(config, self.decisions, self.store, Summaries(data_dir))
+        self.control_plane = ControlPlane(
+            self.decisions,
+            self.policies,
+            self.started_at,
+            events=self.events,
+            orchestrator=self.orchestrator,
+        )
         self.health = health.aio.HealthServicer()
         self.port = 0
         self.metrics_port = 0
@@ -98,7 +110,9 @@ class InterlockServer:
             )
         self.store.start()
         self.decisions.restore()
+        await self.events.start()
         await self.policies.start()
+        await self.orchestrator.restore()
         self.metrics.policy_loaded.set(self.policies.active.loaded_at)
 
         server = grpc.aio.server(
@@ -220,6 +234,9 @@ class InterlockServer:
             monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await monitor
+        # Streams of events never end on their own: end them before the grace period.
+        await self.events.close()
+        await self.orchestrator.close()  # ends work streams; plans resume at the next start
         grpc_server, self._grpc = self._grpc, None
         if grpc_server is not None:
             await grpc_server.stop(grace)

@@ -303,12 +303,12 @@ class Store:
 
     def _resolve(self, results: list[tuple[asyncio.Future[Any], Any]]) -> None:
         for future, outcome in results:
-            if future.done():
-                continue
             if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
+                if not future.done():
+                    future.set_exception(outcome)
                 continue
-            future.set_result(outcome)
+            if not future.done():  # a cancelled caller's batch is committed all the same
+                future.set_result(outcome)
             if outcome:
                 for listener in self.listeners:
                     listener(outcome)

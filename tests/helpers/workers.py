@@ -74,9 +74,7 @@ class Worker:
 
     async def wait_for(self, count: int, within: float = 10) -> list[plans_pb2.WorkItem]:
         async with self.received:
-            await asyncio.wait_for(
-                self.received.wait_for(lambda: len(self.items) >= count), within
-            )
+            await asyncio.wait_for(self.received.wait_for(lambda: len(self.items) >= count), within)
         return list(self.items)
 
 

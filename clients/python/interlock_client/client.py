@@ -18,7 +18,7 @@ or change something are never retried: a retry could record a call twice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -26,6 +26,7 @@ from google.protobuf import duration_pb2, struct_pb2
 from interlock.v1 import (
     control_plane_pb2,
     control_plane_pb2_grpc,
+    observe_pb2,
     policy_service_pb2,
     policy_service_pb2_grpc,
     types_pb2,
@@ -254,6 +255,54 @@ class InterlockClient:
             self.control_plane.ReportToolResult, request, idempotent=False
         )
         return response.result
+
+    async def watch_events(
+        self,
+        after_seq: int = 0,
+        *,
+        plan_id: str = "",
+        agent_id: str = "",
+        kinds: Iterable[str | int] = (),
+        timeout: float | None = None,  # noqa: ASYNC109 - the call's gRPC deadline
+    ) -> AsyncGenerator[observe_pb2.Event, None]:
+        """The event stream: every ``Event`` after ``after_seq`` matching the filters, in order.
+
+        Yields events from the server's history first, then live, until the
+        caller stops iterating (close the iterator, e.g. with
+        ``contextlib.aclosing``, to end the call), ``timeout`` seconds pass
+        (no deadline by default) or the server ends the stream. ``kinds`` are
+        names (``"DECISION"`` or ``"EVENT_KIND_DECISION"``, any case) or
+        ``EventKind`` values; empty means every kind.
+
+        Never retried: on an error (``InterlockError``; ``UNAVAILABLE`` with
+        reason ``SERVER_STOPPING`` when the server stops), resume with a new
+        call with ``after_seq`` set to the ``seq`` of the last event received;
+        nothing is skipped or repeated.
+        """
+        values: list[int] = []
+        for kind in kinds:
+            if isinstance(kind, int) and not isinstance(kind, bool):
+                values.append(kind)
+                continue
+            name = str(kind).strip().upper().replace("-", "_").removeprefix("EVENT_KIND_")
+            try:
+                values.append(int(observe_pb2.EventKind.Value(f"EVENT_KIND_{name}")))
+            except ValueError:
+                raise ValueError(f"unknown event kind {kind!r}") from None
+        request = control_plane_pb2.WatchEventsRequest(
+            after_seq=after_seq,
+            plan_id=plan_id,
+            agent_id=agent_id,
+            kinds=values,  # type: ignore[arg-type]
+        )
+        call = self.control_plane.WatchEvents(request, timeout=timeout, metadata=self._metadata)
+        try:
+            async for response in call:
+                yield response.event
+        except grpc.aio.AioRpcError as exc:
+            raise InterlockError.from_rpc_error(exc) from exc
+        finally:
+            call.cancel()
 
     async def get_health(self) -> control_plane_pb2.GetHealthResponse:
         """The server's health: status, score, engine, policy revision, decision counts."""

@@ -1,11 +1,13 @@
-"""The ControlPlane service: tool calls, results and health.
+"""The ControlPlane service: tool calls, results, plans, work, events, health.
 
-Plans, work streams, events, approvals and signals are designed in the API
-and answer UNIMPLEMENTED until their issues are built.
+The plan RPCs live in :mod:`interlock.api.plans`. Approvals and learning
+signals are designed in the API and answer UNIMPLEMENTED until their issues
+are built.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -19,8 +21,11 @@ from interlock.api.convert import (
     struct_to_dict,
     timestamp,
 )
+from interlock.api.plans import PlanRpcs, step_pb
 from interlock.decisions import DecisionService, ToolCall
-from interlock.errors import Unimplemented
+from interlock.errors import InvalidArgument, Unavailable, Unimplemented
+from interlock.events import EventHub, event_filter, event_pb
+from interlock.plans.orchestrator import Orchestrator
 from interlock.policy.manager import PolicyManager
 from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import control_plane_pb2_grpc as pb_grpc
@@ -31,13 +36,21 @@ def _unimplemented(what: str, issue: str) -> Unimplemented:
     return Unimplemented(f"{what} is not implemented yet (it comes with the {issue} work)")
 
 
-class ControlPlane(pb_grpc.ControlPlaneServicer):
+class ControlPlane(PlanRpcs, pb_grpc.ControlPlaneServicer):
     def __init__(
-        self, decisions: DecisionService, policies: PolicyManager, started_at: float
+        self,
+        decisions: DecisionService,
+        policies: PolicyManager,
+        started_at: float,
+        *,
+        events: EventHub,
+        orchestrator: Orchestrator,
     ) -> None:
         self.decisions = decisions
         self.policies = policies
         self.started_at = started_at
+        self.events = events
+        self.orchestrator = orchestrator
         self.engine_available = True
 
     async def ListTools(
@@ -64,10 +77,16 @@ class ControlPlane(pb_grpc.ControlPlaneServicer):
     async def ReportToolResult(
         self, request: pb.ReportToolResultRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReportToolResultResponse:
+        outcome = enum_name(types_pb2.ToolOutcome, "TOOL_OUTCOME", request.outcome)
+        if request.work_id:  # a plan step's work item, or a compensation
+            if outcome not in ("SUCCEEDED", "FAILED", "TIMED_OUT"):
+                raise InvalidArgument.field("outcome", "must be SUCCEEDED, FAILED or TIMED_OUT")
+            step = await self.report_work(request, outcome)
+            return pb.ReportToolResultResponse(result=step_pb(step).result)
         result = await self.decisions.report(
             decision_id=request.decision_id,
             agent_id=request.agent_id,
-            outcome=enum_name(types_pb2.ToolOutcome, "TOOL_OUTCOME", request.outcome),
+            outcome=outcome,
             output=struct_to_dict(request.output, "output"),
             error_message=request.error_message,
             duration_seconds=request.duration.ToNanoseconds() / 1e9,
@@ -103,25 +122,24 @@ class ControlPlane(pb_grpc.ControlPlaneServicer):
 
     # Designed now, built in later issues ---------------------------------
 
-    async def SubmitPlan(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        raise _unimplemented("SubmitPlan", "plans")
+    async def WatchEvents(
+        self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchEventsResponse]:
+        """History after ``after_seq`` from the store, then live; see :mod:`interlock.events`.
 
-    async def GetPlan(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        raise _unimplemented("GetPlan", "plans")
-
-    async def ListPlans(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        raise _unimplemented("ListPlans", "plans")
-
-    async def CancelPlan(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        raise _unimplemented("CancelPlan", "plans")
-
-    async def PullWork(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        raise _unimplemented("PullWork", "plans")
-        yield  # pragma: no cover - makes this a stream handler
-
-    async def WatchEvents(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        raise _unimplemented("WatchEvents", "plans")
-        yield  # pragma: no cover
+        Runs until the client cancels; when the server stops it ends with
+        UNAVAILABLE (reason ``SERVER_STOPPING``) naming the seq to resume after.
+        """
+        selection = event_filter(request.plan_id, request.agent_id, request.kinds)
+        with self.events.watch(request.after_seq, selection) as watcher:
+            async for event in watcher:
+                yield pb.WatchEventsResponse(event=event_pb(event))
+            resume = str(watcher.cursor)
+        raise Unavailable(
+            f"the server is stopping; resume with after_seq={resume}",
+            reason="SERVER_STOPPING",
+            metadata={"resume_after_seq": resume},
+        )
 
     async def ListApprovals(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         raise _unimplemented("ListApprovals", "approvals")

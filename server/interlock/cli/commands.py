@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -19,12 +20,14 @@ from interlock.cli.common import _T, EXIT_OK, SERVER_ENV, TOKEN_ENV, UsageError
 from interlock.cli.output import (
     format_decision,
     format_evaluation,
+    format_event,
     format_health,
     format_policy_status,
     format_reload,
     format_result,
     format_tools,
     to_json,
+    to_json_line,
 )
 
 # Reading input ----------------------------------------------------------------
@@ -167,3 +170,29 @@ def cmd_policy_eval(args: argparse.Namespace) -> int:
 
 def cmd_health(args: argparse.Namespace) -> int:
     return _emit(args, _call(args, lambda c: c.get_health()), format_health)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    """Print events as they come until --limit events, Ctrl-C (both exit 0) or an error."""
+
+    async def follow(client: InterlockClient) -> None:
+        stream = client.watch_events(
+            args.after,
+            plan_id=args.plan,
+            agent_id=args.agent,
+            kinds=args.kind,
+            timeout=getattr(args, "timeout", None),
+        )
+        shown = 0
+        async with contextlib.aclosing(stream) as events:
+            async for event in events:
+                print(to_json_line(event) if args.json else format_event(event), flush=True)
+                shown += 1
+                if shown == args.limit:
+                    return
+
+    try:
+        _call(args, follow)
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK

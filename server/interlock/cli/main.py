@@ -21,6 +21,7 @@ from interlock.cli.commands import (
     cmd_policy_status,
     cmd_report,
     cmd_tools_list,
+    cmd_watch,
     read_policy_dir,
 )
 from interlock.cli.common import (
@@ -33,6 +34,7 @@ from interlock.cli.common import (
 )
 from interlock.cli.output import print_error
 from interlock.cli.serve import _add_config_flags, cmd_serve, run_server, setup_logging
+from interlock.v1 import observe_pb2
 
 # The parser ---------------------------------------------------------------------
 
@@ -55,6 +57,32 @@ def _count(text: str) -> int:
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"must be between 0 and {2**32 - 1}, not {text}")
     return value
+
+
+def _seq(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {2**64 - 1}, not {text}")
+    return value
+
+
+EVENT_KINDS = tuple(
+    name.removeprefix("EVENT_KIND_")
+    for name in observe_pb2.EventKind.keys()
+    if name != "EVENT_KIND_UNSPECIFIED"
+)
+
+
+def _event_kind(text: str) -> str:
+    name = text.strip().upper().replace("-", "_").removeprefix("EVENT_KIND_")
+    if name not in EVENT_KINDS:
+        raise argparse.ArgumentTypeError(
+            f"unknown event kind {text!r} (one of {', '.join(EVENT_KINDS)})"
+        )
+    return name
 
 
 def _outcome(text: str) -> str:
@@ -180,6 +208,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = commands.add_parser("health", parents=client, help="the server's health")
     health.set_defaults(handler=cmd_health, parser=health)
+
+    watch = commands.add_parser(
+        "watch",
+        parents=client,
+        help="follow the event stream",
+        description="Print the server's events in order, one per line (seq, time, kind, "
+        "plan/step/agent, message; one JSON object per line with --json): the history after "
+        "--after first, then live ones as they happen, until --limit events or Ctrl-C. "
+        "To resume, pass the last seq printed as --after: nothing is skipped or repeated. "
+        "--timeout, when given, bounds the whole stream.",
+    )
+    watch.add_argument(
+        "--after", type=_seq, default=0, metavar="SEQ", help="start after this seq [default: 0]"
+    )
+    watch.add_argument("--plan", default="", metavar="ID", help="only this plan's events")
+    watch.add_argument("--agent", default="", metavar="ID", help="only this agent's events")
+    watch.add_argument(
+        "--kind",
+        type=_event_kind,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KIND",
+        help=f"only these kinds ({', '.join(EVENT_KINDS)})",
+    )
+    watch.add_argument(
+        "--limit", type=_count, default=0, metavar="N", help="stop after N events [default: never]"
+    )
+    watch.set_defaults(handler=cmd_watch, parser=watch)
     return parser
 
 

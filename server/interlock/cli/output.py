@@ -57,6 +57,14 @@ def to_json(message: Message) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False)
 
 
+def to_json_line(message: Message) -> str:
+    """A message as one line of JSON (for streams: one object per line)."""
+    data = MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return json.dumps(data, ensure_ascii=False)
+
+
 def _pairs(rows: Sequence[tuple[str, str]]) -> str:
     width = max((len(k) for k, _ in rows), default=0)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
@@ -189,6 +197,22 @@ def format_health(h: Any) -> str:
             for a in h.anomalies
         )
     return out
+
+
+def _event_time(ts: timestamp_pb2.Timestamp) -> str:
+    when = ts.ToDatetime(tzinfo=UTC).isoformat(timespec="milliseconds")
+    return when.replace("+00:00", "Z")
+
+
+def format_event(e: observe_pb2.Event) -> str:
+    """One line: seq, time, kind, plan/step/agent, message."""
+    scope = [
+        f"{name}={value}"
+        for name, value in (("plan", e.plan_id), ("step", e.step_id), ("agent", e.agent_id))
+        if value
+    ]
+    kind = _enum(observe_pb2.EventKind, e.kind, "EVENT_KIND")
+    return f"{e.seq:>6}  {_event_time(e.time)}  {kind:<16}  {' '.join(scope) or '-'}  {e.message}"
 
 
 def print_error(err: InterlockError, target: str) -> None:

@@ -556,9 +556,7 @@ class Orchestrator:
             "FAILED": StepState.FAILED,
             "TIMED_OUT": StepState.TIMED_OUT,
         }[outcome]
-        await self.set_step(plan, step, state, error_message)
-        if step.compensates:
-            await self.rollback.compensation_done(plan, step)
+        await self.set_step(plan, step, state, error_message)  # the plan's task takes it from here
         return step
 
     async def cancel(self, plan_id: str, reason: str) -> PlanRun:

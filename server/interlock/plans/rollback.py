@@ -70,12 +70,16 @@ class Rollback:
             undo = plan.steps.get(step.step_id + UNDO_SUFFIX)
             if undo is not None:
                 if undo.state in BROKEN:
+                    await self._record(plan, step, "compensation_failed", undo.tool, undo.message)
                     await self._partial(
                         plan, failure, f"compensating {step.step_id} {undo.state.value}"
                     )
                     return None
-                if undo.state == StepState.SUCCEEDED:  # done, but the restart came first
-                    await self.compensation_done(plan, undo)
+                if undo.state == StepState.SUCCEEDED:
+                    await self._record(plan, step, "compensated", undo.tool, "")
+                    await self.o.set_step(
+                        plan, step, StepState.ROLLED_BACK, f"undone by {undo.tool}"
+                    )
                     undone += 1
                     continue
                 if undo.state == StepState.DECIDED and not undo.work_id:
@@ -137,15 +141,6 @@ class Rollback:
         if not await self.o._dispatch(plan, undo, compensation=True):
             undo.message = "waiting for a free slot of the compensating tool"
             await self.o.commit(plan, [undo])
-
-    async def compensation_done(self, plan: PlanRun, undo: StepRun) -> None:
-        original = plan.steps[undo.compensates]
-        if undo.state == StepState.SUCCEEDED:
-            await self._record(plan, original, "compensated", undo.tool, "")
-            await self.o.set_step(plan, original, StepState.ROLLED_BACK, f"undone by {undo.tool}")
-        else:
-            await self._record(plan, original, "compensation_failed", undo.tool, undo.message)
-        plan.changed.set()
 
     async def _record(
         self, plan: PlanRun, step: StepRun, action: str, tool: str, detail: str

@@ -1,0 +1,291 @@
+"""Plans through the API: submission, conflicts, orchestration with workers, rollback."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import json_format
+from interlock.v1 import control_plane_pb2 as pb
+from interlock.v1 import plans_pb2, types_pb2
+
+from tests.conftest import Running, StartServer
+from tests.helpers.calls import details
+from tests.helpers.workers import Worker, wait_plan, wait_step
+
+EXAMPLE = {
+    "plan_id": "plan_1",
+    "agent_assignments": {"agent1": ["vision_inspect", "form_fill"], "agent2": ["button_click"]},
+    "execution_order": ["vision_inspect", "form_fill", "button_click"],
+    "confidence_scores": {"vision_inspect": 0.8, "form_fill": 0.75, "button_click": 0.9},
+}
+FINISHED = {
+    plans_pb2.PLAN_STATE_SUCCEEDED,
+    plans_pb2.PLAN_STATE_FAILED,
+    plans_pb2.PLAN_STATE_FAILED_PARTIAL,
+    plans_pb2.PLAN_STATE_CANCELLED,
+    plans_pb2.PLAN_STATE_ROLLED_BACK,
+}
+
+
+def phase21(doc: dict) -> pb.SubmitPlanRequest:
+    msg = plans_pb2.Phase21Plan()
+    json_format.ParseDict(
+        {
+            **doc,
+            "agent_assignments": {a: {"tools": t} for a, t in doc["agent_assignments"].items()},
+        },
+        msg,
+    )
+    return pb.SubmitPlanRequest(phase21=msg)
+
+
+def spec(plan_id: str, *steps: dict) -> pb.SubmitPlanRequest:
+    msg = plans_pb2.PlanSpec(plan_id=plan_id)
+    for s in steps:
+        json_format.ParseDict(s, msg.steps.add())
+    return pb.SubmitPlanRequest(spec=msg)
+
+
+def step(
+    step_id: str,
+    tool: str,
+    agent: str,
+    confidence: float,
+    arguments: dict | None = None,
+    depends_on: tuple[str, ...] = (),
+) -> dict:
+    out: dict = {
+        "step_id": step_id,
+        "tool": tool,
+        "agent_id": agent,
+        "confidence": confidence,
+        "depends_on": list(depends_on),
+    }
+    if arguments is not None:
+        out["arguments"] = arguments
+    return out
+
+
+def states(plan: plans_pb2.Plan) -> dict[str, str]:
+    return {
+        s.step_id: plans_pb2.StepState.Name(s.state).removeprefix("STEP_STATE_") for s in plan.steps
+    }
+
+
+def modes(plan: plans_pb2.Plan) -> dict[str, str]:
+    return {
+        s.step_id: types_pb2.ExecutionMode.Name(s.decision.mode).removeprefix("EXECUTION_MODE_")
+        for s in plan.steps
+    }
+
+
+async def test_the_phase21_example_runs_step_by_step(server: Running) -> None:
+    async with Worker(server.channel, "agent1") as agent1:
+        plan = (await server.cp.SubmitPlan(phase21(EXAMPLE))).plan
+        assert [s.step_id for s in plan.steps] == ["vision_inspect", "form_fill", "button_click"]
+        items = await agent1.wait_for(2)
+        assert [(i.tool, types_pb2.ExecutionMode.Name(i.mode)) for i in items] == [
+            ("vision_inspect", "EXECUTION_MODE_LIVE"),
+            ("form_fill", "EXECUTION_MODE_DRY_RUN"),
+        ]
+        assert items[0].deadline.seconds > 0 and items[0].decision_id.startswith("dec_")
+        # button_click is irreversible: LIVE waits for a human approval.
+        click = await wait_step(
+            server.cp, "plan_1", "button_click", plans_pb2.STEP_STATE_AWAITING_APPROVAL
+        )
+        assert "irreversible" in click.message
+        got = (await server.cp.GetPlan(pb.GetPlanRequest(plan_id="plan_1"))).plan
+        assert got.state == plans_pb2.PLAN_STATE_RUNNING
+        assert states(got) == {
+            "vision_inspect": "SUCCEEDED",
+            "form_fill": "SUCCEEDED",
+            "button_click": "AWAITING_APPROVAL",
+        }
+        cancelled = (
+            await server.cp.CancelPlan(pb.CancelPlanRequest(plan_id="plan_1", reason="no approver"))
+        ).plan
+        assert cancelled.state == plans_pb2.PLAN_STATE_CANCELLED
+        assert states(cancelled)["button_click"] == "CANCELLED"
+
+
+async def test_mock_steps_are_completed_by_interlock_in_dependency_order(server: Running) -> None:
+    req = spec(
+        "mocks",
+        step("look", "vision_inspect", "agent1", 0.2, {"target": "a"}),
+        step("fill", "form_fill", "agent1", 0.3, {"form_id": "f", "fields": {"a": "b"}}, ("look",)),
+        step("look2", "vision_inspect", "agent2", 0.1, {"target": "b"}),
+    )
+    await server.cp.SubmitPlan(req)
+    plan = await wait_plan(server.cp, "mocks", FINISHED)
+    assert plan.state == plans_pb2.PLAN_STATE_SUCCEEDED
+    assert set(modes(plan).values()) == {"MOCK"}
+    assert all(s.result.outcome == types_pb2.TOOL_OUTCOME_SUCCEEDED for s in plan.steps)
+
+
+async def test_an_invalid_plan_reports_every_problem_and_keeps_nothing(server: Running) -> None:
+    bad = {
+        **EXAMPLE,
+        "plan_id": "bad_1",
+        "agent_assignments": {
+            "agent1": ["vision_inspect", "launch_rocket"],
+            "agent2": ["vision_inspect"],
+        },
+        "confidence_scores": {"vision_inspect": 1.7, "form_fill": 0.5, "button_click": 0.9},
+    }
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await server.cp.SubmitPlan(phase21(bad))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    _, violations = details(info.value)
+    assert len(violations) >= 4, violations
+    text = " ".join(f"{f} {d}" for f, d in violations)
+    assert "launch_rocket" in text and "1.7" in text
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await server.cp.GetPlan(pb.GetPlanRequest(plan_id="bad_1"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_plan_id_is_used_once(server: Running) -> None:
+    req = spec("once", step("a", "vision_inspect", "agent1", 0.1, {"target": "x"}))
+    await server.cp.SubmitPlan(req)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await server.cp.SubmitPlan(req)
+    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_a_denied_step_fails_the_plan_with_the_reason(server: Running) -> None:
+    req = spec("denied", step("click", "button_click", "agent1", 0.9, {"selector": "#go"}))
+    plan = (await server.cp.SubmitPlan(req)).plan
+    assert any(c.type == plans_pb2.CONFLICT_TYPE_PERMISSION for c in plan.conflicts)
+    plan = await wait_plan(server.cp, "denied", FINISHED)
+    assert plan.state == plans_pb2.PLAN_STATE_FAILED
+    assert "ui.click" in plan.message
+
+
+async def test_a_failed_step_rolls_back_completed_live_steps(start_server: StartServer) -> None:
+    s = await start_server(approval_required_for_high_risk=False)
+    transfer = {
+        "from_account": "AB123456",
+        "to_account": "CD123456",
+        "amount": 10,
+        "currency": "EUR",
+    }
+
+    def ops_outcome(item: plans_pb2.WorkItem):
+        if item.tool == "crm_lookup":
+            return types_pb2.TOOL_OUTCOME_FAILED, {}, "record locked"
+        return types_pb2.TOOL_OUTCOME_SUCCEEDED, {"ran": item.tool}, ""
+
+    async with Worker(s.channel, "ops", ops_outcome) as ops:
+        req = spec(
+            "refund",
+            step("pay", "transfer_funds", "ops", 0.9, transfer),
+            step("check", "crm_lookup", "ops", 0.9, {"record_id": "CU-12345"}, ("pay",)),
+        )
+        await s.cp.SubmitPlan(req)
+        plan = await wait_plan(s.cp, "refund", FINISHED)
+        assert plan.state == plans_pb2.PLAN_STATE_ROLLED_BACK, plan.message
+        assert states(plan) == {"pay": "ROLLED_BACK", "check": "FAILED", "pay.undo": "SUCCEEDED"}
+        assert [(i.tool, i.compensation) for i in ops.items] == [
+            ("transfer_funds", False),
+            ("crm_lookup", False),
+            ("refund_funds", True),
+        ]
+        assert json_format.MessageToDict(ops.items[2].arguments) == transfer
+    lines = [json.loads(x) for x in (s.data_dir / "rollback_events.jsonl").read_text().splitlines()]
+    assert [(x["step_id"], x["action"]) for x in lines] == [
+        ("pay", "compensate"),
+        ("pay", "compensated"),
+    ]
+
+
+async def test_a_live_step_whose_worker_vanishes_is_ambiguous_never_repeated(
+    server: Running,
+) -> None:
+    req = spec("vanish", step("look", "vision_inspect", "agent1", 0.9, {"target": "x"}))
+    hold = lambda item: None  # noqa: E731 - the worker never reports
+    async with Worker(server.channel, "agent1", hold) as first:
+        await server.cp.SubmitPlan(req)
+        await first.wait_for(1)
+    plan = await wait_plan(server.cp, "vanish", FINISHED)
+    assert states(plan)["look"] == "AMBIGUOUS" and plan.state == plans_pb2.PLAN_STATE_FAILED
+    async with Worker(server.channel, "agent1") as second:
+        import asyncio
+
+        await asyncio.sleep(0.3)
+        assert second.items == [], "a LIVE step is never offered again"
+
+
+async def test_a_dry_run_step_is_offered_again_after_its_worker_vanishes(server: Running) -> None:
+    req = spec("again", step("look", "vision_inspect", "agent1", 0.6, {"target": "x"}))
+    async with Worker(server.channel, "agent1", lambda item: None) as first:
+        await server.cp.SubmitPlan(req)
+        await first.wait_for(1)
+    async with Worker(server.channel, "agent1") as second:
+        items = await second.wait_for(1)
+        assert items[0].attempt == 2
+        plan = await wait_plan(server.cp, "again", FINISHED)
+    assert plan.state == plans_pb2.PLAN_STATE_SUCCEEDED
+
+
+async def test_reports_for_work_are_checked(server: Running) -> None:
+    async with Worker(server.channel, "agent1", lambda item: None) as worker:
+        await server.cp.SubmitPlan(
+            spec("check", step("look", "vision_inspect", "agent1", 0.6, {"target": "x"}))
+        )
+        (item,) = await worker.wait_for(1)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await server.cp.ReportToolResult(
+                pb.ReportToolResultRequest(
+                    work_id=item.work_id,
+                    decision_id=item.decision_id,
+                    agent_id="agent2",
+                    outcome=types_pb2.TOOL_OUTCOME_SUCCEEDED,
+                )
+            )
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await server.cp.ReportToolResult(
+                pb.ReportToolResultRequest(
+                    work_id="wk_nope", agent_id="agent1", outcome=types_pb2.TOOL_OUTCOME_SUCCEEDED
+                )
+            )
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_step_past_its_timeout_fails_and_counts(
+    start_server: StartServer, policy_dir: Path
+) -> None:
+    catalog = policy_dir / "interlock/catalog/data.yaml"
+    catalog.write_text(
+        catalog.read_text().replace("    timeout_seconds: 10\n", "    timeout_seconds: 0.3\n", 1)
+    )
+    s = await start_server()
+    async with Worker(s.channel, "mailer", lambda item: None):
+        await s.cp.SubmitPlan(
+            spec("slow", step("look", "crm_lookup", "mailer", 0.6, {"record_id": "CU-12345"}))
+        )
+        plan = await wait_plan(s.cp, "slow", FINISHED)
+    assert states(plan)["look"] == "TIMED_OUT" and plan.state == plans_pb2.PLAN_STATE_FAILED
+
+
+async def test_plans_are_listed_and_summarised(server: Running) -> None:
+    for i in range(3):
+        await server.cp.SubmitPlan(
+            spec(f"p{i}", step("a", "vision_inspect", "agent1", 0.1, {"target": "x"}))
+        )
+        await wait_plan(server.cp, f"p{i}", FINISHED)
+    page = await server.cp.ListPlans(pb.ListPlansRequest(page_size=2))
+    assert [p.plan_id for p in page.plans] == ["p0", "p1"] and page.next_page_token
+    rest = await server.cp.ListPlans(
+        pb.ListPlansRequest(page_size=2, page_token=page.next_page_token)
+    )
+    assert [p.plan_id for p in rest.plans] == ["p2"] and not rest.next_page_token
+    summary = json.loads((server.data_dir / "orchestration_summary.json").read_text())
+    assert summary["plans"]["by_state"]["SUCCEEDED"] == 3
+    db = sqlite3.connect(server.data_dir / "interlock.db")
+    kinds = {k for (k,) in db.execute("SELECT DISTINCT kind FROM events")}
+    assert {"DECISION", "RESULT", "STATE_TRANSITION", "PLAN_FINISHED"} <= kinds
