@@ -270,6 +270,10 @@ async def test_a_step_past_its_timeout_fails_and_counts(
         )
         plan = await wait_plan(s.cp, "slow", FINISHED)
     assert states(plan)["look"] == "TIMED_OUT" and plan.state == plans_pb2.PLAN_STATE_FAILED
+    (timeout,) = [c for c in plan.conflicts if c.type == plans_pb2.CONFLICT_TYPE_TIMEOUT]
+    assert timeout.resolution == "cancel" and list(timeout.step_ids) == ["look"]
+    counts = json.loads((s.data_dir / "tool_conflicts.json").read_text())
+    assert counts["by_type"]["TIMEOUT"]["detected"] == 1
 
 
 async def test_plans_are_listed_and_summarised(server: Running) -> None:
@@ -289,3 +293,80 @@ async def test_plans_are_listed_and_summarised(server: Running) -> None:
     db = sqlite3.connect(server.data_dir / "interlock.db")
     kinds = {k for (k,) in db.execute("SELECT DISTINCT kind FROM events")}
     assert {"DECISION", "RESULT", "STATE_TRANSITION", "PLAN_FINISHED"} <= kinds
+
+
+async def test_conflicts_are_found_resolved_and_counted(start_server: StartServer) -> None:
+    s = await start_server(approval_required_for_high_risk=False)
+    email = {"to": ["a@example.com"], "subject": "hello", "body": "hi"}
+    # RESOURCE: two button clicks that could run at once; button_click allows one at a time.
+    clicks = (
+        await s.cp.SubmitPlan(
+            spec(
+                "clicks",
+                step("c1", "button_click", "agent2", 0.1, {"selector": "#a"}),
+                step("c2", "button_click", "agent2", 0.1, {"selector": "#b"}),
+            )
+        )
+    ).plan
+    (resource,) = [c for c in clicks.conflicts if c.type == plans_pb2.CONFLICT_TYPE_RESOURCE]
+    assert resource.resolution == "serialize"
+    # ORDERING: the Phase-21 order puts form_clear before the form_fill it undoes.
+    reorder = (
+        await s.cp.SubmitPlan(
+            phase21(
+                {
+                    "plan_id": "reorder",
+                    "agent_assignments": {"agent1": ["form_clear", "form_fill"]},
+                    "execution_order": ["form_clear", "form_fill"],
+                    "confidence_scores": {"form_clear": 0.1, "form_fill": 0.1},
+                }
+            )
+        )
+    ).plan
+    (ordering,) = [c for c in reorder.conflicts if c.type == plans_pb2.CONFLICT_TYPE_ORDERING]
+    assert ordering.resolution == "reorder"
+    # DUPLICATE_ACTION: the same irreversible email, with the same arguments, twice.
+    dup = (
+        await s.cp.SubmitPlan(
+            spec(
+                "dup",
+                step("e1", "send_email", "mailer", 0.1, email),
+                step("e2", "send_email", "mailer", 0.1, email),
+            )
+        )
+    ).plan
+    (duplicate,) = [c for c in dup.conflicts if c.type == plans_pb2.CONFLICT_TYPE_DUPLICATE_ACTION]
+    assert duplicate.resolution == "dedupe"
+    # RATE_LIMIT: transfer_funds allows 6 calls a minute; 7 are throttled, never dropped.
+    transfer = {"from_account": "AB123456", "to_account": "CD123456", "currency": "EUR"}
+    burst = (
+        await s.cp.SubmitPlan(
+            spec(
+                "burst",
+                *[
+                    step(f"t{i}", "transfer_funds", "ops", 0.1, {**transfer, "amount": i + 1})
+                    for i in range(7)
+                ],
+            )
+        )
+    ).plan
+    (rate,) = [c for c in burst.conflicts if c.type == plans_pb2.CONFLICT_TYPE_RATE_LIMIT]
+    assert rate.resolution == "throttle" and "t6" in rate.step_ids
+
+    for plan_id in ("clicks", "reorder", "dup"):
+        done = await wait_plan(s.cp, plan_id, FINISHED)
+        assert done.state == plans_pb2.PLAN_STATE_SUCCEEDED, (plan_id, done.message)
+    assert states(await wait_plan(s.cp, "dup", FINISHED))["e2"] == "SKIPPED"
+    burst_now = (await s.cp.GetPlan(pb.GetPlanRequest(plan_id="burst"))).plan
+    assert states(burst_now)["t6"] == "PENDING", "the 7th transfer waits for the next minute"
+    await s.cp.CancelPlan(pb.CancelPlanRequest(plan_id="burst"))
+
+    counts = json.loads((s.data_dir / "tool_conflicts.json").read_text())["by_type"]
+    for kind in ("RESOURCE", "ORDERING", "DUPLICATE_ACTION", "RATE_LIMIT"):
+        assert counts[kind]["detected"] >= 1, counts
+    db = sqlite3.connect(s.data_dir / "interlock.db")
+    kinds = [
+        json.loads(p)["type"]
+        for (p,) in db.execute("SELECT payload FROM events WHERE kind='CONFLICT'")
+    ]
+    assert {"RESOURCE", "ORDERING", "DUPLICATE_ACTION", "RATE_LIMIT"} <= set(kinds)

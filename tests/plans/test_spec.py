@@ -95,14 +95,16 @@ def problems(doc: Any, catalog: Catalog) -> dict[str, str]:
 # Phase-21 -------------------------------------------------------------------
 
 
-def test_phase21_example_becomes_three_sequential_steps(catalog: Catalog) -> None:
+def test_phase21_example_becomes_three_steps_in_order(catalog: Catalog) -> None:
+    """The order is a sequence, not declared dependencies: conflict detection
+    checks (and may reorder) it, then chains the steps one after another."""
     plan = parse_phase21(PHASE21_EXAMPLE)
     assert plan == PlanSpec(
         plan_id="plan_1",
         steps=(
             StepSpec("vision_inspect", "vision_inspect", "agent1", 0.8, None, ()),
-            StepSpec("form_fill", "form_fill", "agent1", 0.75, None, ("vision_inspect",)),
-            StepSpec("button_click", "button_click", "agent2", 0.9, None, ("form_fill",)),
+            StepSpec("form_fill", "form_fill", "agent1", 0.75, None, ()),
+            StepSpec("button_click", "button_click", "agent2", 0.9, None, ()),
         ),
         labels={},
         source_format="phase21",

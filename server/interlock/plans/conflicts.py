@@ -176,12 +176,24 @@ def detect(
         return w.report(order=w.ids, rejected=True)
 
     _check_ordering(w, contract, full, base_order)
+    if plan.source_format == "phase21":
+        _chain(w, base_order)
     _check_resources(w, base_order)
     order = _topological(w.ids, w.waits, w.position)
     assert order is not None, "serializing follows a topological order, so adds no cycle"
     _check_rate_limits(w, order)
     _check_timeouts(w)
     return w.report(order=order, rejected=False)
+
+
+def _chain(w: _Work, order: Sequence[str]) -> None:
+    """A Phase-21 plan runs its execution order one step at a time: each step
+    waits for the one before it in the (possibly reordered) order. The order
+    is a sequence, not a set of declared dependencies, so a contract rule the
+    submitted order breaks is resolved by reordering rather than refused."""
+    for before, after in itertools.pairwise(order):
+        if not w.reaches(after, before):
+            w.add_dependency(after, before)
 
 
 def counts(conflicts: Iterable[Conflict]) -> dict[str, dict[str, int]]:

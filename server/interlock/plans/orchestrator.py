@@ -41,7 +41,15 @@ from interlock.errors import (
 )
 from interlock.plans import conflicts as conflict_rules
 from interlock.plans import spec as plan_spec
-from interlock.plans.model import InFlightStep, PlanSpec, PlanState, StepState
+from interlock.plans.model import (
+    Conflict,
+    ConflictType,
+    InFlightStep,
+    PlanSpec,
+    PlanState,
+    Resolution,
+    StepState,
+)
 from interlock.plans.rollback import Rollback
 from interlock.plans.runtime import (
     DONE_FOR_DEPENDENTS,
@@ -86,6 +94,8 @@ class Orchestrator:
         self._work: dict[str, tuple[str, str]] = {}
         self._out_by_tool: Counter[str] = Counter()
         self._dispatch_times: dict[str, deque[float]] = {}
+        self._restored: set[str] = set()
+        """Work ids that were out when the server stopped: never offered again."""
 
     @property
     def catalog(self) -> Catalog:
@@ -350,20 +360,46 @@ class Orchestrator:
         for step in plan.steps.values():
             if step.state == StepState.DISPATCHED and step.deadline and step.deadline <= now:
                 self._release(step)
-                if step.mode == "LIVE" and step.message == "restart":
+                if step.work_id in self._restored:
                     await self.set_step(
                         plan,
                         step,
                         StepState.AMBIGUOUS,
-                        "no report before its deadline after a restart: the LIVE outcome is unknown",
+                        "no report before its deadline after a restart: the outcome is unknown",
                     )
-                else:
-                    await self.set_step(
-                        plan,
-                        step,
-                        StepState.TIMED_OUT,
-                        f"no result within the {self.catalog.tool(step.tool).timeout_seconds:g}s timeout of {step.tool}: cancelled (TIMEOUT conflict)",
-                    )
+                    continue
+                timeout = self.catalog.tool(step.tool).timeout_seconds
+                conflict = Conflict(
+                    type=ConflictType.TIMEOUT,
+                    resolution=Resolution.CANCEL,
+                    description=f"{step.step_id} ({step.tool}, agent {step.agent_id}) ran past "
+                    f"its {timeout:g}s timeout: cancelled, counted as a failure",
+                    step_ids=(step.step_id,),
+                    detected_at=now,
+                )
+                plan.conflicts.append(conflict)
+                await self.commit(
+                    plan,
+                    [],
+                    [
+                        EventRecord(
+                            kind="CONFLICT",
+                            plan_id=plan.plan_id,
+                            step_id=step.step_id,
+                            tool=step.tool,
+                            agent_id=step.agent_id,
+                            payload=conflict_dict(conflict),
+                            message=f"TIMEOUT: {conflict.description} -> cancel",
+                        )
+                    ],
+                )
+                await self.set_step(
+                    plan,
+                    step,
+                    StepState.TIMED_OUT,
+                    f"no result within the {timeout:g}s timeout of {step.tool}",
+                )
+                await self.summaries.conflicts_changed(self)
 
     async def _decide(self, plan: PlanRun, step: StepRun) -> None:
         call = ToolCall(
@@ -620,7 +656,7 @@ class Orchestrator:
                         self._work[step.work_id] = (plan.plan_id, step.step_id)
                         self._out_by_tool[step.tool] += 1
                         step.state = StepState.DISPATCHED
-                        step.message = "restart"
+                        self._restored.add(step.work_id)
                         if not step.deadline:
                             step.deadline = (
                                 time.time() + self.catalog.tool(step.tool).timeout_seconds

@@ -435,7 +435,10 @@ def _phase21_step(
         agent_id=agent,
         confidence=math.nan if confidence is None else confidence,
         arguments=None,
-        depends_on=(earlier[-1].step_id,) if earlier else (),
+        # The execution order runs one step at a time; the orchestrator chains
+        # the steps in that order once conflict detection has checked it
+        # (so an order that breaks a contract rule can be reordered).
+        depends_on=(),
     )
     return step, paths
 
