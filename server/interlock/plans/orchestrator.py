@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 
 FAILED_STATES = frozenset({StepState.FAILED, StepState.TIMED_OUT, StepState.AMBIGUOUS})
 RATE_WINDOW_SECONDS = 60.0
+DEFAULT_TIMEOUT_SECONDS = 60.0
 _WORK_PREFIX = os.urandom(6).hex()
 _WORK_IDS = itertools.count(1)
 
@@ -311,6 +312,10 @@ class Orchestrator:
                     await asyncio.wait_for(plan.changed.wait(), timeout=wake)
         except asyncio.CancelledError:
             raise
+        except InterlockError as exc:  # e.g. a reload removed a tool the plan uses
+            log.error("plan %s failed: %s", plan.plan_id, exc.message)
+            with contextlib.suppress(Exception):
+                await self.set_plan(plan, PlanState.FAILED, exc.message)
         except Exception as exc:
             log.exception("plan %s: the orchestrator failed", plan.plan_id)
             with contextlib.suppress(Exception):
@@ -368,7 +373,7 @@ class Orchestrator:
                         "no report before its deadline after a restart: the outcome is unknown",
                     )
                     continue
-                timeout = self.catalog.tool(step.tool).timeout_seconds
+                timeout = self.timeout_of(step.tool)
                 conflict = Conflict(
                     type=ConflictType.TIMEOUT,
                     resolution=Resolution.CANCEL,
@@ -507,7 +512,7 @@ class Orchestrator:
         if found is None:
             return
         plan, step = found
-        step.deadline = time.time() + self.catalog.tool(step.tool).timeout_seconds
+        step.deadline = time.time() + self.timeout_of(step.tool)
         step.message = ""
         asyncio.get_running_loop().create_task(self.set_step(plan, step, StepState.DISPATCHED))
 
@@ -536,6 +541,11 @@ class Orchestrator:
                 )
 
         asyncio.get_running_loop().create_task(lost())
+
+    def timeout_of(self, tool: str) -> float:
+        """The tool's timeout; a tool a reload removed keeps a default one."""
+        contract = self.catalog.tools.get(tool)
+        return contract.timeout_seconds if contract is not None else DEFAULT_TIMEOUT_SECONDS
 
     def work_deadline(self, work_id: str) -> float:
         found = self._find(work_id)
@@ -658,9 +668,7 @@ class Orchestrator:
                         step.state = StepState.DISPATCHED
                         self._restored.add(step.work_id)
                         if not step.deadline:
-                            step.deadline = (
-                                time.time() + self.catalog.tool(step.tool).timeout_seconds
-                            )
+                            step.deadline = time.time() + self.timeout_of(step.tool)
                     else:
                         step.work_id = ""
                         step.state = StepState.DECIDED
