@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
 from interlock.config import ServerConfig
 from interlock.contracts import Catalog
 from interlock.plans.model import PlanState, StepState
 from interlock.plans.rollback import Rollback
 from interlock.plans.runtime import PlanRun, StepRun
 from interlock.policy.bundle import PolicySet
+
 from tests.conftest import POLICIES
 
 
