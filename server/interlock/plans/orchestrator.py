@@ -21,26 +21,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import os
 import time
 from collections import Counter, deque
 from typing import Any
 
 from interlock.audit import STATE_TRANSITIONS
 from interlock.config import ServerConfig
-from interlock.contracts import Catalog
 from interlock.decisions import DecisionService, ToolCall
 from interlock.errors import (
     AlreadyExists,
     FailedPrecondition,
     InterlockError,
     NotFound,
-    PermissionDenied,
 )
 from interlock.plans import conflicts as conflict_rules
 from interlock.plans import spec as plan_spec
+from interlock.plans.dispatch import RATE_WINDOW_SECONDS, Dispatch
 from interlock.plans.model import (
     Conflict,
     ConflictType,
@@ -60,23 +57,15 @@ from interlock.plans.runtime import (
     conflict_dict,
 )
 from interlock.plans.summary import Summaries
-from interlock.plans.workers import WorkHub, WorkOffer
+from interlock.plans.workers import WorkHub
 from interlock.store import EventRecord, Store, WriteBatch
 
 log = logging.getLogger(__name__)
 
 FAILED_STATES = frozenset({StepState.FAILED, StepState.TIMED_OUT, StepState.AMBIGUOUS})
-RATE_WINDOW_SECONDS = 60.0
-DEFAULT_TIMEOUT_SECONDS = 60.0
-_WORK_PREFIX = os.urandom(6).hex()
-_WORK_IDS = itertools.count(1)
 
 
-def new_work_id() -> str:
-    return f"wk_{_WORK_PREFIX}{next(_WORK_IDS):08x}"
-
-
-class Orchestrator:
+class Orchestrator(Dispatch):
     def __init__(
         self,
         config: ServerConfig,
@@ -97,10 +86,6 @@ class Orchestrator:
         self._dispatch_times: dict[str, deque[float]] = {}
         self._restored: set[str] = set()
         """Work ids that were out when the server stopped: never offered again."""
-
-    @property
-    def catalog(self) -> Catalog:
-        return self.decisions.policies.active.catalog
 
     # Persistence -------------------------------------------------------------
 
@@ -442,168 +427,7 @@ class Orchestrator:
         else:
             await self.set_step(plan, step, StepState.DECIDED, reasons)
 
-    # Dispatch ------------------------------------------------------------------------
-
-    def _slot_free(self, tool: str, now: float) -> bool:
-        contract = self.catalog.tool(tool)
-        if self._out_by_tool[tool] >= contract.max_concurrency:
-            return False
-        times = self._dispatch_times.setdefault(tool, deque())
-        while times and times[0] <= now - RATE_WINDOW_SECONDS:
-            times.popleft()
-        return len(times) < int(contract.rate_limit_per_minute)
-
-    async def _dispatch(self, plan: PlanRun, step: StepRun, *, compensation: bool = False) -> bool:
-        now = time.time()
-        if not self._slot_free(step.tool, now):
-            return False
-        step.work_id = new_work_id()
-        step.attempt += 1
-        self._out_by_tool[step.tool] += 1
-        self._dispatch_times[step.tool].append(now)
-        self._work[step.work_id] = (plan.plan_id, step.step_id)
-        await self.commit(
-            plan,
-            [step],
-            [
-                EventRecord(
-                    kind="DISPATCH",
-                    plan_id=plan.plan_id,
-                    step_id=step.step_id,
-                    agent_id=step.agent_id,
-                    decision_id=step.decision_id,
-                    tool=step.tool,
-                    message=f"{step.tool} ({step.mode}) offered to {step.agent_id}'s worker (attempt {step.attempt})",
-                    payload={
-                        "work_id": step.work_id,
-                        "mode": step.mode,
-                        "attempt": step.attempt,
-                        "workers": self.hub.workers(step.agent_id),
-                        "compensation": compensation,
-                    },
-                )
-            ],
-        )
-        self.hub.offer(self._offer(plan, step, compensation))
-        return True
-
-    def _offer(self, plan: PlanRun, step: StepRun, compensation: bool) -> WorkOffer:
-        return WorkOffer(
-            work_id=step.work_id,
-            agent_id=step.agent_id,
-            plan_id=plan.plan_id,
-            step_id=step.step_id,
-            decision_id=step.decision_id,
-            tool=step.tool,
-            arguments=dict(step.arguments or {}),
-            mode=step.mode,
-            deadline=step.deadline,
-            attempt=step.attempt,
-            compensation=compensation,
-        )
-
-    def _release(self, step: StepRun) -> None:
-        if step.work_id and self._work.pop(step.work_id, None) is not None:
-            self._out_by_tool[step.tool] -= 1
-            self.hub.withdraw(step.work_id)
-
-    def _on_delivered(self, offer: WorkOffer) -> None:
-        found = self._find(offer.work_id)
-        if found is None:
-            return
-        plan, step = found
-        step.deadline = time.time() + self.timeout_of(step.tool)
-        step.message = ""
-        asyncio.get_running_loop().create_task(self.set_step(plan, step, StepState.DISPATCHED))
-
-    def _on_lost(self, offer: WorkOffer) -> None:
-        found = self._find(offer.work_id)
-        if found is None:
-            return
-        plan, step = found
-
-        async def lost() -> None:
-            self._release(step)
-            if step.mode == "LIVE":
-                await self.set_step(
-                    plan,
-                    step,
-                    StepState.AMBIGUOUS,
-                    "the worker disconnected while holding this LIVE step: its outcome is unknown",
-                )
-            else:
-                step.work_id = ""
-                await self.set_step(
-                    plan,
-                    step,
-                    StepState.DECIDED,
-                    f"the worker disconnected; {step.mode} step offered again",
-                )
-
-        asyncio.get_running_loop().create_task(lost())
-
-    def timeout_of(self, tool: str) -> float:
-        """The tool's timeout; a tool a reload removed keeps a default one."""
-        contract = self.catalog.tools.get(tool)
-        return contract.timeout_seconds if contract is not None else DEFAULT_TIMEOUT_SECONDS
-
-    def work_deadline(self, work_id: str) -> float:
-        found = self._find(work_id)
-        return found[1].deadline if found else 0.0
-
-    def _find(self, work_id: str) -> tuple[PlanRun, StepRun] | None:
-        where = self._work.get(work_id)
-        if where is None:
-            return None
-        plan = self.plans.get(where[0])
-        if plan is None or where[1] not in plan.steps:
-            return None
-        return plan, plan.steps[where[1]]
-
-    # Reports, cancellation ---------------------------------------------------------
-
-    async def report(
-        self,
-        *,
-        work_id: str,
-        agent_id: str,
-        outcome: str,
-        output: dict[str, Any],
-        error_message: str,
-        duration_seconds: float,
-    ) -> StepRun:
-        found = self._find(work_id)
-        if found is None:
-            raise NotFound(f"unknown or finished work item {work_id!r}", reason="UNKNOWN_WORK")
-        plan, step = found
-        if step.agent_id != agent_id:
-            raise PermissionDenied(
-                f"work {work_id} belongs to agent {step.agent_id!r}, not {agent_id!r}",
-                reason="NOT_YOUR_WORK",
-            )
-        if not step.compensates:
-            await self.decisions.report(
-                decision_id=step.decision_id,
-                agent_id=agent_id,
-                outcome=outcome,
-                output=output,
-                error_message=error_message,
-                duration_seconds=duration_seconds,
-            )
-        self._release(step)
-        step.result = {
-            "outcome": outcome,
-            "output": output,
-            "error_message": error_message,
-            "duration_seconds": duration_seconds,
-        }
-        state = {
-            "SUCCEEDED": StepState.SUCCEEDED,
-            "FAILED": StepState.FAILED,
-            "TIMED_OUT": StepState.TIMED_OUT,
-        }[outcome]
-        await self.set_step(plan, step, state, error_message)  # the plan's task takes it from here
-        return step
+    # Cancellation -----------------------------------------------------------------
 
     async def cancel(self, plan_id: str, reason: str) -> PlanRun:
         plan = await self.get(plan_id)
@@ -684,4 +508,4 @@ class Orchestrator:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-__all__ = ["Orchestrator", "new_work_id"]
+__all__ = ["Orchestrator"]

@@ -1,0 +1,226 @@
+"""Dispatch: per-tool slots, work offers to agents' workers, and their reports.
+
+Mixed into :class:`~interlock.plans.orchestrator.Orchestrator`. A DRY_RUN or
+LIVE step is offered when its tool has a free slot: fewer items out than its
+``max_concurrency`` and fewer dispatches than its ``rate_limit_per_minute`` in
+the last minute, across all plans (the run-time side of the RESOURCE and
+RATE_LIMIT resolutions). The deadline starts when a worker receives the
+item. A worker's report finishes the step; the plan's task does the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from collections import Counter, deque
+from typing import TYPE_CHECKING, Any
+
+from interlock.config import ServerConfig
+from interlock.errors import NotFound, PermissionDenied
+from interlock.plans.model import StepState
+from interlock.plans.runtime import PlanRun, StepRun
+from interlock.plans.workers import WorkHub, WorkOffer
+from interlock.store import EventRecord
+
+if TYPE_CHECKING:
+    from interlock.contracts import Catalog
+    from interlock.decisions import DecisionService
+
+RATE_WINDOW_SECONDS = 60.0
+DEFAULT_TIMEOUT_SECONDS = 60.0
+_WORK_PREFIX = os.urandom(6).hex()
+_WORK_IDS = itertools.count(1)
+
+
+def new_work_id() -> str:
+    return f"wk_{_WORK_PREFIX}{next(_WORK_IDS):08x}"
+
+
+class Dispatch:
+    config: ServerConfig
+    decisions: DecisionService
+    plans: dict[str, PlanRun]
+    hub: WorkHub
+    _work: dict[str, tuple[str, str]]
+    _out_by_tool: Counter[str]
+    _dispatch_times: dict[str, deque[float]]
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.decisions.policies.active.catalog
+
+    async def commit(
+        self, plan: PlanRun, steps: Any = (), events: Any = (), audit: Any = ()
+    ) -> None:
+        raise NotImplementedError
+
+    async def set_step(
+        self, plan: PlanRun, step: StepRun, state: StepState, message: str = ""
+    ) -> None:
+        raise NotImplementedError
+
+    # Dispatch ------------------------------------------------------------------------
+
+    def _slot_free(self, tool: str, now: float) -> bool:
+        contract = self.catalog.tool(tool)
+        if self._out_by_tool[tool] >= contract.max_concurrency:
+            return False
+        times = self._dispatch_times.setdefault(tool, deque())
+        while times and times[0] <= now - RATE_WINDOW_SECONDS:
+            times.popleft()
+        return len(times) < int(contract.rate_limit_per_minute)
+
+    async def _dispatch(self, plan: PlanRun, step: StepRun, *, compensation: bool = False) -> bool:
+        now = time.time()
+        if not self._slot_free(step.tool, now):
+            return False
+        step.work_id = new_work_id()
+        step.attempt += 1
+        self._out_by_tool[step.tool] += 1
+        self._dispatch_times[step.tool].append(now)
+        self._work[step.work_id] = (plan.plan_id, step.step_id)
+        await self.commit(
+            plan,
+            [step],
+            [
+                EventRecord(
+                    kind="DISPATCH",
+                    plan_id=plan.plan_id,
+                    step_id=step.step_id,
+                    agent_id=step.agent_id,
+                    decision_id=step.decision_id,
+                    tool=step.tool,
+                    message=f"{step.tool} ({step.mode}) offered to {step.agent_id}'s worker (attempt {step.attempt})",
+                    payload={
+                        "work_id": step.work_id,
+                        "mode": step.mode,
+                        "attempt": step.attempt,
+                        "workers": self.hub.workers(step.agent_id),
+                        "compensation": compensation,
+                    },
+                )
+            ],
+        )
+        self.hub.offer(self._offer(plan, step, compensation))
+        return True
+
+    def _offer(self, plan: PlanRun, step: StepRun, compensation: bool) -> WorkOffer:
+        return WorkOffer(
+            work_id=step.work_id,
+            agent_id=step.agent_id,
+            plan_id=plan.plan_id,
+            step_id=step.step_id,
+            decision_id=step.decision_id,
+            tool=step.tool,
+            arguments=dict(step.arguments or {}),
+            mode=step.mode,
+            deadline=step.deadline,
+            attempt=step.attempt,
+            compensation=compensation,
+        )
+
+    def _release(self, step: StepRun) -> None:
+        if step.work_id and self._work.pop(step.work_id, None) is not None:
+            self._out_by_tool[step.tool] -= 1
+            self.hub.withdraw(step.work_id)
+
+    def _on_delivered(self, offer: WorkOffer) -> None:
+        found = self._find(offer.work_id)
+        if found is None:
+            return
+        plan, step = found
+        step.deadline = time.time() + self.timeout_of(step.tool)
+        step.message = ""
+        asyncio.get_running_loop().create_task(self.set_step(plan, step, StepState.DISPATCHED))
+
+    def _on_lost(self, offer: WorkOffer) -> None:
+        found = self._find(offer.work_id)
+        if found is None:
+            return
+        plan, step = found
+
+        async def lost() -> None:
+            self._release(step)
+            if step.mode == "LIVE":
+                await self.set_step(
+                    plan,
+                    step,
+                    StepState.AMBIGUOUS,
+                    "the worker disconnected while holding this LIVE step: its outcome is unknown",
+                )
+            else:
+                step.work_id = ""
+                await self.set_step(
+                    plan,
+                    step,
+                    StepState.DECIDED,
+                    f"the worker disconnected; {step.mode} step offered again",
+                )
+
+        asyncio.get_running_loop().create_task(lost())
+
+    def timeout_of(self, tool: str) -> float:
+        """The tool's timeout; a tool a reload removed keeps a default one."""
+        contract = self.catalog.tools.get(tool)
+        return contract.timeout_seconds if contract is not None else DEFAULT_TIMEOUT_SECONDS
+
+    def work_deadline(self, work_id: str) -> float:
+        found = self._find(work_id)
+        return found[1].deadline if found else 0.0
+
+    def _find(self, work_id: str) -> tuple[PlanRun, StepRun] | None:
+        where = self._work.get(work_id)
+        if where is None:
+            return None
+        plan = self.plans.get(where[0])
+        if plan is None or where[1] not in plan.steps:
+            return None
+        return plan, plan.steps[where[1]]
+
+    async def report(
+        self,
+        *,
+        work_id: str,
+        agent_id: str,
+        outcome: str,
+        output: dict[str, Any],
+        error_message: str,
+        duration_seconds: float,
+    ) -> StepRun:
+        found = self._find(work_id)
+        if found is None:
+            raise NotFound(f"unknown or finished work item {work_id!r}", reason="UNKNOWN_WORK")
+        plan, step = found
+        if step.agent_id != agent_id:
+            raise PermissionDenied(
+                f"work {work_id} belongs to agent {step.agent_id!r}, not {agent_id!r}",
+                reason="NOT_YOUR_WORK",
+            )
+        if not step.compensates:
+            await self.decisions.report(
+                decision_id=step.decision_id,
+                agent_id=agent_id,
+                outcome=outcome,
+                output=output,
+                error_message=error_message,
+                duration_seconds=duration_seconds,
+            )
+        self._release(step)
+        step.result = {
+            "outcome": outcome,
+            "output": output,
+            "error_message": error_message,
+            "duration_seconds": duration_seconds,
+        }
+        state = {
+            "SUCCEEDED": StepState.SUCCEEDED,
+            "FAILED": StepState.FAILED,
+            "TIMED_OUT": StepState.TIMED_OUT,
+        }[outcome]
+        await self.set_step(plan, step, state, error_message)  # the plan's task takes it from here
+        return step
+
+
+__all__ = ["DEFAULT_TIMEOUT_SECONDS", "RATE_WINDOW_SECONDS", "Dispatch", "new_work_id"]
