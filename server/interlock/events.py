@@ -35,12 +35,12 @@ only moves forward and step 3 drops what step 2 already delivered. If the
 queue overflows again (the consumer is slow), the watcher is lagging again
 and repeats the catch-up from its cursor; it never skips ahead.
 
-The store skips its listeners for a batch whose writer stopped waiting (a
-cancelled call). The hub notices such a hole in the published ``seq``\\s
-(seqs are contiguous: rolled-back inserts do not use up numbers) when the
-next batch arrives, and on an idle server by checking the store's highest
-``seq`` every :data:`CHECK_INTERVAL_SECONDS`; either way every watcher catches
-up from the store, so the event is delivered late but never skipped.
+As a safety net for any batch that reaches the store but not the hub, the
+hub notices a hole in the published ``seq``\\s (seqs are contiguous:
+rolled-back inserts do not use up numbers) when the next batch arrives, and
+on an idle server by checking the store's highest ``seq`` every
+:data:`CHECK_INTERVAL_SECONDS`; either way every watcher catches up from the
+store, so such an event is delivered late but never skipped.
 
 :meth:`EventHub.close` ends every watcher promptly (the server calls it
 before stopping gRPC, so idle streams do not hold up a graceful shutdown).
