@@ -370,3 +370,49 @@ async def test_conflicts_are_found_resolved_and_counted(start_server: StartServe
         for (p,) in db.execute("SELECT payload FROM events WHERE kind='CONFLICT'")
     ]
     assert {"RESOURCE", "ORDERING", "DUPLICATE_ACTION", "RATE_LIMIT"} <= set(kinds)
+
+
+async def test_a_result_stored_just_before_a_stop_finishes_its_step_after_restart(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    """The report's result was committed, the step's new state was not (a crash
+    between the two): after the restart the stored result finishes the step."""
+    data = str(tmp_path / "half")
+    s = await start_server(data_dir=data)
+    async with Worker(s.channel, "agent1", lambda item: None) as worker:
+        await s.cp.SubmitPlan(
+            spec("half", step("look", "vision_inspect", "agent1", 0.9, {"target": "x"}))
+        )
+        (item,) = await worker.wait_for(1)
+        await s.server.decisions.report(
+            decision_id=item.decision_id,
+            agent_id="agent1",
+            outcome="SUCCEEDED",
+            output={"seen": "x"},
+            error_message="",
+            duration_seconds=0.1,
+        )
+    await s.channel.close()
+    await s.server.stop(grace=0.1)
+    again = await start_server(data_dir=data)
+    plan = await wait_plan(again.cp, "half", FINISHED)
+    assert plan.state == plans_pb2.PLAN_STATE_SUCCEEDED, plan.message
+    assert json_format.MessageToDict(plan.steps[0].result.output) == {"seen": "x"}
+
+
+async def test_a_vanished_worker_whose_report_was_stored_is_not_ambiguous(server: Running) -> None:
+    async with Worker(server.channel, "agent1", lambda item: None) as worker:
+        await server.cp.SubmitPlan(
+            spec("known", step("look", "vision_inspect", "agent1", 0.9, {"target": "x"}))
+        )
+        (item,) = await worker.wait_for(1)
+        await server.server.decisions.report(
+            decision_id=item.decision_id,
+            agent_id="agent1",
+            outcome="FAILED",
+            output={},
+            error_message="no screen",
+            duration_seconds=0.1,
+        )
+    plan = await wait_plan(server.cp, "known", FINISHED)
+    assert states(plan)["look"] == "FAILED" and "no screen" in plan.message

@@ -381,6 +381,19 @@ class DecisionService:
             raise NotFound(f"unknown decision {decision_id!r}", reason="UNKNOWN_DECISION")
         return dict(rows[0])
 
+    async def stored_result(self, decision_id: str) -> dict[str, Any] | None:
+        """The result recorded for a decision, as a plan step keeps it, or None."""
+        rows = await self.store.query("SELECT * FROM results WHERE decision_id = ?", (decision_id,))
+        if not rows:
+            return None
+        r = rows[0]
+        return {
+            "outcome": r["outcome"],
+            "output": orjson.loads(r["output"]),
+            "error_message": r["error_message"],
+            "duration_seconds": r["duration_seconds"],
+        }
+
     async def report(
         self,
         *,

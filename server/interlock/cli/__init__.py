@@ -6,6 +6,9 @@
     interlock report --decision ID --agent A --outcome succeeded|failed|timed_out
     interlock policy status | reload | eval
     interlock health
+    interlock watch [--after SEQ] [--plan ID] [--agent ID] [--kind KIND ...] [--limit N]
+    interlock plan submit FILE | get ID | list [--state STATE ...] [--limit N]
+    interlock plan cancel ID [--reason TEXT]
 
 Every command but ``serve`` is a client of a running server (``--server``,
 default ``$INTERLOCK_SERVER`` or 127.0.0.1:50051), built on

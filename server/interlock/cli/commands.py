@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import Message
-from interlock_client import InterlockClient
+from interlock_client import InterlockClient, PlanDocumentError, plan_request
 from interlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT
 
 from interlock.cli.common import _T, EXIT_OK, SERVER_ENV, TOKEN_ENV, UsageError
@@ -22,6 +22,8 @@ from interlock.cli.output import (
     format_evaluation,
     format_event,
     format_health,
+    format_plan,
+    format_plans,
     format_policy_status,
     format_reload,
     format_result,
@@ -29,6 +31,7 @@ from interlock.cli.output import (
     to_json,
     to_json_line,
 )
+from interlock.v1 import control_plane_pb2
 
 # Reading input ----------------------------------------------------------------
 
@@ -196,3 +199,67 @@ def cmd_watch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return EXIT_OK
+
+
+# Plans --------------------------------------------------------------------------------
+
+MAX_PAGE = 100
+"""The most plans the server sends in one page."""
+
+
+def read_plan(path: str) -> dict[str, Any]:
+    """The plan document in a file (- for stdin); a file that holds no plan the
+    SubmitPlan request can carry is a usage error. The server validates the rest."""
+    name = "stdin" if path == "-" else path
+    try:
+        doc = json.loads(_read_text(path, "FILE"))
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{name}: not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{name}: a plan must be a JSON object, not {type(doc).__name__}")
+    try:
+        plan_request(doc)
+    except PlanDocumentError as exc:
+        listed = "".join(f"\n  {f}: {d}" for f, d in exc.field_violations)
+        raise UsageError(
+            f"{name}: not a plan Interlock can read; nothing was sent:{listed}"
+        ) from None
+    return doc
+
+
+def cmd_plan_submit(args: argparse.Namespace) -> int:
+    plan = read_plan(args.file)
+    return _emit(args, _call(args, lambda c: c.submit_plan(plan)), format_plan)
+
+
+def cmd_plan_get(args: argparse.Namespace) -> int:
+    return _emit(args, _call(args, lambda c: c.get_plan(args.plan_id)), format_plan)
+
+
+async def collect_plans(
+    client: InterlockClient, states: list[str], limit: int, page_size: int = MAX_PAGE
+) -> tuple[control_plane_pb2.ListPlansResponse, bool]:
+    """Up to ``limit`` plans (0: all), following page tokens; and whether more are left.
+    The response's next_page_token continues after the last plan returned."""
+    out = control_plane_pb2.ListPlansResponse()
+    token = ""
+    while True:
+        wanted = page_size if not limit else min(page_size, limit - len(out.plans))
+        page = await client.list_plans(states, wanted, token)
+        out.plans.extend(page.plans)
+        token = page.next_page_token
+        if not token or not page.plans:
+            return out, False
+        if limit and len(out.plans) >= limit:
+            out.next_page_token = token
+            return out, True
+
+
+def cmd_plan_list(args: argparse.Namespace) -> int:
+    response, more = _call(args, lambda c: collect_plans(c, args.state, args.limit))
+    return _emit(args, response, lambda r: format_plans(r, more))
+
+
+def cmd_plan_cancel(args: argparse.Namespace) -> int:
+    plan = _call(args, lambda c: c.cancel_plan(args.plan_id, args.reason))
+    return _emit(args, plan, format_plan)

@@ -16,6 +16,10 @@ from interlock.cli.commands import (
     _target,
     cmd_decide,
     cmd_health,
+    cmd_plan_cancel,
+    cmd_plan_get,
+    cmd_plan_list,
+    cmd_plan_submit,
     cmd_policy_eval,
     cmd_policy_reload,
     cmd_policy_status,
@@ -34,7 +38,7 @@ from interlock.cli.common import (
 )
 from interlock.cli.output import print_error
 from interlock.cli.serve import _add_config_flags, cmd_serve, run_server, setup_logging
-from interlock.v1 import observe_pb2
+from interlock.v1 import observe_pb2, plans_pb2
 
 # The parser ---------------------------------------------------------------------
 
@@ -81,6 +85,22 @@ def _event_kind(text: str) -> str:
     if name not in EVENT_KINDS:
         raise argparse.ArgumentTypeError(
             f"unknown event kind {text!r} (one of {', '.join(EVENT_KINDS)})"
+        )
+    return name
+
+
+PLAN_STATES = tuple(
+    name.removeprefix("PLAN_STATE_")
+    for name in plans_pb2.PlanState.keys()
+    if name != "PLAN_STATE_UNSPECIFIED"
+)
+
+
+def _plan_state(text: str) -> str:
+    name = text.strip().upper().replace("-", "_").removeprefix("PLAN_STATE_")
+    if name not in PLAN_STATES:
+        raise argparse.ArgumentTypeError(
+            f"unknown plan state {text!r} (one of {', '.join(PLAN_STATES)})"
         )
     return name
 
@@ -237,6 +257,62 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=_count, default=0, metavar="N", help="stop after N events [default: never]"
     )
     watch.set_defaults(handler=cmd_watch, parser=watch)
+
+    plan = commands.add_parser("plan", help="submit, inspect and cancel plans")
+    plan_commands = plan.add_subparsers(dest="plan_command", metavar="COMMAND", required=True)
+    submit = plan_commands.add_parser(
+        "submit",
+        parents=client,
+        help="submit a plan from a JSON file",
+        description="Submit a plan written in JSON, in either format: Phase-21 (plan_id, "
+        "agent_assignments, execution_order, confidence_scores) or explicit steps (plan_id, "
+        "labels, steps of step_id, tool, agent_id, arguments, confidence, depends_on). "
+        "Prints the accepted plan: its state, its steps in the order they run, and the "
+        "conflicts found with how each was resolved. The server refuses an invalid plan "
+        "(exit 1) listing every problem; a file that is not a plan at all is a usage error "
+        "(exit 2).",
+    )
+    submit.add_argument("file", metavar="FILE", help="the plan's JSON file (- for stdin)")
+    submit.set_defaults(handler=cmd_plan_submit, parser=submit)
+    get = plan_commands.add_parser(
+        "get", parents=client, help="a plan: its state, steps and conflicts"
+    )
+    get.add_argument("plan_id", metavar="ID", help="the plan's id")
+    get.set_defaults(handler=cmd_plan_get, parser=get)
+    plan_list = plan_commands.add_parser(
+        "list",
+        parents=client,
+        help="list plans, by id",
+        description="List plans in plan id order, one line each, following the server's "
+        "pages until --limit plans.",
+    )
+    plan_list.add_argument(
+        "--state",
+        type=_plan_state,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="STATE",
+        help=f"only plans in these states ({', '.join(PLAN_STATES)})",
+    )
+    plan_list.add_argument(
+        "--limit",
+        type=_count,
+        default=100,
+        metavar="N",
+        help="show at most N plans; 0 for all [default: 100]",
+    )
+    plan_list.set_defaults(handler=cmd_plan_list, parser=plan_list)
+    cancel = plan_commands.add_parser(
+        "cancel",
+        parents=client,
+        help="cancel a plan that has not finished",
+        description="Cancel a plan: its steps that have not finished are cancelled; steps "
+        "that completed are not undone. Prints the plan.",
+    )
+    cancel.add_argument("plan_id", metavar="ID", help="the plan's id")
+    cancel.add_argument("--reason", default="", metavar="TEXT", help="why, for the record")
+    cancel.set_defaults(handler=cmd_plan_cancel, parser=cancel)
     return parser
 
 

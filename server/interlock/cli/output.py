@@ -15,7 +15,7 @@ from google.protobuf.message import Message
 from interlock_client import InterlockError
 
 from interlock.cli.common import SERVER_ENV
-from interlock.v1 import observe_pb2, types_pb2
+from interlock.v1 import observe_pb2, plans_pb2, types_pb2
 
 # Output helpers ---------------------------------------------------------------
 
@@ -197,6 +197,72 @@ def format_health(h: Any) -> str:
             for a in h.anomalies
         )
     return out
+
+
+def _plan_state(value: int) -> str:
+    return _enum(plans_pb2.PlanState, value, "PLAN_STATE")
+
+
+def _step_state(value: int) -> str:
+    return _enum(plans_pb2.StepState, value, "STEP_STATE")
+
+
+def _conflict(c: plans_pb2.Conflict) -> str:
+    kind = _enum(plans_pb2.ConflictType, c.type, "CONFLICT_TYPE")
+    scope = ", ".join([*c.step_ids, *(f"plan {p}" for p in c.plan_ids)])
+    return f"  - {kind} -> {c.resolution or '-'}: {c.description}" + (
+        f" [{scope}]" if scope else ""
+    )
+
+
+def format_plan(p: plans_pb2.Plan) -> str:
+    """The plan's fields, a table of its steps (in the order they run), its conflicts."""
+    rows = [("plan", p.plan_id), ("state", _plan_state(p.state))]
+    if p.message:
+        rows.append(("message", p.message))
+    if p.labels:
+        rows.append(("labels", ", ".join(f"{k}={v}" for k, v in sorted(p.labels.items()))))
+    rows += [("submitted", _time(p.submitted_at)), ("updated", _time(p.updated_at))]
+    steps = [
+        [
+            s.step_id,
+            s.agent_id,
+            s.tool,
+            _mode(s.decision.mode) if s.decision.mode else "-",
+            _step_state(s.state),
+            s.result.error_message or s.message,
+        ]
+        for s in p.steps
+    ]
+    table = _table(["STEP", "AGENT", "TOOL", "MODE", "STATE", "MESSAGE"], steps)
+    out = _pairs(rows) + f"\nsteps ({len(steps)})\n" + _indent(table)
+    out += f"\nconflicts ({len(p.conflicts)})"
+    if p.conflicts:
+        out += "\n" + "\n".join(_conflict(c) for c in p.conflicts)
+    return out
+
+
+def format_plans(response: Any, more: bool = False) -> str:
+    """One line a plan: id, state, steps by state, submitted, message."""
+    rows = []
+    for p in response.plans:
+        counts: dict[str, int] = {}
+        for s in p.steps:
+            state = _step_state(s.state)
+            counts[state] = counts.get(state, 0) + 1
+        steps = ", ".join(f"{n} {state}" for state, n in counts.items())
+        rows.append(
+            [p.plan_id, _plan_state(p.state), steps or "-", _time(p.submitted_at), p.message]
+        )
+    footer = f"{len(rows)} plan{'' if len(rows) == 1 else 's'}"
+    if more:
+        footer += " (more: raise --limit)"
+    header = ["PLAN", "STATE", "STEPS", "SUBMITTED", "MESSAGE"]
+    return (_table(header, rows) + "\n\n" if rows else "") + footer
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())
 
 
 def _event_time(ts: timestamp_pb2.Timestamp) -> str:

@@ -18,7 +18,7 @@ from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
 from interlock.config import ServerConfig
-from interlock.errors import NotFound, PermissionDenied
+from interlock.errors import AlreadyExists, NotFound, PermissionDenied
 from interlock.plans.model import StepState
 from interlock.plans.runtime import PlanRun, StepRun
 from interlock.plans.workers import WorkHub, WorkOffer
@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from interlock.contracts import Catalog
     from interlock.decisions import DecisionService
 
+RESULT_STATES = {
+    "SUCCEEDED": StepState.SUCCEEDED,
+    "FAILED": StepState.FAILED,
+    "TIMED_OUT": StepState.TIMED_OUT,
+}
 RATE_WINDOW_SECONDS = 60.0
 DEFAULT_TIMEOUT_SECONDS = 60.0
 _WORK_PREFIX = os.urandom(6).hex()
@@ -143,7 +148,12 @@ class Dispatch:
 
         async def lost() -> None:
             self._release(step)
-            if step.mode == "LIVE":
+            stored = None
+            if step.decision_id and not step.compensates:
+                stored = await self.decisions.stored_result(step.decision_id)
+            if stored is not None:  # its report was stored: the outcome is known
+                await self.finish_step(plan, step, stored)
+            elif step.mode == "LIVE":
                 await self.set_step(
                     plan,
                     step,
@@ -198,29 +208,36 @@ class Dispatch:
                 f"work {work_id} belongs to agent {step.agent_id!r}, not {agent_id!r}",
                 reason="NOT_YOUR_WORK",
             )
-        if not step.compensates:
-            await self.decisions.report(
-                decision_id=step.decision_id,
-                agent_id=agent_id,
-                outcome=outcome,
-                output=output,
-                error_message=error_message,
-                duration_seconds=duration_seconds,
-            )
-        self._release(step)
-        step.result = {
+        result = {
             "outcome": outcome,
             "output": output,
             "error_message": error_message,
             "duration_seconds": duration_seconds,
         }
-        state = {
-            "SUCCEEDED": StepState.SUCCEEDED,
-            "FAILED": StepState.FAILED,
-            "TIMED_OUT": StepState.TIMED_OUT,
-        }[outcome]
-        await self.set_step(plan, step, state, error_message)  # the plan's task takes it from here
+        if not step.compensates:
+            try:
+                await self.decisions.report(
+                    decision_id=step.decision_id,
+                    agent_id=agent_id,
+                    outcome=outcome,
+                    output=output,
+                    error_message=error_message,
+                    duration_seconds=duration_seconds,
+                )
+            except AlreadyExists:
+                # A retry of a report the store already holds (the first one may
+                # have landed just before a crash): the stored result stands.
+                result = await self.decisions.stored_result(step.decision_id) or result
+        self._release(step)
+        await self.finish_step(plan, step, result)
         return step
+
+    async def finish_step(self, plan: PlanRun, step: StepRun, result: dict[str, Any]) -> None:
+        """Record a step's reported result and move it to the matching state."""
+        step.result = result
+        state = RESULT_STATES[result["outcome"]]
+        # The plan's task takes it from here.
+        await self.set_step(plan, step, state, result.get("error_message", ""))
 
 
 __all__ = ["DEFAULT_TIMEOUT_SECONDS", "RATE_WINDOW_SECONDS", "Dispatch", "new_work_id"]

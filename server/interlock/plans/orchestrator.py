@@ -318,7 +318,9 @@ class Orchestrator(Dispatch):
         for step in list(plan.steps.values()):
             if step.state == StepState.PENDING and self._ready(plan, step, now):
                 await self._decide(plan, step)
-            if step.state == StepState.DECIDED and not step.work_id:
+            if step.state == StepState.DECIDED and step.mode == "MOCK":
+                await self._complete_mock(plan, step)  # decided just before a restart
+            elif step.state == StepState.DECIDED and not step.work_id:
                 await self._dispatch(plan, step)
         if all(s.state in DONE_FOR_DEPENDENTS for s in plan.steps.values()):
             await self.set_plan(plan, PlanState.SUCCEEDED)
@@ -414,18 +416,32 @@ class Orchestrator(Dispatch):
             await self.set_step(plan, step, StepState.AWAITING_APPROVAL, reasons)
         elif record.mode == "MOCK":
             await self.set_step(plan, step, StepState.DECIDED, reasons)
+            await self._complete_mock(plan, step)
+        else:
+            await self.set_step(plan, step, StepState.DECIDED, reasons)
+
+    async def _complete_mock(self, plan: PlanRun, step: StepRun) -> None:
+        """Interlock runs a MOCK step itself: it never goes to a worker. Safe to
+        repeat after a restart (a result already stored is kept)."""
+        result = {
+            "outcome": "SUCCEEDED",
+            "output": {"mock": True},
+            "error_message": "",
+            "duration_seconds": 0.0,
+        }
+        try:
             await self.decisions.report(
-                decision_id=record.decision_id,
+                decision_id=step.decision_id,
                 agent_id=step.agent_id,
                 outcome="SUCCEEDED",
                 output={"mock": True},
                 error_message="",
                 duration_seconds=0.0,
             )
-            step.result = {"outcome": "SUCCEEDED", "output": {"mock": True}}
-            await self.set_step(plan, step, StepState.SUCCEEDED, "completed by Interlock (MOCK)")
-        else:
-            await self.set_step(plan, step, StepState.DECIDED, reasons)
+        except AlreadyExists:
+            result = await self.decisions.stored_result(step.decision_id) or result
+        step.result = result
+        await self.set_step(plan, step, StepState.SUCCEEDED, "completed by Interlock (MOCK)")
 
     # Cancellation -----------------------------------------------------------------
 
@@ -482,6 +498,7 @@ class Orchestrator(Dispatch):
             )
             plan = PlanRun.from_rows(dict(row), [dict(s) for s in steps])
             self.plans[plan.plan_id] = plan
+            await self._apply_stored_results(plan)
             for step in plan.steps.values():
                 if step.state in (StepState.DECIDED, StepState.DISPATCHED) and step.work_id:
                     if step.mode == "LIVE" or step.compensates:
@@ -499,6 +516,16 @@ class Orchestrator(Dispatch):
             self._start(plan)
         if rows:
             log.info("resumed %d plan(s) after a restart", len(rows))
+
+    async def _apply_stored_results(self, plan: PlanRun) -> None:
+        """A report the store took just before a crash finishes its step now."""
+        for step in plan.steps.values():
+            out = step.state in (StepState.DECIDED, StepState.DISPATCHED) and step.mode != "MOCK"
+            if out and step.decision_id and not step.compensates:
+                stored = await self.decisions.stored_result(step.decision_id)
+                if stored is not None:
+                    step.work_id = ""
+                    await self.finish_step(plan, step, stored)
 
     async def close(self) -> None:
         self.hub.close()
