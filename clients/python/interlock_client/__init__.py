@@ -14,9 +14,25 @@ violations) when a call fails::
         if decision.verdict == types_pb2.VERDICT_ALLOW:
             ...  # run the tool in decision.mode, then:
             await client.report_tool_result(decision.decision_id, "agent1", "SUCCEEDED")
+
+Plans are submitted as the JSON documents planners write (either format), and
+an agent's worker pulls the plan's work for its agent and reports each item::
+
+    plan = await client.submit_plan(json.load(open("plan.json")))
+    async for item in client.pull_work("agent1"):   # reconnect when it ends or fails
+        ...  # run item.tool in item.mode, then:
+        await client.report_work(item, "SUCCEEDED", {"receipt": "r-1"})
+
+``clients/python/examples/agent_worker.py`` is a complete worker.
 """
 
-from interlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT, InterlockClient
+from interlock_client.client import (
+    DEFAULT_TARGET,
+    DEFAULT_TIMEOUT,
+    InterlockClient,
+    PlanDocumentError,
+    plan_request,
+)
 from interlock_client.errors import InterlockError
 from interlock_client.sync import SyncInterlockClient
 
@@ -25,5 +41,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "InterlockClient",
     "InterlockError",
+    "PlanDocumentError",
     "SyncInterlockClient",
+    "plan_request",
 ]

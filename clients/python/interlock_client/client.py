@@ -7,17 +7,23 @@ Methods whose response has a single field return that field's message
 :meth:`InterlockClient.report_tool_result` a ``ToolResult``); the others return
 the whole response.
 
-Deadlines: each call (each attempt, when retried) gets ``timeout`` seconds.
+Deadlines: each call (each attempt, when retried) gets ``timeout`` seconds;
+the streams (:meth:`~InterlockClient.watch_events`, :meth:`~InterlockClient.pull_work`)
+have none unless given one.
 Retries: only the idempotent
 reads (:meth:`~InterlockClient.list_tools`, :meth:`~InterlockClient.get_health`,
-:meth:`~InterlockClient.policy_status`) are retried, on ``UNAVAILABLE`` only,
+:meth:`~InterlockClient.policy_status`, :meth:`~InterlockClient.get_plan`,
+:meth:`~InterlockClient.list_plans`) are retried, on ``UNAVAILABLE`` only,
 ``retries`` times with a short exponential backoff. Calls that decide, record
 or change something are never retried: a retry could record a call twice.
+Nor are the streams: their callers reconnect (see each method).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -27,6 +33,7 @@ from interlock.v1 import (
     control_plane_pb2,
     control_plane_pb2_grpc,
     observe_pb2,
+    plans_pb2,
     policy_service_pb2,
     policy_service_pb2_grpc,
     types_pb2,
@@ -40,6 +47,8 @@ DEFAULT_RETRIES = 2
 RETRY_BACKOFF_SECONDS = 0.1
 RETRY_BACKOFF_MAX_SECONDS = 1.0
 OUTCOMES = ("SUCCEEDED", "FAILED", "TIMED_OUT")
+REMEMBERED_WORK = 10_000
+"""Work items whose agent the client remembers until they are reported."""
 
 _Response = TypeVar("_Response")
 
@@ -73,6 +82,262 @@ def outcome_value(outcome: str | int) -> int:
         if name in OUTCOMES:
             return int(types_pb2.ToolOutcome.Value(f"TOOL_OUTCOME_{name}"))
     raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+
+
+def _enum_values(enum: Any, prefix: str, values: Iterable[str | int], what: str) -> list[int]:
+    """Names (``"RUNNING"`` or ``"PLAN_STATE_RUNNING"``, any case) or values of an enum."""
+    out: list[int] = []
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool):
+            out.append(value)
+            continue
+        name = str(value).strip().upper().replace("-", "_").removeprefix(f"{prefix}_")
+        try:
+            out.append(int(enum.Value(f"{prefix}_{name}")))
+        except ValueError:
+            raise ValueError(f"unknown {what} {value!r}") from None
+    return out
+
+
+# Plan documents -------------------------------------------------------------------
+
+PHASE21_KEYS = ("plan_id", "agent_assignments", "execution_order", "confidence_scores")
+SPEC_KEYS = ("plan_id", "labels", "steps")
+STEP_KEYS = ("step_id", "tool", "agent_id", "arguments", "confidence", "depends_on")
+MAX_NESTING = 100
+"""How deeply arguments may nest: protobuf refuses to decode deeper messages."""
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_@:-]+$")
+
+
+class PlanDocumentError(ValueError):
+    """A plan document that no ``SubmitPlanRequest`` can express, so nothing was sent.
+
+    Only what the request cannot carry is checked here (a wrong JSON type, an
+    unknown key, a spec step without a confidence); the server validates the
+    rest (tools, agents, ids, ranges, dependencies) and answers
+    ``INVALID_ARGUMENT``.
+
+    Attributes:
+        field_violations: ``(field, description)`` for every problem, with the
+            field paths the server uses (``spec.steps[1].confidence``).
+    """
+
+    def __init__(self, violations: Sequence[tuple[str, str]]) -> None:
+        self.field_violations = [(str(f), str(d)) for f, d in violations]
+        listed = "; ".join(f"{f}: {d}" for f, d in self.field_violations)
+        super().__init__(f"the plan cannot be sent: {listed}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.field_violations,))
+
+
+def _member(base: str, key: object) -> str:
+    """The path of a map entry, as the server writes it: ``base.key`` or ``base["k.e.y"]``."""
+    text = str(key)
+    return f"{base}.{text}" if _PLAIN_KEY.match(text) else f"{base}[{json.dumps(text)}]"
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
+
+
+class _Reader:
+    """Reads a plan document into proto values, noting what cannot be carried."""
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str]] = []
+
+    def note(self, path: str, description: str) -> None:
+        self.problems.append((path, description))
+
+    def unknown_keys(self, doc: Mapping[Any, Any], allowed: tuple[str, ...], base: str) -> None:
+        for key in doc:
+            if key not in allowed:
+                self.note(_member(base, key), f"unknown field; expected {', '.join(allowed)}")
+
+    def text(self, value: object, path: str) -> str:
+        """A string field; null or absent is empty (the server reports what it requires)."""
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            self.note(path, f"must be a string, not {_json_type(value)}")
+            return ""
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            self.note(path, "is not valid Unicode text (a lone surrogate)")
+            return ""
+        return value
+
+    def texts(self, value: object, path: str, what: str = "an array") -> list[str]:
+        if value is None:
+            return []
+        if not isinstance(value, list | tuple):
+            self.note(path, f"must be {what}, not {_json_type(value)}")
+            return []
+        return [self.text(v, f"{path}[{j}]") for j, v in enumerate(value)]
+
+    def mapping(self, value: object, path: str, what: str = "an object") -> Mapping[Any, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.note(path, f"must be {what}, not {_json_type(value)}")
+            return {}
+        return value
+
+    def number(self, value: object, path: str) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.note(path, f"must be a number, not {_json_type(value)}")
+            return None
+        try:
+            return float(value)
+        except OverflowError:
+            self.note(path, f"is too large for a double: {value}")
+            return None
+
+    def json_value(self, value: object, path: str, depth: int = 0) -> None:
+        """Note every part of an arguments object that a protobuf Struct cannot hold.
+        (NaN and infinities fit; the server refuses them.)"""
+        if depth > MAX_NESTING:
+            self.note(path, f"nests deeper than {MAX_NESTING} levels")
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                if isinstance(key, str):
+                    self.text(key, _member(path, key))
+                    self.json_value(item, _member(path, key), depth + 1)
+                else:
+                    self.note(_member(path, key), "keys must be strings")
+        elif isinstance(value, list | tuple):
+            for j, item in enumerate(value):
+                self.json_value(item, f"{path}[{j}]", depth + 1)
+        elif isinstance(value, str):
+            self.text(value, path)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            self.number(value, path)  # notes an integer too large for a double
+        elif value is not None and not isinstance(value, bool | float):
+            self.note(path, f"is not a JSON value ({_json_type(value)})")
+
+    def phase21(self, doc: Mapping[Any, Any]) -> plans_pb2.Phase21Plan:
+        base = "phase21"
+        self.unknown_keys(doc, PHASE21_KEYS, base)
+        plan = plans_pb2.Phase21Plan(plan_id=self.text(doc.get("plan_id"), f"{base}.plan_id"))
+        path = f"{base}.agent_assignments"
+        for agent, tools in self.mapping(doc.get("agent_assignments"), path).items():
+            agent_path = _member(path, agent)
+            if not isinstance(agent, str):
+                self.note(agent_path, "agent ids must be strings")
+                continue
+            names = self.texts(tools, agent_path, "an array of tool names")
+            plan.agent_assignments[self.text(agent, agent_path)].tools.extend(names)
+        order = doc.get("execution_order")
+        plan.execution_order.extend(self.texts(order, f"{base}.execution_order"))
+        path = f"{base}.confidence_scores"
+        for tool, score in self.mapping(doc.get("confidence_scores"), path).items():
+            score_path = _member(path, tool)
+            if not isinstance(tool, str):
+                self.note(score_path, "tool names must be strings")
+                continue
+            value = self.number(score, score_path)
+            if value is not None:
+                plan.confidence_scores[self.text(tool, score_path)] = value
+        return plan
+
+    def spec(self, doc: Mapping[Any, Any]) -> plans_pb2.PlanSpec:
+        base = "spec"
+        self.unknown_keys(doc, SPEC_KEYS, base)
+        plan = plans_pb2.PlanSpec(plan_id=self.text(doc.get("plan_id"), f"{base}.plan_id"))
+        labels = self.mapping(doc.get("labels"), f"{base}.labels", "an object of strings")
+        for key, value in labels.items():
+            label_path = _member(f"{base}.labels", key)
+            if not isinstance(key, str):
+                self.note(label_path, "label names must be strings")
+                continue
+            plan.labels[self.text(key, label_path)] = self.text(value, label_path)
+        steps = doc.get("steps")
+        if steps is not None and not isinstance(steps, list | tuple):
+            self.note(f"{base}.steps", f"must be an array, not {_json_type(steps)}")
+            steps = None
+        for i, raw in enumerate(steps or ()):
+            step_path = f"{base}.steps[{i}]"
+            if not isinstance(raw, Mapping):
+                self.note(step_path, f"must be an object, not {_json_type(raw)}")
+                continue
+            plan.steps.append(self.step(raw, step_path))
+        return plan
+
+    def step(self, raw: Mapping[Any, Any], base: str) -> plans_pb2.StepSpec:
+        self.unknown_keys(raw, STEP_KEYS, base)
+        step = plans_pb2.StepSpec(
+            step_id=self.text(raw.get("step_id"), f"{base}.step_id"),
+            tool=self.text(raw.get("tool"), f"{base}.tool"),
+            agent_id=self.text(raw.get("agent_id"), f"{base}.agent_id"),
+            depends_on=self.texts(raw.get("depends_on"), f"{base}.depends_on"),
+        )
+        if raw.get("confidence") is None:
+            # StepSpec.confidence has no presence: a missing one would arrive as 0.
+            self.note(f"{base}.confidence", "is required")
+        else:
+            step.confidence = self.number(raw["confidence"], f"{base}.confidence") or 0.0
+        arguments = raw.get("arguments")
+        if arguments is not None:  # absent (not {}) means "no arguments": no schema check
+            if not isinstance(arguments, Mapping):
+                self.note(f"{base}.arguments", f"must be an object, not {_json_type(arguments)}")
+            else:
+                before = len(self.problems)
+                self.json_value(arguments, f"{base}.arguments")
+                step.arguments.SetInParent()  # present even when empty
+                if len(self.problems) == before:
+                    step.arguments.update(dict(arguments))
+        return step
+
+
+def plan_request(plan: Mapping[str, Any]) -> control_plane_pb2.SubmitPlanRequest:
+    """The ``SubmitPlanRequest`` of a plan JSON document, in either format.
+
+    A document with ``"steps"`` is a spec plan (``plan_id``, ``labels``, ``steps``:
+    ``step_id``, ``tool``, ``agent_id``, ``arguments``, ``confidence``,
+    ``depends_on``); one with ``"agent_assignments"`` or ``"execution_order"`` a
+    Phase-21 plan (``plan_id``, ``agent_assignments`` {agent: [tools]},
+    ``execution_order``, ``confidence_scores``), as the server's JSON reader
+    tells them apart. ``null`` counts as absent.
+
+    Raises:
+        TypeError: ``plan`` is not a mapping.
+        PlanDocumentError: (a ValueError) the document is neither format, or holds
+            something the request cannot carry; every such problem is listed.
+    """
+    if not isinstance(plan, Mapping):
+        raise TypeError(f"a plan must be a mapping (a JSON object), not {type(plan).__name__}")
+    reader = _Reader()
+    if "steps" in plan:
+        request = control_plane_pb2.SubmitPlanRequest(spec=reader.spec(plan))
+    elif "agent_assignments" in plan or "execution_order" in plan:
+        request = control_plane_pb2.SubmitPlanRequest(phase21=reader.phase21(plan))
+    else:
+        raise PlanDocumentError(
+            [
+                (
+                    "plan",
+                    "is neither format: expected 'steps' (a spec plan) or "
+                    "'agent_assignments' and 'execution_order' (a Phase-21 plan)",
+                )
+            ]
+        )
+    if reader.problems:
+        raise PlanDocumentError(reader.problems)
+    return request
 
 
 class InterlockClient:
@@ -117,6 +382,8 @@ class InterlockClient:
         self._control: control_plane_pb2_grpc.ControlPlaneStub | None = None
         self._policy: policy_service_pb2_grpc.PolicyServiceStub | None = None
         self._closed = False
+        self._work_agents: dict[str, str] = {}
+        """work_id -> the agent whose pull_work stream delivered it, until reported."""
 
     # Lifecycle ---------------------------------------------------------------
 
@@ -279,16 +546,7 @@ class InterlockClient:
         call with ``after_seq`` set to the ``seq`` of the last event received;
         nothing is skipped or repeated.
         """
-        values: list[int] = []
-        for kind in kinds:
-            if isinstance(kind, int) and not isinstance(kind, bool):
-                values.append(kind)
-                continue
-            name = str(kind).strip().upper().replace("-", "_").removeprefix("EVENT_KIND_")
-            try:
-                values.append(int(observe_pb2.EventKind.Value(f"EVENT_KIND_{name}")))
-            except ValueError:
-                raise ValueError(f"unknown event kind {kind!r}") from None
+        values = _enum_values(observe_pb2.EventKind, "EVENT_KIND", kinds, "event kind")
         request = control_plane_pb2.WatchEventsRequest(
             after_seq=after_seq,
             plan_id=plan_id,
@@ -303,6 +561,147 @@ class InterlockClient:
             raise InterlockError.from_rpc_error(exc) from exc
         finally:
             call.cancel()
+
+    # Plans -------------------------------------------------------------------
+
+    async def submit_plan(self, plan: Mapping[str, Any]) -> plans_pb2.Plan:
+        """Submit a plan JSON document (either format, see :func:`plan_request`); never retried.
+
+        Returns the accepted ``Plan``: its ``.state`` (``plans_pb2.PLAN_STATE_*``), its
+        ``.steps`` in the order they will run, and the ``.conflicts`` found and how
+        each was resolved. The server validates the plan and refuses a bad one
+        with INVALID_ARGUMENT (reason ``INVALID_PLAN``) listing every problem in
+        ``field_violations``; a plan id already used gives ALREADY_EXISTS.
+        Raises ``TypeError`` or :class:`PlanDocumentError` (a ``ValueError``),
+        without sending anything, for a document the request cannot carry.
+        """
+        request = plan_request(plan)
+        response: control_plane_pb2.SubmitPlanResponse = await self._call(
+            self.control_plane.SubmitPlan, request, idempotent=False
+        )
+        return response.plan
+
+    async def get_plan(self, plan_id: str) -> plans_pb2.Plan:
+        """A plan, its steps (state, decision, result) and its conflicts; NOT_FOUND if unknown."""
+        response: control_plane_pb2.GetPlanResponse = await self._call(
+            self.control_plane.GetPlan,
+            control_plane_pb2.GetPlanRequest(plan_id=plan_id),
+            idempotent=True,
+        )
+        return response.plan
+
+    async def list_plans(
+        self, states: Iterable[str | int] = (), page_size: int = 20, page_token: str = ""
+    ) -> control_plane_pb2.ListPlansResponse:
+        """One page of plans, by plan id: ``.plans`` and ``.next_page_token`` (empty on
+        the last page; pass it as ``page_token`` for the next one).
+
+        ``states`` are names (``"RUNNING"`` or ``"PLAN_STATE_RUNNING"``, any case) or
+        ``PlanState`` values; empty means every state. The server allows at most 100
+        plans a page.
+        """
+        values = _enum_values(plans_pb2.PlanState, "PLAN_STATE", states, "plan state")
+        request = control_plane_pb2.ListPlansRequest(
+            states=values,  # type: ignore[arg-type]
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return await self._call(self.control_plane.ListPlans, request, idempotent=True)
+
+    async def cancel_plan(self, plan_id: str, reason: str = "") -> plans_pb2.Plan:
+        """Cancel a plan that has not finished; never retried. Returns the plan, normally
+        ``CANCELLED`` already (the server waits a few seconds for the plan to stop).
+
+        A finished plan gives FAILED_PRECONDITION (reason ``PLAN_FINISHED``).
+        """
+        response: control_plane_pb2.CancelPlanResponse = await self._call(
+            self.control_plane.CancelPlan,
+            control_plane_pb2.CancelPlanRequest(plan_id=plan_id, reason=reason),
+            idempotent=False,
+        )
+        return response.plan
+
+    # Agent workers -------------------------------------------------------------
+
+    async def pull_work(
+        self,
+        agent_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the call's gRPC deadline
+    ) -> AsyncGenerator[plans_pb2.WorkItem, None]:
+        """The work stream of ``agent_id``'s worker: each ``WorkItem`` as the server hands it out.
+
+        Run the item's ``.tool`` with its ``.arguments`` in its ``.mode`` (MOCK and
+        DRY_RUN: no side effects; LIVE: for real; ``.compensation``: it undoes an
+        earlier step), before its ``.deadline``, then report it with
+        :meth:`report_work`. Work for an agent without a worker waits on the server.
+
+        Never retried, and there is no deadline unless ``timeout`` is given: the
+        stream runs until the caller stops iterating (close the iterator, e.g. with
+        ``contextlib.aclosing``), the server ends it (it does when it stops: the
+        iteration just ends) or the connection fails (``InterlockError``, usually
+        ``UNAVAILABLE``). The caller reconnects by calling ``pull_work`` again,
+        with a backoff; see ``clients/python/examples/agent_worker.py``. Items the
+        worker held unreported when its stream ended are not lost silently: the
+        server offers a MOCK or DRY_RUN item again, and marks a LIVE one
+        AMBIGUOUS (a LIVE call is never repeated), so keep the stream open until
+        the items in hand are reported.
+        """
+        request = control_plane_pb2.PullWorkRequest(agent_id=agent_id)
+        call = self.control_plane.PullWork(request, timeout=timeout, metadata=self._metadata)
+        try:
+            async for response in call:
+                item = response.item
+                self._remember_work(item.work_id, agent_id)
+                yield item
+        except grpc.aio.AioRpcError as exc:
+            raise InterlockError.from_rpc_error(exc) from exc
+        finally:
+            call.cancel()
+
+    def _remember_work(self, work_id: str, agent_id: str) -> None:
+        self._work_agents[work_id] = agent_id
+        while len(self._work_agents) > REMEMBERED_WORK:
+            del self._work_agents[next(iter(self._work_agents))]
+
+    async def report_work(
+        self,
+        item: plans_pb2.WorkItem,
+        outcome: str | int,
+        output: Mapping[str, Any] | None = None,
+        error_message: str = "",
+        duration_seconds: float = 0.0,
+        *,
+        agent_id: str = "",
+    ) -> types_pb2.ToolResult:
+        """Report how a work item from :meth:`pull_work` ended; never retried.
+
+        Sends the item's ``work_id`` and ``decision_id`` and the agent whose stream
+        delivered it (a ``WorkItem`` does not name its agent: pass ``agent_id`` for
+        an item this client did not pull). ``outcome`` is ``"SUCCEEDED"``,
+        ``"FAILED"`` or ``"TIMED_OUT"`` (any case). Returns the recorded
+        ``ToolResult``. An item the server no longer waits for (cancelled, timed
+        out, or lost with its stream) gives NOT_FOUND; another agent's item
+        PERMISSION_DENIED.
+        """
+        agent = agent_id or self._work_agents.get(item.work_id, "")
+        if not agent:
+            raise ValueError(
+                f"this client did not pull work item {item.work_id!r}: pass its agent_id"
+            )
+        result = await self.report_tool_result(
+            item.decision_id,
+            agent,
+            outcome,
+            output,
+            error_message,
+            duration_seconds,
+            work_id=item.work_id,
+        )
+        self._work_agents.pop(item.work_id, None)
+        return result
+
+    # Health ---------------------------------------------------------------------
 
     async def get_health(self) -> control_plane_pb2.GetHealthResponse:
         """The server's health: status, score, engine, policy revision, decision counts."""
@@ -375,4 +774,12 @@ class InterlockClient:
         return await self._call(self.policy_service.EvaluatePolicy, request, idempotent=False)
 
 
-__all__ = ["DEFAULT_TARGET", "DEFAULT_TIMEOUT", "InterlockClient", "outcome_value", "to_struct"]
+__all__ = [
+    "DEFAULT_TARGET",
+    "DEFAULT_TIMEOUT",
+    "InterlockClient",
+    "PlanDocumentError",
+    "outcome_value",
+    "plan_request",
+    "to_struct",
+]

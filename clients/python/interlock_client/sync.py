@@ -8,17 +8,19 @@ Use it as a context manager, or call :meth:`SyncInterlockClient.close`.
 Its methods block the calling thread: inside a coroutine, use
 :class:`~interlock_client.client.InterlockClient` instead (or call the blocking
 client through ``asyncio.to_thread``), or that coroutine's event loop stalls.
+:meth:`SyncInterlockClient.pull_work` is a blocking generator: each ``next()``
+waits for the next work item.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import grpc
-from interlock.v1 import control_plane_pb2, policy_service_pb2, types_pb2
+from interlock.v1 import control_plane_pb2, plans_pb2, policy_service_pb2, types_pb2
 
 from interlock_client.client import (
     DEFAULT_RETRIES,
@@ -144,6 +146,55 @@ class SyncInterlockClient:
             )
         )
 
+    def submit_plan(self, plan: Mapping[str, Any]) -> plans_pb2.Plan:
+        return self._run(self._client.submit_plan(plan))
+
+    def get_plan(self, plan_id: str) -> plans_pb2.Plan:
+        return self._run(self._client.get_plan(plan_id))
+
+    def list_plans(
+        self, states: Iterable[str | int] = (), page_size: int = 20, page_token: str = ""
+    ) -> control_plane_pb2.ListPlansResponse:
+        return self._run(self._client.list_plans(states, page_size, page_token))
+
+    def cancel_plan(self, plan_id: str, reason: str = "") -> plans_pb2.Plan:
+        return self._run(self._client.cancel_plan(plan_id, reason))
+
+    def pull_work(
+        self, agent_id: str, *, timeout: float | None = None
+    ) -> Generator[plans_pb2.WorkItem, None, None]:
+        """A blocking generator of the agent's work items; ``close()`` it (or leave
+        the ``for`` loop) to end the stream. As in the asyncio client, it is never
+        retried: on ``InterlockError`` or when it ends, call it again."""
+        stream = self._client.pull_work(agent_id, timeout=timeout)
+        try:
+            while True:
+                item = self._run(_next_or_none(stream))
+                if item is None:
+                    return
+                yield item
+        finally:
+            try:
+                self._run(stream.aclose())
+            except RuntimeError:  # the client was closed meanwhile
+                pass
+
+    def report_work(
+        self,
+        item: plans_pb2.WorkItem,
+        outcome: str | int,
+        output: Mapping[str, Any] | None = None,
+        error_message: str = "",
+        duration_seconds: float = 0.0,
+        *,
+        agent_id: str = "",
+    ) -> types_pb2.ToolResult:
+        return self._run(
+            self._client.report_work(
+                item, outcome, output, error_message, duration_seconds, agent_id=agent_id
+            )
+        )
+
     def get_health(self) -> control_plane_pb2.GetHealthResponse:
         return self._run(self._client.get_health())
 
@@ -175,6 +226,13 @@ class SyncInterlockClient:
                 policy_files=policy_files,
             )
         )
+
+
+async def _next_or_none(stream: AsyncIterator[_T]) -> _T | None:
+    try:
+        return await anext(stream)
+    except StopAsyncIteration:
+        return None
 
 
 __all__ = ["SyncInterlockClient"]
