@@ -416,3 +416,36 @@ async def test_a_vanished_worker_whose_report_was_stored_is_not_ambiguous(server
         )
     plan = await wait_plan(server.cp, "known", FINISHED)
     assert states(plan)["look"] == "FAILED" and "no screen" in plan.message
+
+
+async def test_cancelling_while_a_worker_holds_a_live_step_leaves_it_ambiguous(
+    server: Running,
+) -> None:
+    async with Worker(server.channel, "agent1", lambda item: None) as worker:
+        await server.cp.SubmitPlan(
+            spec("held", step("look", "vision_inspect", "agent1", 0.9, {"target": "x"}))
+        )
+        (item,) = await worker.wait_for(1)
+        plan = (await server.cp.CancelPlan(pb.CancelPlanRequest(plan_id="held"))).plan
+        assert plan.state == plans_pb2.PLAN_STATE_CANCELLED
+        assert states(plan)["look"] == "AMBIGUOUS"
+        # The worker's late report is still recorded.
+        await worker.report(item, types_pb2.TOOL_OUTCOME_SUCCEEDED, {"done": True})
+    step_now = await wait_step(server.cp, "held", "look", plans_pb2.STEP_STATE_SUCCEEDED)
+    assert step_now.result.outcome == types_pb2.TOOL_OUTCOME_SUCCEEDED
+
+
+async def test_work_streams_end_unavailable_when_the_server_stops(
+    start_server: StartServer,
+) -> None:
+    s = await start_server()
+    call = s.cp.PullWork(pb.PullWorkRequest(agent_id="agent1"))
+    import asyncio
+
+    reader = asyncio.ensure_future(call.read())
+    await asyncio.sleep(0.2)
+    await s.server.stop(grace=1)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await asyncio.wait_for(reader, 5)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "reconnect" in (info.value.details() or "")

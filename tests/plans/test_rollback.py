@@ -136,7 +136,7 @@ async def test_nothing_live_means_failed_and_reads_need_no_undo(fake: FakeOrches
     assert fake.dispatched == []
     assert plan.steps["look"].state == StepState.ROLLED_BACK  # a read: nothing to undo
     assert plan.steps["fill"].state == StepState.SUCCEEDED  # DRY_RUN changed nothing
-    assert plan.state == PlanState.ROLLED_BACK
+    assert plan.state == PlanState.FAILED, "nothing needed compensating"
 
 
 async def test_rollback_can_be_turned_off(fake: FakeOrchestrator) -> None:
@@ -148,3 +148,15 @@ async def test_rollback_can_be_turned_off(fake: FakeOrchestrator) -> None:
     await Rollback(fake).advance(plan)  # type: ignore[arg-type]
     assert fake.dispatched == [] and plan.state == PlanState.FAILED
     assert "rollback is disabled" in plan.message
+
+
+async def test_the_compensation_gets_the_arguments_its_schema_accepts(
+    fake: FakeOrchestrator,
+) -> None:
+    fill = run("fill", "form_fill", 0, StepState.SUCCEEDED)
+    fill.arguments = {"form_id": "signup", "fields": {"email": "a@example.com"}}
+    plan = plan_of(fill, run("check", "crm_lookup", 1, StepState.FAILED))
+    await Rollback(fake).advance(plan)  # type: ignore[arg-type]
+    undo = plan.steps["fill.undo"]
+    assert (undo.tool, undo.mode, undo.compensates) == ("form_clear", "LIVE", "fill")
+    assert undo.arguments == {"form_id": "signup"}, "form_clear accepts no fields"

@@ -16,7 +16,7 @@ from interlock.api.convert import (
     timestamp,
 )
 from interlock.decisions import ID_PATTERN
-from interlock.errors import InvalidArgument
+from interlock.errors import InvalidArgument, Unavailable
 from interlock.plans import spec as plan_spec
 from interlock.plans.model import Conflict
 from interlock.plans.orchestrator import Orchestrator
@@ -157,6 +157,10 @@ class PlanRpcs:
             yield pb.PullWorkResponse(
                 item=work_pb(offer, self.orchestrator.work_deadline(offer.work_id))
             )
+        # The hub only ends a stream when the server stops.
+        raise Unavailable(
+            "the server is stopping; reconnect to keep pulling work", reason="SERVER_STOPPING"
+        )
 
     async def report_work(self, request: pb.ReportToolResultRequest, outcome: str) -> Any:
         return await self.orchestrator.report(

@@ -18,7 +18,7 @@ from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
 from interlock.config import ServerConfig
-from interlock.errors import AlreadyExists, NotFound, PermissionDenied
+from interlock.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from interlock.plans.model import StepState
 from interlock.plans.runtime import PlanRun, StepRun
 from interlock.plans.workers import WorkHub, WorkOffer
@@ -203,6 +203,11 @@ class Dispatch:
         if found is None:
             raise NotFound(f"unknown or finished work item {work_id!r}", reason="UNKNOWN_WORK")
         plan, step = found
+        if step.state not in (StepState.DECIDED, StepState.DISPATCHED, StepState.AMBIGUOUS):
+            raise FailedPrecondition(
+                f"step {step.step_id} is {step.state.value}: its work is not expected",
+                reason="WORK_FINISHED",
+            )
         if step.agent_id != agent_id:
             raise PermissionDenied(
                 f"work {work_id} belongs to agent {step.agent_id!r}, not {agent_id!r}",

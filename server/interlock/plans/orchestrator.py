@@ -62,6 +62,8 @@ from interlock.store import EventRecord, Store, WriteBatch
 
 log = logging.getLogger(__name__)
 
+CANCEL_WAIT_SECONDS = 2.0
+"""How long CancelPlan waits for the plan to settle before answering."""
 FAILED_STATES = frozenset({StepState.FAILED, StepState.TIMED_OUT, StepState.AMBIGUOUS})
 
 
@@ -456,14 +458,25 @@ class Orchestrator(Dispatch):
         task = self._tasks.get(plan_id)
         if task is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), timeout=5)
+                await asyncio.wait_for(asyncio.shield(task), timeout=CANCEL_WAIT_SECONDS)
         return plan
 
     async def _cancel_now(self, plan: PlanRun) -> None:
         for step in plan.steps.values():
-            if not step.finished:
-                self._release(step)
-                await self.set_step(plan, step, StepState.CANCELLED, plan.cancel_requested)
+            if step.finished:
+                continue
+            if step.mode == "LIVE" and step.work_id and self.hub.is_out(step.work_id):
+                # A worker holds it and may act on it: the outcome is unknown. Its
+                # report is still taken (and recorded) when it comes.
+                await self.set_step(
+                    plan,
+                    step,
+                    StepState.AMBIGUOUS,
+                    f"{plan.cancel_requested}; a worker held this LIVE step",
+                )
+                continue
+            self._release(step)
+            await self.set_step(plan, step, StepState.CANCELLED, plan.cancel_requested)
         await self.set_plan(plan, PlanState.CANCELLED, plan.cancel_requested)
 
     # Reads and restart ----------------------------------------------------------

@@ -9,7 +9,8 @@ tool without a compensating tool (a read) has nothing to undo. An
 irreversible completed step is a barrier: compensation stops there and the
 plan ends FAILED_PARTIAL, naming what could not be undone; so does a
 compensation that fails. When everything was undone the plan is ROLLED_BACK;
-when there was nothing to undo it is FAILED. Compensations are authorized by
+when nothing needed compensating it is FAILED. The compensating call gets
+the original arguments, trimmed to the fields its schema accepts. Compensations are authorized by
 the decision that let the original step run LIVE; each is recorded in
 rollback_events.jsonl and as a ROLLBACK event.
 
@@ -19,6 +20,7 @@ The walk is derived from the steps' states, so it resumes after a restart.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from interlock.audit import ROLLBACK_EVENTS
@@ -60,10 +62,8 @@ class Rollback:
         if not self.o.config.rollback_on_failure:
             await self.o.set_plan(plan, PlanState.FAILED, f"{failure}; rollback is disabled")
             return None
-        undone = 0
         for step in sorted(originals, key=lambda s: s.position, reverse=True):
             if step.state == StepState.ROLLED_BACK:
-                undone += 1
                 continue
             if step.state != StepState.SUCCEEDED or step.mode != "LIVE":
                 continue
@@ -80,7 +80,6 @@ class Rollback:
                     await self.o.set_step(
                         plan, step, StepState.ROLLED_BACK, f"undone by {undo.tool}"
                     )
-                    undone += 1
                     continue
                 if undo.state == StepState.DECIDED and not undo.work_id:
                     await self.o._dispatch(plan, undo, compensation=True)
@@ -95,13 +94,17 @@ class Rollback:
                     plan, step, "nothing_to_undo", "", f"{step.tool} changes nothing"
                 )
                 await self.o.set_step(plan, step, StepState.ROLLED_BACK, "nothing to undo")
-                undone += 1
                 continue
             await self._compensate(plan, step, contract.compensating_tool)
             return 1.0
-        if undone:
+        compensated = [
+            s
+            for s in originals
+            if s.state == StepState.ROLLED_BACK and s.step_id + UNDO_SUFFIX in plan.steps
+        ]
+        if compensated:
             await self.o.set_plan(
-                plan, PlanState.ROLLED_BACK, f"{failure}; {undone} step(s) undone"
+                plan, PlanState.ROLLED_BACK, f"{failure}; {len(compensated)} step(s) undone"
             )
         else:
             await self.o.set_plan(plan, PlanState.FAILED, failure)
@@ -119,6 +122,17 @@ class Rollback:
             f"{failure}; rollback stopped: {why}; not undone: {', '.join(sorted(left))}",
         )
 
+    def _arguments_for(self, tool: str, arguments: Mapping[str, Any] | None) -> dict[str, Any]:
+        """The original call's arguments, trimmed to what the compensating tool's
+        schema accepts when it accepts nothing else (form_clear takes form_fill's
+        form_id, not its fields)."""
+        args = dict(arguments or {})
+        schema = self.o.catalog.tool(tool).arguments_schema
+        known = schema.get("properties")
+        if isinstance(known, Mapping) and schema.get("additionalProperties") is False:
+            args = {k: v for k, v in args.items() if k in known}
+        return args
+
     async def _compensate(self, plan: PlanRun, step: StepRun, tool: str) -> None:
         undo = StepRun(
             plan_id=plan.plan_id,
@@ -126,7 +140,7 @@ class Rollback:
             position=len(plan.steps),
             tool=tool,
             agent_id=step.agent_id,
-            arguments=step.arguments,
+            arguments=self._arguments_for(tool, step.arguments),
             confidence=step.confidence,
             depends_on=(step.step_id,),
             state=StepState.DECIDED,
