@@ -93,11 +93,14 @@ class Worker:
                         await self.handle(item)
                         if self.stopping:
                             return
-                log.warning("the server ended the work stream")  # it does when it stops
+                log.warning("the server ended the work stream")
             except InterlockError as exc:
                 if exc.code != grpc.StatusCode.UNAVAILABLE:
                     raise  # e.g. NOT_FOUND: an agent the policy does not know
-                log.warning("work stream unavailable: %s", exc.message)
+                if exc.reason == "SERVER_STOPPING":
+                    log.warning("the server ended the work stream: it is stopping")
+                else:
+                    log.warning("work stream unavailable: %s", exc.message)
             log.info("reconnecting in %.1fs", backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF)
