@@ -33,22 +33,10 @@ from interlock_client import (
 )
 
 from tests.conftest import StartServer
+from tests.helpers.workers import EXAMPLE, FINISHED
 from tests.test_cli import INTERLOCK, REPO, Run, clean_env, field, free_port, run
 
 WORKER = REPO / "clients" / "python" / "examples" / "agent_worker.py"
-EXAMPLE: dict[str, Any] = {
-    "plan_id": "plan_1",
-    "agent_assignments": {"agent1": ["vision_inspect", "form_fill"], "agent2": ["button_click"]},
-    "execution_order": ["vision_inspect", "form_fill", "button_click"],
-    "confidence_scores": {"vision_inspect": 0.8, "form_fill": 0.75, "button_click": 0.9},
-}
-FINISHED = {
-    plans_pb2.PLAN_STATE_SUCCEEDED,
-    plans_pb2.PLAN_STATE_FAILED,
-    plans_pb2.PLAN_STATE_FAILED_PARTIAL,
-    plans_pb2.PLAN_STATE_CANCELLED,
-    plans_pb2.PLAN_STATE_ROLLED_BACK,
-}
 
 
 def example(plan_id: str) -> dict[str, Any]:

@@ -14,21 +14,7 @@ from interlock.v1 import plans_pb2, types_pb2
 
 from tests.conftest import Running, StartServer
 from tests.helpers.calls import details
-from tests.helpers.workers import Worker, wait_plan, wait_step
-
-EXAMPLE = {
-    "plan_id": "plan_1",
-    "agent_assignments": {"agent1": ["vision_inspect", "form_fill"], "agent2": ["button_click"]},
-    "execution_order": ["vision_inspect", "form_fill", "button_click"],
-    "confidence_scores": {"vision_inspect": 0.8, "form_fill": 0.75, "button_click": 0.9},
-}
-FINISHED = {
-    plans_pb2.PLAN_STATE_SUCCEEDED,
-    plans_pb2.PLAN_STATE_FAILED,
-    plans_pb2.PLAN_STATE_FAILED_PARTIAL,
-    plans_pb2.PLAN_STATE_CANCELLED,
-    plans_pb2.PLAN_STATE_ROLLED_BACK,
-}
+from tests.helpers.workers import EXAMPLE, FINISHED, Worker, wait_plan, wait_step
 
 
 def phase21(doc: dict) -> pb.SubmitPlanRequest:

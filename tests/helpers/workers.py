@@ -11,6 +11,23 @@ import grpc
 from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import control_plane_pb2_grpc, plans_pb2, types_pb2
 
+EXAMPLE: dict[str, Any] = {
+    "plan_id": "plan_1",
+    "agent_assignments": {"agent1": ["vision_inspect", "form_fill"], "agent2": ["button_click"]},
+    "execution_order": ["vision_inspect", "form_fill", "button_click"],
+    "confidence_scores": {"vision_inspect": 0.8, "form_fill": 0.75, "button_click": 0.9},
+}
+"""The Phase-21 example plan."""
+
+FINISHED = {
+    plans_pb2.PLAN_STATE_SUCCEEDED,
+    plans_pb2.PLAN_STATE_FAILED,
+    plans_pb2.PLAN_STATE_FAILED_PARTIAL,
+    plans_pb2.PLAN_STATE_CANCELLED,
+    plans_pb2.PLAN_STATE_ROLLED_BACK,
+}
+"""The plan states that are final."""
+
 Outcome = Callable[[plans_pb2.WorkItem], tuple[int, dict[str, Any], str] | None]
 """Decides how an item ends: (TOOL_OUTCOME_*, output, error) or None to hold it."""
 

@@ -22,8 +22,6 @@ Nor are the streams: their callers reconnect (see each method).
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -40,6 +38,7 @@ from interlock.v1 import (
 )
 
 from interlock_client.errors import InterlockError
+from interlock_client.jsonpaths import json_type, member
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 5.0
@@ -106,7 +105,6 @@ SPEC_KEYS = ("plan_id", "labels", "steps")
 STEP_KEYS = ("step_id", "tool", "agent_id", "arguments", "confidence", "depends_on")
 MAX_NESTING = 100
 """How deeply arguments may nest: protobuf refuses to decode deeper messages."""
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_@:-]+$")
 
 
 class PlanDocumentError(ValueError):
@@ -131,28 +129,6 @@ class PlanDocumentError(ValueError):
         return (type(self), (self.field_violations,))
 
 
-def _member(base: str, key: object) -> str:
-    """The path of a map entry, as the server writes it: ``base.key`` or ``base["k.e.y"]``."""
-    text = str(key)
-    return f"{base}.{text}" if _PLAIN_KEY.match(text) else f"{base}[{json.dumps(text)}]"
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
-
-
 class _Reader:
     """Reads a plan document into proto values, noting what cannot be carried."""
 
@@ -165,14 +141,14 @@ class _Reader:
     def unknown_keys(self, doc: Mapping[Any, Any], allowed: tuple[str, ...], base: str) -> None:
         for key in doc:
             if key not in allowed:
-                self.note(_member(base, key), f"unknown field; expected {', '.join(allowed)}")
+                self.note(member(base, key), f"unknown field; expected {', '.join(allowed)}")
 
     def text(self, value: object, path: str) -> str:
         """A string field; null or absent is empty (the server reports what it requires)."""
         if value is None:
             return ""
         if not isinstance(value, str):
-            self.note(path, f"must be a string, not {_json_type(value)}")
+            self.note(path, f"must be a string, not {json_type(value)}")
             return ""
         try:
             value.encode("utf-8")
@@ -185,7 +161,7 @@ class _Reader:
         if value is None:
             return []
         if not isinstance(value, list | tuple):
-            self.note(path, f"must be {what}, not {_json_type(value)}")
+            self.note(path, f"must be {what}, not {json_type(value)}")
             return []
         return [self.text(v, f"{path}[{j}]") for j, v in enumerate(value)]
 
@@ -193,13 +169,13 @@ class _Reader:
         if value is None:
             return {}
         if not isinstance(value, Mapping):
-            self.note(path, f"must be {what}, not {_json_type(value)}")
+            self.note(path, f"must be {what}, not {json_type(value)}")
             return {}
         return value
 
     def number(self, value: object, path: str) -> float | None:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            self.note(path, f"must be a number, not {_json_type(value)}")
+            self.note(path, f"must be a number, not {json_type(value)}")
             return None
         try:
             return float(value)
@@ -215,10 +191,10 @@ class _Reader:
         elif isinstance(value, Mapping):
             for key, item in value.items():
                 if isinstance(key, str):
-                    self.text(key, _member(path, key))
-                    self.json_value(item, _member(path, key), depth + 1)
+                    self.text(key, member(path, key))
+                    self.json_value(item, member(path, key), depth + 1)
                 else:
-                    self.note(_member(path, key), "keys must be strings")
+                    self.note(member(path, key), "keys must be strings")
         elif isinstance(value, list | tuple):
             for j, item in enumerate(value):
                 self.json_value(item, f"{path}[{j}]", depth + 1)
@@ -227,7 +203,7 @@ class _Reader:
         elif isinstance(value, int) and not isinstance(value, bool):
             self.number(value, path)  # notes an integer too large for a double
         elif value is not None and not isinstance(value, bool | float):
-            self.note(path, f"is not a JSON value ({_json_type(value)})")
+            self.note(path, f"is not a JSON value ({json_type(value)})")
 
     def phase21(self, doc: Mapping[Any, Any]) -> plans_pb2.Phase21Plan:
         base = "phase21"
@@ -235,7 +211,7 @@ class _Reader:
         plan = plans_pb2.Phase21Plan(plan_id=self.text(doc.get("plan_id"), f"{base}.plan_id"))
         path = f"{base}.agent_assignments"
         for agent, tools in self.mapping(doc.get("agent_assignments"), path).items():
-            agent_path = _member(path, agent)
+            agent_path = member(path, agent)
             if not isinstance(agent, str):
                 self.note(agent_path, "agent ids must be strings")
                 continue
@@ -245,7 +221,7 @@ class _Reader:
         plan.execution_order.extend(self.texts(order, f"{base}.execution_order"))
         path = f"{base}.confidence_scores"
         for tool, score in self.mapping(doc.get("confidence_scores"), path).items():
-            score_path = _member(path, tool)
+            score_path = member(path, tool)
             if not isinstance(tool, str):
                 self.note(score_path, "tool names must be strings")
                 continue
@@ -260,19 +236,19 @@ class _Reader:
         plan = plans_pb2.PlanSpec(plan_id=self.text(doc.get("plan_id"), f"{base}.plan_id"))
         labels = self.mapping(doc.get("labels"), f"{base}.labels", "an object of strings")
         for key, value in labels.items():
-            label_path = _member(f"{base}.labels", key)
+            label_path = member(f"{base}.labels", key)
             if not isinstance(key, str):
                 self.note(label_path, "label names must be strings")
                 continue
             plan.labels[self.text(key, label_path)] = self.text(value, label_path)
         steps = doc.get("steps")
         if steps is not None and not isinstance(steps, list | tuple):
-            self.note(f"{base}.steps", f"must be an array, not {_json_type(steps)}")
+            self.note(f"{base}.steps", f"must be an array, not {json_type(steps)}")
             steps = None
         for i, raw in enumerate(steps or ()):
             step_path = f"{base}.steps[{i}]"
             if not isinstance(raw, Mapping):
-                self.note(step_path, f"must be an object, not {_json_type(raw)}")
+                self.note(step_path, f"must be an object, not {json_type(raw)}")
                 continue
             plan.steps.append(self.step(raw, step_path))
         return plan
@@ -293,7 +269,7 @@ class _Reader:
         arguments = raw.get("arguments")
         if arguments is not None:  # absent (not {}) means "no arguments": no schema check
             if not isinstance(arguments, Mapping):
-                self.note(f"{base}.arguments", f"must be an object, not {_json_type(arguments)}")
+                self.note(f"{base}.arguments", f"must be an object, not {json_type(arguments)}")
             else:
                 before = len(self.problems)
                 self.json_value(arguments, f"{base}.arguments")

@@ -53,13 +53,14 @@ at most MAX_VIOLATIONS of them, the last counting any left out.
 from __future__ import annotations
 
 import heapq
-import json
 import math
 import re
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from interlock_client.jsonpaths import json_type, member
 
 from interlock.api.convert import struct_to_dict
 from interlock.contracts import Catalog
@@ -82,35 +83,12 @@ PHASE21_KEYS = ("plan_id", "agent_assignments", "execution_order", "confidence_s
 SPEC_KEYS = ("plan_id", "labels", "steps")
 STEP_KEYS = ("step_id", "tool", "agent_id", "arguments", "confidence", "depends_on")
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_@:-]+$")
 _DIGITS = re.compile(r"(\d+)")
 _PLAN = -1
 """The step index under which problems with plan-level fields are noted."""
 
 
 # Paths and notes ------------------------------------------------------------
-
-
-def _member(base: str, key: object) -> str:
-    """The path of a map entry: ``base.key``, or ``base["k.e.y"]`` for other keys."""
-    text = str(key)
-    return f"{base}.{text}" if _PLAIN_KEY.match(text) else f"{base}[{json.dumps(text)}]"
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
 
 
 def _is_number(value: object) -> bool:
@@ -152,8 +130,8 @@ class _StepPaths:
         return cls(
             step_id=place,
             tool=place,
-            agent_id=_member(assignments, agent) if agent else assignments,
-            confidence=_member(f"{prefix}.confidence_scores", tool),
+            agent_id=member(assignments, agent) if agent else assignments,
+            confidence=member(f"{prefix}.confidence_scores", tool),
             arguments=place,
             depends_on=place,
             indexed=False,
@@ -223,7 +201,7 @@ class _Notes:
     def unknown_keys(self, doc: Mapping[Any, Any], allowed: tuple[str, ...], base: str) -> None:
         for key in doc:
             if key not in allowed:
-                self.add(_member(base, key), f"unknown field; expected {', '.join(allowed)}")
+                self.add(member(base, key), f"unknown field; expected {', '.join(allowed)}")
 
     def string(self, doc: Mapping[Any, Any], key: str, path: str) -> str | None:
         """A required string, or None (noted) when it is missing or not a string."""
@@ -232,7 +210,7 @@ class _Notes:
             return None
         value = doc[key]
         if not isinstance(value, str):
-            self.add(path, f"must be a string, not {_json_type(value)}")
+            self.add(path, f"must be a string, not {json_type(value)}")
             return None
         return value
 
@@ -244,7 +222,7 @@ class _Notes:
                 self.add(path, "is required" if key not in doc else "must be an array, not null")
             return []
         if not isinstance(value, list | tuple):
-            self.add(path, f"must be an array, not {_json_type(value)}")
+            self.add(path, f"must be an array, not {json_type(value)}")
             return []
         return list(value)
 
@@ -255,7 +233,7 @@ class _Notes:
             if isinstance(value, str):
                 out.append(value)
             else:
-                self.add(f"{path}[{j}]", f"must be a string, not {_json_type(value)}")
+                self.add(f"{path}[{j}]", f"must be a string, not {json_type(value)}")
                 out.append(None)
         return out
 
@@ -265,9 +243,7 @@ class _Notes:
 
 def _object(doc: object, path: str) -> Mapping[Any, Any]:
     if not isinstance(doc, Mapping):
-        raise InvalidArgument.field(
-            path, f"must be an object, not {_json_type(doc)}", reason=REASON
-        )
+        raise InvalidArgument.field(path, f"must be an object, not {json_type(doc)}", reason=REASON)
     return doc
 
 
@@ -297,7 +273,7 @@ def _read_spec(doc: object, extra: list[FieldViolation]) -> PlanSpec:
     for i, raw in enumerate(raw_steps):
         base = f"{SPEC}.steps[{i}]"
         if not isinstance(raw, Mapping):
-            notes.add(base, f"must be an object, not {_json_type(raw)}")
+            notes.add(base, f"must be an object, not {json_type(raw)}")
             continue
         step, unusable = _read_step(raw, base, notes)
         notes.noted.update((len(steps), name) for name in unusable)
@@ -312,14 +288,14 @@ def _read_labels(raw: object, notes: _Notes) -> dict[str, str]:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        notes.add(path, f"must be an object of strings, not {_json_type(raw)}")
+        notes.add(path, f"must be an object of strings, not {json_type(raw)}")
         return {}
     labels: dict[str, str] = {}
     for key, value in raw.items():
         if isinstance(key, str) and isinstance(value, str):
             labels[key] = value
         else:
-            notes.add(_member(path, key), f"must be a string, not {_json_type(value)}")
+            notes.add(member(path, key), f"must be a string, not {json_type(value)}")
     return labels
 
 
@@ -343,7 +319,7 @@ def _read_step(raw: Mapping[Any, Any], base: str, notes: _Notes) -> tuple[StepSp
         unusable.add("confidence")
     arguments = raw.get("arguments")
     if arguments is not None and not isinstance(arguments, Mapping):
-        notes.add(paths.arguments, f"must be an object, not {_json_type(arguments)}")
+        notes.add(paths.arguments, f"must be an object, not {json_type(arguments)}")
         arguments = None
     depends_on: list[str] = []
     raw_depends = notes.array(raw, "depends_on", paths.depends_on, required=False)
@@ -370,7 +346,7 @@ def _read_confidence(raw: Mapping[Any, Any], path: str, notes: _Notes) -> float 
         return None
     value = raw["confidence"]
     if not _is_number(value):
-        notes.add(path, f"must be a number, not {_json_type(value)}")
+        notes.add(path, f"must be a number, not {json_type(value)}")
         return None
     return float(value)
 
@@ -454,12 +430,12 @@ def _read_assignments(
         return None
     owners: dict[str, list[tuple[str, int]]] = {}
     for agent, tools in raw.items():
-        agent_path = _member(path, agent)
+        agent_path = member(path, agent)
         if not isinstance(agent, str):
             notes.add(agent_path, "agent ids must be strings")
             continue
         if not isinstance(tools, list | tuple):
-            notes.add(agent_path, f"must be an array of tool names, not {_json_type(tools)}")
+            notes.add(agent_path, f"must be an array of tool names, not {json_type(tools)}")
             continue
         for j, tool in enumerate(notes.strings(list(tools), agent_path)):
             if tool is not None:
@@ -500,12 +476,12 @@ def _read_scores(doc: Mapping[Any, Any], notes: _Notes) -> dict[str, float | Non
     scores: dict[str, float | None] = {}
     for tool, score in raw.items():
         if not isinstance(tool, str):
-            notes.add(_member(path, tool), "tool names must be strings")
+            notes.add(member(path, tool), "tool names must be strings")
             continue
         if _is_number(score):
             scores[tool] = float(score)
         else:
-            notes.add(_member(path, tool), f"must be a number, not {_json_type(score)}")
+            notes.add(member(path, tool), f"must be a number, not {json_type(score)}")
             scores[tool] = None
     return scores
 
@@ -518,7 +494,7 @@ def _phase21_object(doc: Mapping[Any, Any], key: str, notes: _Notes) -> Mapping[
     if key not in doc:
         notes.add(path, "is required")
     else:
-        notes.add(path, f"must be an object, not {_json_type(raw)}")
+        notes.add(path, f"must be an object, not {json_type(raw)}")
     return None
 
 
@@ -528,7 +504,7 @@ def _check_owners(owners: Mapping[str, list[tuple[str, int]]], notes: _Notes) ->
     for tool, listed in owners.items():
         first_agent = listed[0][0]
         for agent, j in listed[1:]:
-            where = f"{_member(path, agent)}[{j}]"
+            where = f"{member(path, agent)}[{j}]"
             if agent == first_agent:
                 notes.add(where, f"{tool!r} is listed twice in {agent}'s assignment")
             else:
@@ -550,13 +526,13 @@ def _check_unplanned(
         if tool not in planned:
             for agent, j in listed:
                 notes.add(
-                    f"{_member(assignments, agent)}[{j}]",
+                    f"{member(assignments, agent)}[{j}]",
                     f"{tool!r} is assigned to {agent} but missing from execution_order",
                 )
     for tool in scores:
         if tool not in planned:
             notes.add(
-                _member(f"{PHASE21}.confidence_scores", tool),
+                member(f"{PHASE21}.confidence_scores", tool),
                 f"is a score for {tool!r}, which is not in execution_order",
             )
 
@@ -569,7 +545,7 @@ def parse_json_plan(doc: Any) -> PlanSpec:
     with "agent_assignments" or "execution_order" a Phase-21 plan."""
     if not isinstance(doc, Mapping):
         raise InvalidArgument.field(
-            "plan", f"must be a JSON object, not {_json_type(doc)}", reason=REASON
+            "plan", f"must be a JSON object, not {json_type(doc)}", reason=REASON
         )
     if "steps" in doc:
         return parse_spec(doc)
@@ -719,7 +695,7 @@ def _check_step(i: int, step: StepSpec, catalog: Catalog, report: _Report) -> No
 
 def _check_confidence(value: object, path: str, report: _Report) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        report.add(path, f"must be a number, not {_json_type(value)}")
+        report.add(path, f"must be a number, not {json_type(value)}")
     elif not math.isfinite(value):
         report.add(path, f"must be a finite number in [0, 1], not {value}")
     elif not 0.0 <= value <= 1.0:
@@ -730,7 +706,7 @@ def _check_arguments(step: StepSpec, path: str, catalog: Catalog | None, report:
     """JSON values first; then, for a known tool, the tool's schema."""
     arguments = step.arguments
     if not isinstance(arguments, Mapping):
-        report.add(path, f"must be an object, not {_json_type(arguments)}")
+        report.add(path, f"must be an object, not {json_type(arguments)}")
         return
     problems: list[FieldViolation] = []
     _check_json(arguments, path, 0, problems)
@@ -752,14 +728,14 @@ def _check_json(value: object, path: str, depth: int, problems: list[FieldViolat
     elif isinstance(value, Mapping):
         for key, item in value.items():
             if isinstance(key, str):
-                _check_json(item, _member(path, key), depth + 1, problems)
+                _check_json(item, member(path, key), depth + 1, problems)
             else:
-                problems.append(FieldViolation(_member(path, key), "keys must be strings"))
+                problems.append(FieldViolation(member(path, key), "keys must be strings"))
     elif isinstance(value, list | tuple):
         for j, item in enumerate(value):
             _check_json(item, f"{path}[{j}]", depth + 1, problems)
     elif value is not None and not isinstance(value, str | int | float):
-        problems.append(FieldViolation(path, f"is not a JSON value ({_json_type(value)})"))
+        problems.append(FieldViolation(path, f"is not a JSON value ({json_type(value)})"))
 
 
 def _check_dependencies(i: int, step: StepSpec, known: Mapping[str, int], report: _Report) -> None:
