@@ -435,3 +435,21 @@ async def test_work_streams_end_unavailable_when_the_server_stops(
         await asyncio.wait_for(reader, 5)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "reconnect" in (info.value.details() or "")
+
+
+async def test_a_step_without_a_confidence_is_refused_by_name(server: Running) -> None:
+    request = spec("noconf", step("look", "vision_inspect", "agent1", 0.5, {"target": "x"}))
+    request.spec.steps[0].ClearField("confidence")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await server.cp.SubmitPlan(request)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "spec.steps[0].confidence" in [f for f, _ in details(info.value)[1]]
+
+
+async def test_work_items_name_their_agent(server: Running) -> None:
+    async with Worker(server.channel, "agent1", lambda item: None) as worker:
+        await server.cp.SubmitPlan(
+            spec("who", step("look", "vision_inspect", "agent1", 0.6, {"target": "x"}))
+        )
+        (item,) = await worker.wait_for(1)
+    assert item.agent_id == "agent1"

@@ -763,7 +763,11 @@ def test_spec_proto_reports_a_nan_argument_with_the_other_problems(catalog: Cata
             plan_id="",
             steps=[
                 plans_pb2.StepSpec(
-                    step_id="look", tool="crm_lookup", agent_id="nobody", arguments=arguments
+                    step_id="look",
+                    tool="crm_lookup",
+                    agent_id="nobody",
+                    arguments=arguments,
+                    confidence=0.5,
                 )
             ],
         )

@@ -100,6 +100,7 @@ def work_pb(offer: WorkOffer, deadline: float) -> plans_pb2.WorkItem:
         deadline=timestamp(deadline),
         attempt=offer.attempt,
         compensation=offer.compensation,
+        agent_id=offer.agent_id,
     )
 
 

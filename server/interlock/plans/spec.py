@@ -591,9 +591,10 @@ def _step_doc(i: int, step: plans_pb2.StepSpec, problems: list[FieldViolation]) 
         "step_id": step.step_id,
         "tool": step.tool,
         "agent_id": step.agent_id,
-        "confidence": step.confidence,
         "depends_on": list(step.depends_on),
     }
+    if step.HasField("confidence"):  # absent: reported as required by validation
+        doc["confidence"] = step.confidence
     # An absent Struct means no arguments; an empty one is an empty object.
     if step.HasField("arguments"):
         try:

@@ -209,7 +209,7 @@ class Plan(_message.Message):
     def __init__(self, plan_id: _Optional[str] = ..., state: _Optional[_Union[PlanState, str]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., conflicts: _Optional[_Iterable[_Union[Conflict, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class WorkItem(_message.Message):
-    __slots__ = ("work_id", "plan_id", "step_id", "decision_id", "tool", "arguments", "mode", "deadline", "attempt", "compensation")
+    __slots__ = ("work_id", "plan_id", "step_id", "decision_id", "tool", "arguments", "mode", "deadline", "attempt", "compensation", "agent_id")
     WORK_ID_FIELD_NUMBER: _ClassVar[int]
     PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +220,7 @@ class WorkItem(_message.Message):
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     COMPENSATION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     work_id: str
     plan_id: str
     step_id: str
@@ -230,4 +231,5 @@ class WorkItem(_message.Message):
     deadline: _timestamp_pb2.Timestamp
     attempt: int
     compensation: bool
-    def __init__(self, work_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., step_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., mode: _Optional[_Union[_types_pb2.ExecutionMode, str]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., compensation: _Optional[bool] = ...) -> None: ...
+    agent_id: str
+    def __init__(self, work_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., step_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., mode: _Optional[_Union[_types_pb2.ExecutionMode, str]] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ..., compensation: _Optional[bool] = ..., agent_id: _Optional[str] = ...) -> None: ...
