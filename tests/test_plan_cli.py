@@ -657,7 +657,7 @@ async def test_pull_work_and_report_work(client: InterlockClient) -> None:
         assert vision.mode == types_pb2.EXECUTION_MODE_LIVE
         assert vision.decision_id.startswith("dec_") and vision.work_id
         assert vision.attempt == 1 and not vision.compensation
-        assert vision.deadline.seconds > 0
+        assert vision.deadline.seconds > 0 and vision.agent_id == "agent1"
 
         with pytest.raises(InterlockError) as foreign:
             await client.report_work(vision, "SUCCEEDED", agent_id="agent2")
@@ -680,7 +680,7 @@ async def test_pull_work_and_report_work(client: InterlockClient) -> None:
         client, "plan_1", lambda p: states(p)["button_click"] == "AWAITING_APPROVAL"
     )
     assert plan.steps[0].result.output["receipt"] == "r-1"
-    with pytest.raises(ValueError, match="pass its agent_id"):
+    with pytest.raises(ValueError, match="names no agent"):
         await client.report_work(plans_pb2.WorkItem(work_id="wk_elsewhere"), "SUCCEEDED")
     with pytest.raises(InterlockError) as unknown:
         async for _ in client.pull_work("nobody"):

@@ -46,7 +46,6 @@ DEFAULT_RETRIES = 2
 RETRY_BACKOFF_SECONDS = 0.1
 RETRY_BACKOFF_MAX_SECONDS = 1.0
 OUTCOMES = ("SUCCEEDED", "FAILED", "TIMED_OUT")
-REMEMBERED_WORK = 10_000
 """Work items whose agent the client remembers until they are reported."""
 
 _Response = TypeVar("_Response")
@@ -358,8 +357,6 @@ class InterlockClient:
         self._control: control_plane_pb2_grpc.ControlPlaneStub | None = None
         self._policy: policy_service_pb2_grpc.PolicyServiceStub | None = None
         self._closed = False
-        self._work_agents: dict[str, str] = {}
-        """work_id -> the agent whose pull_work stream delivered it, until reported."""
 
     # Lifecycle ---------------------------------------------------------------
 
@@ -627,18 +624,11 @@ class InterlockClient:
         call = self.control_plane.PullWork(request, timeout=timeout, metadata=self._metadata)
         try:
             async for response in call:
-                item = response.item
-                self._remember_work(item.work_id, agent_id)
-                yield item
+                yield response.item
         except grpc.aio.AioRpcError as exc:
             raise InterlockError.from_rpc_error(exc) from exc
         finally:
             call.cancel()
-
-    def _remember_work(self, work_id: str, agent_id: str) -> None:
-        self._work_agents[work_id] = agent_id
-        while len(self._work_agents) > REMEMBERED_WORK:
-            del self._work_agents[next(iter(self._work_agents))]
 
     async def report_work(
         self,
@@ -652,19 +642,17 @@ class InterlockClient:
     ) -> types_pb2.ToolResult:
         """Report how a work item from :meth:`pull_work` ended; never retried.
 
-        Sends the item's ``work_id`` and ``decision_id`` and the agent whose stream
-        delivered it (a ``WorkItem`` does not name its agent: pass ``agent_id`` for
-        an item this client did not pull). ``outcome`` is ``"SUCCEEDED"``,
+        Sends the item's ``work_id``, ``decision_id`` and ``agent_id`` (pass
+        ``agent_id`` to report as another agent, which the server refuses unless
+        it is the item's). ``outcome`` is ``"SUCCEEDED"``,
         ``"FAILED"`` or ``"TIMED_OUT"`` (any case). Returns the recorded
         ``ToolResult``. An item the server no longer waits for (cancelled, timed
         out, or lost with its stream) gives NOT_FOUND; another agent's item
         PERMISSION_DENIED.
         """
-        agent = agent_id or self._work_agents.get(item.work_id, "")
+        agent = agent_id or item.agent_id
         if not agent:
-            raise ValueError(
-                f"this client did not pull work item {item.work_id!r}: pass its agent_id"
-            )
+            raise ValueError(f"work item {item.work_id!r} names no agent: pass agent_id")
         result = await self.report_tool_result(
             item.decision_id,
             agent,
@@ -674,7 +662,6 @@ class InterlockClient:
             duration_seconds,
             work_id=item.work_id,
         )
-        self._work_agents.pop(item.work_id, None)
         return result
 
     # Health ---------------------------------------------------------------------
