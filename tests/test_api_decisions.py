@@ -399,6 +399,7 @@ async def test_evaluate_policy_changes_nothing(server: Running) -> None:
 async def test_concurrent_decisions_are_all_recorded_in_commit_order(server: Running) -> None:
     import asyncio
 
+    await server.server.signals.close()  # every event must be a decision: no learning signals
     decisions = await asyncio.gather(
         *(server.cp.RequestToolCall(tool_call(confidence=0.6)) for _ in range(150))
     )

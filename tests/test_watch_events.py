@@ -346,6 +346,7 @@ async def test_bad_requests_are_invalid_argument(
 
 
 async def test_a_slow_watcher_gets_everything_and_slows_nobody(server: Running) -> None:
+    await server.server.signals.close()  # every event must be a decision: no learning signals
     # Without BDP probing the slow client's HTTP/2 window stays at 64 KiB: its
     # stream blocks after ~100 events, so its 1,000-event queue overflows.
     slow_channel = grpc.aio.insecure_channel(address(server), options=[("grpc.http2.bdp_probe", 0)])
@@ -372,6 +373,7 @@ async def test_a_slow_watcher_gets_everything_and_slows_nobody(server: Running) 
 
 async def test_a_stalled_watcher_catches_up_from_the_store(server: Running) -> None:
     """The hub itself, default queue size: a watcher that stops reading falls back to the store."""
+    await server.server.signals.close()  # every event must be a decision: no learning signals
     hub = server.server.events
     base = await highest_seq(server)
     with hub.watch(base, EventFilter(kinds=frozenset({"DECISION"}))) as watcher:

@@ -20,6 +20,7 @@ Files in this issue:
   a plan step or a plan.
 - rollback_events.jsonl: one line per rollback action (compensation
   dispatched, done or failed; a barrier; nothing to undo).
+- learning_signals.jsonl: one line per learning signal (see docs/signals.md).
 
 Summaries rewritten whole (atomically: a temporary file, then a rename):
 orchestration_summary.json and tool_conflicts.json.
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 TOOL_EXECUTION_LOG = "tool_execution_log.jsonl"
 STATE_TRANSITIONS = "execution_state_transitions.jsonl"
 ROLLBACK_EVENTS = "rollback_events.jsonl"
-FILES = (TOOL_EXECUTION_LOG, STATE_TRANSITIONS, ROLLBACK_EVENTS)
+LEARNING_SIGNALS = "learning_signals.jsonl"
+FILES = (TOOL_EXECUTION_LOG, STATE_TRANSITIONS, ROLLBACK_EVENTS, LEARNING_SIGNALS)
 TAIL_BYTES = 64 * 1024
 
 
@@ -148,6 +150,7 @@ def write_json_atomically(path: Path, document: object) -> None:
 
 __all__ = [
     "FILES",
+    "LEARNING_SIGNALS",
     "ROLLBACK_EVENTS",
     "STATE_TRANSITIONS",
     "TOOL_EXECUTION_LOG",

@@ -75,6 +75,9 @@ class ServerConfig:
     approval_required_for_high_risk: bool | None = None
     """Override whether HIGH-risk LIVE calls wait for a human approval."""
 
+    health_interval_seconds: float = 5.0
+    """How often the health monitor rewrites system_health.json in data_dir; 0 disables the file."""
+
     max_plan_steps: int = 256
     """Most steps one plan may have."""
 

@@ -272,7 +272,11 @@ class DecisionService:
             live_deadline = record.decided_at + catalog.tool(call.tool).timeout_seconds
             self._live[record.decision_id] = live_deadline
         try:
-            await self.store.commit(self._decision_batch(record, live_deadline, arguments_json))
+            await self.store.commit(
+                self._decision_batch(
+                    record, live_deadline, arguments_json, time.perf_counter() - started
+                )
+            )
         except BaseException:
             self._live.pop(record.decision_id, None)
             raise
@@ -282,7 +286,11 @@ class DecisionService:
         return record
 
     def _decision_batch(
-        self, r: DecisionRecord, live_deadline: float | None, arguments_json: str
+        self,
+        r: DecisionRecord,
+        live_deadline: float | None,
+        arguments_json: str,
+        latency_seconds: float = 0.0,
     ) -> WriteBatch:
         state = {"ALLOW": "DECIDED", "DENY": "DENIED", "PENDING_APPROVAL": "AWAITING_APPROVAL"}[
             r.verdict
@@ -365,7 +373,8 @@ class DecisionService:
                             "fail_closed",
                             "confidence",
                         )
-                    },
+                    }
+                    | {"latency_seconds": latency_seconds},
                 )
             ],
             audit=[(TOOL_EXECUTION_LOG, line), (STATE_TRANSITIONS, transition)],

@@ -108,6 +108,22 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=r,
         )
+        self.health_score = Gauge(
+            "interlock_health_score",
+            "The health score, 0-100 (see docs/health.md).",
+            registry=r,
+        )
+        self.health_component_score = Gauge(
+            "interlock_health_component_score",
+            "Each health component's score, 0-100.",
+            ["component"],
+            registry=r,
+        )
+        self.health_anomalies = Gauge(
+            "interlock_health_anomalies",
+            "Anomalies the health monitor currently reports.",
+            registry=r,
+        )
 
 
 __all__ = ["Metrics"]

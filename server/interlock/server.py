@@ -29,6 +29,7 @@ from interlock.audit import AuditLog
 from interlock.config import ServerConfig
 from interlock.decisions import DecisionService
 from interlock.events import EventHub
+from interlock.health import HealthMonitor, awaiting_approval_since
 from interlock.metrics import Metrics
 from interlock.plans.orchestrator import Orchestrator
 from interlock.plans.summary import Summaries
@@ -36,6 +37,7 @@ from interlock.policy.embedded import EmbeddedEngine
 from interlock.policy.engine import PolicyEngine
 from interlock.policy.manager import PolicyManager, ReloadOutcome
 from interlock.policy.opa import OpaEngine
+from interlock.signals import SignalEngine
 from interlock.store import EventRecord, Store, WriteBatch
 from interlock.v1 import (
     control_plane_pb2,
@@ -80,14 +82,26 @@ class InterlockServer:
         self.started_at = time.time()
         self.events = EventHub(self.store, registry=self.metrics.registry)
         self.orchestrator = Orchestrator(config, self.decisions, self.store, Summaries(data_dir))
+        self.signals = SignalEngine(self.store)
         self.control_plane = ControlPlane(
             self.decisions,
             self.policies,
             self.started_at,
             events=self.events,
             orchestrator=self.orchestrator,
+            signals=self.signals,
         )
         self.health = health.aio.HealthServicer()
+        self.health_monitor = HealthMonitor(
+            engine_available=lambda: self.control_plane.engine_available,
+            context=self._health_context,
+            approvals=lambda: awaiting_approval_since(self.orchestrator),
+            metrics=self.metrics,
+            data_dir=data_dir,
+            interval_seconds=config.health_interval_seconds,
+        )
+        self.store.listeners.append(self.health_monitor.on_events)
+        self.control_plane.health_monitor = self.health_monitor
         self.port = 0
         self.metrics_port = 0
         self._grpc: grpc.aio.Server | None = None
@@ -111,6 +125,7 @@ class InterlockServer:
         self.store.start()
         self.decisions.restore()
         await self.events.start()
+        await self.signals.start()
         await self.policies.start()
         await self.orchestrator.restore()
         self.metrics.policy_loaded.set(self.policies.active.loaded_at)
@@ -152,6 +167,7 @@ class InterlockServer:
         # the cyclic collector's way (fewer, shorter GC pauses on the hot path).
         gc.freeze()
         self._monitor = asyncio.create_task(self._watch_engine(), name="engine-monitor")
+        self.health_monitor.start()
 
         if self.config.metrics_listen:
             host, _, port = self.config.metrics_listen.rpartition(":")
@@ -170,6 +186,14 @@ class InterlockServer:
             else "",
         )
         return self.port
+
+    def _health_context(self) -> dict[str, Any]:
+        return {
+            "policy_revision": self.policies.active.revision,
+            "engine": self.policies.engine.name,
+            "started_at": self.started_at,
+            "decisions": dict(self.decisions.decision_counts),
+        }
 
     async def _set_serving(self, available: bool) -> None:
         self.control_plane.engine_available = available
@@ -234,12 +258,14 @@ class InterlockServer:
             monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await monitor
+        await self.health_monitor.stop()
         # Streams of events never end on their own: end them before the grace period.
         await self.events.close()
         await self.orchestrator.close()  # ends work streams; plans resume at the next start
         grpc_server, self._grpc = self._grpc, None
         if grpc_server is not None:
             await grpc_server.stop(grace)
+        await self.signals.close()  # commits the signals still queued, briefly
         await self.policies.close()
         await self.store.close()
         http, self._http = self._http, None

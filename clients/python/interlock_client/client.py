@@ -674,6 +674,25 @@ class InterlockClient:
             idempotent=True,
         )
 
+    # Learning signals ---------------------------------------------------------------
+
+    async def list_signals(
+        self, kinds: Iterable[str | int] = (), tool: str = "", limit: int = 0
+    ) -> control_plane_pb2.ListSignalsResponse:
+        """Learning signals, newest first (``.signals``), each with its evidence.
+
+        ``kinds`` are names (``"TOOL_RELIABILITY"`` or ``"SIGNAL_KIND_TOOL_RELIABILITY"``,
+        any case) or ``SignalKind`` values; empty means every kind. ``tool`` keeps one
+        tool's signals. ``limit`` 0 means the server's default (100); at most 1000.
+        """
+        values = _enum_values(observe_pb2.SignalKind, "SIGNAL_KIND", kinds, "signal kind")
+        request = control_plane_pb2.ListSignalsRequest(
+            kinds=values,  # type: ignore[arg-type]
+            tool=tool,
+            limit=limit,
+        )
+        return await self._call(self.control_plane.ListSignals, request, idempotent=True)
+
     # PolicyService -----------------------------------------------------------
 
     async def policy_status(self) -> policy_service_pb2.GetPolicyStatusResponse:

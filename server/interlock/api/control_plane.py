@@ -1,8 +1,8 @@
 """The ControlPlane service: tool calls, results, plans, work, events, health.
 
-The plan RPCs live in :mod:`interlock.api.plans`. Approvals and learning
-signals are designed in the API and answer UNIMPLEMENTED until their issues
-are built.
+The plan RPCs live in :mod:`interlock.api.plans`, ListSignals in
+:mod:`interlock.api.signals`. Approvals are designed in the API and answer
+UNIMPLEMENTED until their issue is built.
 """
 
 from __future__ import annotations
@@ -22,11 +22,14 @@ from interlock.api.convert import (
     timestamp,
 )
 from interlock.api.plans import PlanRpcs, step_pb
+from interlock.api.signals import list_signals
 from interlock.decisions import DecisionService, ToolCall
 from interlock.errors import InvalidArgument, Unavailable, Unimplemented
 from interlock.events import EventHub, event_filter, event_pb
+from interlock.health import HealthMonitor
 from interlock.plans.orchestrator import Orchestrator
 from interlock.policy.manager import PolicyManager
+from interlock.signals import SignalEngine
 from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import control_plane_pb2_grpc as pb_grpc
 from interlock.v1 import observe_pb2, types_pb2
@@ -37,6 +40,9 @@ def _unimplemented(what: str, issue: str) -> Unimplemented:
 
 
 class ControlPlane(PlanRpcs, pb_grpc.ControlPlaneServicer):
+    health_monitor: HealthMonitor | None = None
+    """Set by the server; GetHealth reports from it."""
+
     def __init__(
         self,
         decisions: DecisionService,
@@ -45,12 +51,14 @@ class ControlPlane(PlanRpcs, pb_grpc.ControlPlaneServicer):
         *,
         events: EventHub,
         orchestrator: Orchestrator,
+        signals: SignalEngine | None = None,
     ) -> None:
         self.decisions = decisions
         self.policies = policies
         self.started_at = started_at
         self.events = events
         self.orchestrator = orchestrator
+        self.signals = signals
         self.engine_available = True
 
     async def ListTools(
@@ -96,28 +104,44 @@ class ControlPlane(PlanRpcs, pb_grpc.ControlPlaneServicer):
     async def GetHealth(
         self, request: pb.GetHealthRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetHealthResponse:
+        """The health monitor's score, components and anomalies; see docs/health.md."""
         active = self.policies.active
-        available = self.engine_available
-        status = (
-            observe_pb2.HEALTH_STATUS_HEALTHY if available else observe_pb2.HEALTH_STATUS_UNHEALTHY
-        )
-        component = observe_pb2.HealthComponent(
-            name="policy_engine",
-            score=100.0 if available else 0.0,
-            weight=1.0,
-            detail=f"{self.policies.engine.name} engine {'answers' if available else 'is unavailable'}; "
-            f"policy set {active.policy_set.short_revision}",
-        )
+        if self.health_monitor is None:  # a ControlPlane built without a server
+            available = self.engine_available
+            return pb.GetHealthResponse(
+                status=observe_pb2.HEALTH_STATUS_HEALTHY
+                if available
+                else observe_pb2.HEALTH_STATUS_UNHEALTHY,
+                score=100.0 if available else 0.0,
+                policy_revision=active.revision,
+                engine=self.policies.engine.name,
+                engine_available=available,
+                started_at=timestamp(self.started_at),
+                version=__version__,
+                decisions=dict(self.decisions.decision_counts),
+            )
+        doc = self.health_monitor.snapshot()
         return pb.GetHealthResponse(
-            status=status,
-            score=component.score,
-            components=[component],
-            policy_revision=active.revision,
-            engine=self.policies.engine.name,
-            engine_available=available,
-            started_at=timestamp(self.started_at),
-            version=__version__,
-            decisions={k: v for k, v in self.decisions.decision_counts.items()},
+            status=f"HEALTH_STATUS_{doc['status']}",
+            score=doc["score"],
+            components=[observe_pb2.HealthComponent(**c) for c in doc["components"]],
+            anomalies=[
+                observe_pb2.Anomaly(
+                    metric=a["metric"],
+                    observed=a["observed"],
+                    expected=a["expected"],
+                    deviation=a["deviation"],
+                    window=a["window"],
+                    detected_at=timestamp(a["detected_at"]),
+                )
+                for a in doc["anomalies"]
+            ],
+            policy_revision=doc["policy_revision"],
+            engine=doc["engine"],
+            engine_available=doc["engine_available"],
+            started_at=timestamp(doc["started_at"]),
+            version=doc["version"],
+            decisions=doc["decisions"],
         )
 
     # Designed now, built in later issues ---------------------------------
@@ -150,5 +174,8 @@ class ControlPlane(PlanRpcs, pb_grpc.ControlPlaneServicer):
     async def AwaitApproval(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         raise _unimplemented("AwaitApproval", "approvals")
 
-    async def ListSignals(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        raise _unimplemented("ListSignals", "observability")
+    async def ListSignals(
+        self, request: pb.ListSignalsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSignalsResponse:
+        """Learning signals, newest first; see :mod:`interlock.signals`."""
+        return await list_signals(self.signals, request)

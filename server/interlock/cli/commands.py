@@ -27,6 +27,7 @@ from interlock.cli.output import (
     format_policy_status,
     format_reload,
     format_result,
+    format_signals,
     format_tools,
     to_json,
     to_json_line,
@@ -199,6 +200,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return EXIT_OK
+
+
+def cmd_signals(args: argparse.Namespace) -> int:
+    response = _call(args, lambda c: c.list_signals(args.kind, args.tool, args.limit))
+    return _emit(args, response, format_signals)
 
 
 # Plans --------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from interlock.cli.commands import (
     cmd_policy_reload,
     cmd_policy_status,
     cmd_report,
+    cmd_signals,
     cmd_tools_list,
     cmd_watch,
     read_policy_dir,
@@ -85,6 +86,22 @@ def _event_kind(text: str) -> str:
     if name not in EVENT_KINDS:
         raise argparse.ArgumentTypeError(
             f"unknown event kind {text!r} (one of {', '.join(EVENT_KINDS)})"
+        )
+    return name
+
+
+SIGNAL_KINDS = tuple(
+    name.removeprefix("SIGNAL_KIND_")
+    for name in observe_pb2.SignalKind.keys()
+    if name != "SIGNAL_KIND_UNSPECIFIED"
+)
+
+
+def _signal_kind(text: str) -> str:
+    name = text.strip().upper().replace("-", "_").removeprefix("SIGNAL_KIND_")
+    if name not in SIGNAL_KINDS:
+        raise argparse.ArgumentTypeError(
+            f"unknown signal kind {text!r} (one of {', '.join(SIGNAL_KINDS)})"
         )
     return name
 
@@ -257,6 +274,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=_count, default=0, metavar="N", help="stop after N events [default: never]"
     )
     watch.set_defaults(handler=cmd_watch, parser=watch)
+
+    signals = commands.add_parser(
+        "signals",
+        parents=client,
+        help="list learning signals",
+        description="List the learning signals the server derived from its events, newest "
+        "first, each with its value and evidence (see docs/signals.md).",
+    )
+    signals.add_argument(
+        "--kind",
+        type=_signal_kind,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KIND",
+        help=f"only these kinds ({', '.join(SIGNAL_KINDS)})",
+    )
+    signals.add_argument("--tool", default="", help="only this tool's signals")
+    signals.add_argument(
+        "--limit",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="show at most N signals (the server allows 1000) [default: 100]",
+    )
+    signals.set_defaults(handler=cmd_signals, parser=signals)
 
     plan = commands.add_parser("plan", help="submit, inspect and cancel plans")
     plan_commands = plan.add_subparsers(dest="plan_command", metavar="COMMAND", required=True)

@@ -281,6 +281,24 @@ def format_event(e: observe_pb2.Event) -> str:
     return f"{e.seq:>6}  {_event_time(e.time)}  {kind:<16}  {' '.join(scope) or '-'}  {e.message}"
 
 
+def format_signals(response: Any) -> str:
+    """One line per signal, newest first: time, kind, tool, agent, value, evidence (JSON)."""
+    rows = [
+        [
+            _event_time(s.created_at),
+            _enum(observe_pb2.SignalKind, s.kind, "SIGNAL_KIND"),
+            s.tool or "-",
+            s.agent_id or "-",
+            _number(s.value),
+            json.dumps(MessageToDict(s.evidence), sort_keys=True),
+        ]
+        for s in response.signals
+    ]
+    if not rows:
+        return "no signals"
+    return _table(["CREATED", "KIND", "TOOL", "AGENT", "VALUE", "EVIDENCE"], rows)
+
+
 def print_error(err: InterlockError, target: str) -> None:
     lines = [f"error: {err.code.name}: {err.message}"]
     lines += [f"  {field}: {description}" for field, description in err.field_violations]

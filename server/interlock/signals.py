@@ -1,0 +1,441 @@
+"""Learning signals: patterns in committed events, stored with their evidence.
+
+The :class:`SignalEngine` is one of :attr:`Store.listeners`. On the event
+loop, for each committed batch, it only updates in-memory counters (per tool,
+per mode) and, when a rule fires, puts the signal on a queue; a background
+task commits each queued signal. Nothing on the decision path ever awaits a
+signal. Each signal is stored three ways, in one :class:`WriteBatch`: a row
+of the ``signals`` table, a line of ``learning_signals.jsonl`` (with the
+``seq`` of its event) and a ``SIGNAL`` event, so WatchEvents streams it.
+
+Rules (see docs/signals.md):
+
+- TOOL_RELIABILITY, from RESULT events: a tool's success rate over its
+  reported results, overall and by mode; emitted every
+  ``reliability_every`` results of the tool, or sooner when the rate moved
+  more than ``reliability_delta`` since the tool's last signal.
+- EXECUTION_MODE_ANALYSIS, from DECISION events: a tool's decisions by mode
+  (MOCK, DRY_RUN, LIVE) plus denied and pending approval; emitted every
+  ``modes_every`` decisions of the tool; the value is the LIVE share.
+- CONFLICT_PATTERN, from CONFLICT events: the same conflict type on the same
+  tool ``conflict_threshold`` times within ``conflict_window`` seconds (and
+  again at every further multiple of the threshold within the window).
+- APPROVAL_MISMATCH, from APPROVAL events (payload ``resolution``,
+  ``confidence``): :func:`approval_mismatch`.
+
+Counters start empty at each start of the server: the evidence says since when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from interlock.audit import LEARNING_SIGNALS
+from interlock.store import EventRecord, Store, WriteBatch
+
+log = logging.getLogger(__name__)
+
+KINDS = ("TOOL_RELIABILITY", "APPROVAL_MISMATCH", "EXECUTION_MODE_ANALYSIS", "CONFLICT_PATTERN")
+
+RELIABILITY_EVERY = 10
+"""A TOOL_RELIABILITY signal every this many reported results of a tool."""
+RELIABILITY_DELTA = 0.2
+"""...or sooner, once the success rate moved more than this since the last one."""
+MODES_EVERY = 10
+"""An EXECUTION_MODE_ANALYSIS signal every this many decisions of a tool."""
+CONFLICT_THRESHOLD = 3
+"""A CONFLICT_PATTERN once the same type hits the same tool this many times..."""
+CONFLICT_WINDOW_SECONDS = 3600.0
+"""...within this many seconds."""
+LOW_CONFIDENCE = 0.5
+"""An approval below this confidence is a mismatch."""
+HIGH_CONFIDENCE = 0.9
+"""A denial at or above this confidence is a mismatch."""
+QUEUE_SIZE = 10_000
+"""Signals waiting to be committed; beyond it new ones are dropped (and logged)."""
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS signals ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " signal_id TEXT NOT NULL UNIQUE,"
+    " kind TEXT NOT NULL,"
+    " tool TEXT NOT NULL DEFAULT '',"
+    " agent_id TEXT NOT NULL DEFAULT '',"
+    " value REAL NOT NULL,"
+    " evidence TEXT NOT NULL,"
+    " created_at REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS signals_by_kind ON signals (kind, tool)",
+)
+
+OUTCOME_KEYS = {"SUCCEEDED": "successes", "FAILED": "failures", "TIMED_OUT": "timeouts"}
+MODE_KEYS = ("MOCK", "DRY_RUN", "LIVE", "denied", "pending_approval")
+
+
+@dataclass(frozen=True)
+class Signal:
+    kind: str
+    tool: str
+    agent_id: str
+    value: float
+    evidence: dict[str, Any]
+    signal_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created_at: float = field(default_factory=time.time)
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "signal_id": self.signal_id,
+            "kind": self.kind,
+            "tool": self.tool,
+            "agent_id": self.agent_id,
+            "value": self.value,
+            "evidence": self.evidence,
+            "created_at": self.created_at,
+        }
+
+
+def approval_mismatch(
+    resolution: str,
+    confidence: float,
+    *,
+    low: float = LOW_CONFIDENCE,
+    high: float = HIGH_CONFIDENCE,
+) -> str | None:
+    """Why a human resolution disagrees with the agent's confidence, or None.
+
+    Approved although the agent was unsure (confidence below ``low``), or
+    denied although it was sure (at or above ``high``).
+    """
+    name = resolution.strip().upper().removeprefix("APPROVAL_RESOLUTION_")
+    if name in ("APPROVE", "APPROVED") and confidence < low:
+        return "approved_at_low_confidence"
+    if name in ("DENY", "DENIED") and confidence >= high:
+        return "denied_at_high_confidence"
+    return None
+
+
+def _rate(successes: int, total: int) -> float:
+    return successes / total if total else 0.0
+
+
+@dataclass
+class _Reliability:
+    since: float
+    by_mode: dict[str, dict[str, int]] = field(default_factory=dict)
+    total: int = 0
+    last_rate: float | None = None
+
+    def add(self, mode: str, outcome: str) -> None:
+        counts = self.by_mode.setdefault(mode, dict.fromkeys(OUTCOME_KEYS.values(), 0))
+        key = OUTCOME_KEYS.get(outcome)
+        if key is not None:
+            counts[key] += 1
+            self.total += 1
+
+    def totals(self) -> dict[str, int]:
+        out = dict.fromkeys(OUTCOME_KEYS.values(), 0)
+        for counts in self.by_mode.values():
+            for k, v in counts.items():
+                out[k] += v
+        return out
+
+
+@dataclass
+class _Modes:
+    since: float
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MODE_KEYS, 0))
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class _Conflict:
+    """A CONFLICT event waiting for the worker (which looks up its steps' tools)."""
+
+    event: EventRecord
+
+
+class SignalEngine:
+    """Counts committed events and emits learning signals; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        reliability_every: int = RELIABILITY_EVERY,
+        reliability_delta: float = RELIABILITY_DELTA,
+        modes_every: int = MODES_EVERY,
+        conflict_threshold: int = CONFLICT_THRESHOLD,
+        conflict_window: float = CONFLICT_WINDOW_SECONDS,
+        queue_size: int = QUEUE_SIZE,
+    ) -> None:
+        self.store = store
+        self.reliability_every = reliability_every
+        self.reliability_delta = reliability_delta
+        self.modes_every = modes_every
+        self.conflict_threshold = conflict_threshold
+        self.conflict_window = conflict_window
+        self.dropped = 0
+        """Signals dropped because the queue was full."""
+        self.emitted = 0
+        """Signals committed."""
+        self._queue: asyncio.Queue[Signal | _Conflict] = asyncio.Queue(queue_size)
+        self._reliability: dict[str, _Reliability] = {}
+        self._modes: dict[str, _Modes] = {}
+        self._conflicts: dict[tuple[str, str], deque[tuple[float, str, tuple[str, ...]]]] = {}
+        self._conflict_agents: dict[tuple[str, str], set[str]] = {}
+        self._worker: asyncio.Task[None] | None = None
+        self._listening = False
+
+    async def start(self) -> None:
+        """Create the table (through the store's writer), listen, start the worker."""
+        await self.store.commit(WriteBatch(statements=[(sql, ()) for sql in SCHEMA]))
+        if not self._listening:
+            self.store.listeners.append(self.observe)
+            self._listening = True
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._run(), name="signal-engine")
+
+    async def drain(self) -> None:
+        """Wait until every queued signal is committed (or failed)."""
+        await self._queue.join()
+
+    async def close(self, grace: float = 2.0) -> None:
+        """Stop listening, commit what is queued (for at most ``grace`` seconds), stop."""
+        if self._listening:
+            with contextlib.suppress(ValueError):
+                self.store.listeners.remove(self.observe)
+            self._listening = False
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.drain(), grace)
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+
+    # The listener: counters only, never blocks ------------------------------------
+
+    def observe(self, events: list[EventRecord]) -> None:
+        for event in events:
+            try:
+                if event.kind == "RESULT":
+                    self._on_result(event)
+                elif event.kind == "DECISION":
+                    self._on_decision(event)
+                elif event.kind == "CONFLICT":
+                    self._put(_Conflict(event))
+                elif event.kind == "APPROVAL":
+                    self._on_approval(event)
+            except Exception:  # a malformed payload must not break the store's callbacks
+                log.exception("signals: could not count event %d", event.seq)
+
+    def _put(self, item: Signal | _Conflict) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning("signals: queue full; dropped a signal (%d so far)", self.dropped)
+
+    def _on_result(self, event: EventRecord) -> None:
+        stats = self._reliability.get(event.tool)
+        if stats is None:
+            stats = self._reliability[event.tool] = _Reliability(since=event.time)
+        before = stats.total
+        stats.add(str(event.payload.get("mode", "")), str(event.payload.get("outcome", "")))
+        if stats.total == before:
+            return
+        totals = stats.totals()
+        rate = _rate(totals["successes"], stats.total)
+        due = stats.total % self.reliability_every == 0
+        moved = stats.last_rate is not None and abs(rate - stats.last_rate) > self.reliability_delta
+        if not (due or moved):
+            return
+        stats.last_rate = rate
+        by_mode = {
+            mode: {**counts, "success_rate": _rate(counts["successes"], sum(counts.values()))}
+            for mode, counts in sorted(stats.by_mode.items())
+        }
+        evidence = {
+            **totals,
+            "results": stats.total,
+            "success_rate": rate,
+            "by_mode": by_mode,
+            "window": {"since": stats.since, "until": event.time, "results": stats.total},
+            "trigger": "every" if due else "rate_change",
+        }
+        self._put(Signal("TOOL_RELIABILITY", event.tool, "", rate, evidence))
+
+    def _on_decision(self, event: EventRecord) -> None:
+        stats = self._modes.get(event.tool)
+        if stats is None:
+            stats = self._modes[event.tool] = _Modes(since=event.time)
+        verdict = str(event.payload.get("verdict", ""))
+        mode = str(event.payload.get("mode", ""))
+        if verdict == "DENY":
+            key = "denied"
+        elif verdict == "PENDING_APPROVAL":
+            key = "pending_approval"
+        elif mode in MODE_KEYS:
+            key = mode
+        else:
+            return
+        stats.counts[key] += 1
+        stats.total += 1
+        if stats.total % self.modes_every:
+            return
+        live = stats.counts["LIVE"]
+        evidence = {
+            "counts": dict(stats.counts),
+            "decisions": stats.total,
+            "escalations": live,
+            "live_share": _rate(live, stats.total),
+            "window": {"since": stats.since, "until": event.time, "decisions": stats.total},
+        }
+        self._put(
+            Signal("EXECUTION_MODE_ANALYSIS", event.tool, "", _rate(live, stats.total), evidence)
+        )
+
+    def _on_approval(self, event: EventRecord) -> None:
+        resolution = str(event.payload.get("resolution", ""))
+        confidence = float(event.payload.get("confidence", 0.0))
+        why = approval_mismatch(resolution, confidence)
+        if why is None:
+            return
+        evidence = {
+            "rule": why,
+            "resolution": resolution,
+            "confidence": confidence,
+            "low": LOW_CONFIDENCE,
+            "high": HIGH_CONFIDENCE,
+            "decision_id": event.decision_id,
+            "plan_id": event.plan_id,
+            "step_id": event.step_id,
+            "event_seq": event.seq,
+        }
+        self._put(Signal("APPROVAL_MISMATCH", event.tool, event.agent_id, confidence, evidence))
+
+    # The worker -----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                if isinstance(item, _Conflict):
+                    for signal in await self._on_conflict(item.event):
+                        await self._commit(signal)
+                else:
+                    await self._commit(item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("signals: could not emit a signal")
+            finally:
+                self._queue.task_done()
+
+    async def _commit(self, signal: Signal) -> None:
+        record = signal.record()
+        evidence = orjson.dumps(signal.evidence, option=orjson.OPT_SORT_KEYS).decode()
+        event = EventRecord(
+            kind="SIGNAL",
+            tool=signal.tool,
+            agent_id=signal.agent_id,
+            time=signal.created_at,
+            message=f"{signal.kind} {signal.tool or '-'} = {signal.value:.3g}",
+            payload={k: record[k] for k in ("signal_id", "kind", "value", "evidence")},
+        )
+        await self.store.commit(
+            WriteBatch(
+                statements=[
+                    (
+                        "INSERT INTO signals (signal_id, kind, tool, agent_id, value, evidence,"
+                        " created_at) VALUES (?,?,?,?,?,?,?)",
+                        (
+                            signal.signal_id,
+                            signal.kind,
+                            signal.tool,
+                            signal.agent_id,
+                            signal.value,
+                            evidence,
+                            signal.created_at,
+                        ),
+                    )
+                ],
+                events=[event],
+                audit=[(LEARNING_SIGNALS, record)],
+            )
+        )
+        self.emitted += 1
+
+    async def _on_conflict(self, event: EventRecord) -> list[Signal]:
+        kind = str(event.payload.get("type", ""))
+        step_ids = tuple(str(s) for s in event.payload.get("step_ids") or ())
+        plan_ids = tuple(str(p) for p in event.payload.get("plan_ids") or ())
+        if not step_ids and event.step_id:
+            step_ids = tuple(event.step_id.split(","))
+        steps: dict[str, str] = {}  # tool -> agents, via the plan's steps
+        agents: set[str] = {event.agent_id} if event.agent_id else set()
+        if event.tool:
+            steps[event.tool] = event.agent_id
+        elif event.plan_id and step_ids:
+            marks = ",".join("?" * len(step_ids))
+            rows = await self.store.query(
+                f"SELECT tool, agent_id FROM steps WHERE plan_id = ? AND step_id IN ({marks})",
+                (event.plan_id, *step_ids),
+            )
+            for row in rows:
+                steps[row["tool"]] = row["agent_id"]
+                agents.add(row["agent_id"])
+        out: list[Signal] = []
+        now = event.time
+        for tool in sorted(steps):
+            key = (kind, tool)
+            seen = self._conflicts.setdefault(key, deque())
+            seen.append((now, event.plan_id, step_ids))
+            while seen and seen[0][0] < now - self.conflict_window:
+                seen.popleft()
+            known = self._conflict_agents.setdefault(key, set())
+            known |= agents
+            count = len(seen)
+            if count < self.conflict_threshold or count % self.conflict_threshold:
+                continue
+            evidence = {
+                "type": kind,
+                "count": count,
+                "window": {
+                    "seconds": self.conflict_window,
+                    "since": seen[0][0],
+                    "until": now,
+                },
+                "plans": sorted({p for _, p, _ in seen if p} | set(plan_ids)),
+                "steps": [{"plan_id": p, "step_ids": list(s)} for _, p, s in seen],
+                "agents": sorted(known),
+                "last_resolution": str(event.payload.get("resolution", "")),
+            }
+            agent = next(iter(known)) if len(known) == 1 else ""
+            out.append(Signal("CONFLICT_PATTERN", tool, agent, float(count), evidence))
+        return out
+
+
+__all__ = [
+    "CONFLICT_THRESHOLD",
+    "CONFLICT_WINDOW_SECONDS",
+    "HIGH_CONFIDENCE",
+    "KINDS",
+    "LOW_CONFIDENCE",
+    "MODES_EVERY",
+    "RELIABILITY_DELTA",
+    "RELIABILITY_EVERY",
+    "SCHEMA",
+    "Signal",
+    "SignalEngine",
+    "approval_mismatch",
+]
