@@ -40,6 +40,10 @@ $(GRPCURL):
 .PHONY: grpcurl
 grpcurl: $(GRPCURL) ## Build the pinned grpcurl into .tools/bin (used by the reflection test)
 
+.PHONY: prometheus
+prometheus: ## Install the prometheus binary (Debian package, needs root) for tests/test_prometheus.py
+	@if ! command -v prometheus >/dev/null; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; fi
+
 .PHONY: proto
 proto: $(VENV)/.installed ## Regenerate the Python gRPC stubs from protos/
 	$(PY) -m grpc_tools.protoc -I protos --python_out=$(GEN_DIR) --pyi_out=$(GEN_DIR) \

@@ -3,9 +3,36 @@
 Names are ``interlock_<subsystem>_<name>_<unit>``; counters end in
 ``_total``. Labels are bounded: tool names come from the catalog, methods
 from the API; no decision, plan or agent ids are used as labels.
+
+Plans and approvals:
+
+``interlock_plans_submitted_total{result}``
+    Plans submitted, by result (``accepted``, ``rejected`` by a conflict).
+``interlock_plans_finished_total{state}``
+    Plans that reached a final state (SUCCEEDED, FAILED, FAILED_PARTIAL,
+    CANCELLED, ROLLED_BACK).
+``interlock_plans_conflicts_total{type,resolution}``
+    Conflicts detected, by type (RESOURCE, ORDERING, RATE_LIMIT,
+    DUPLICATE_ACTION, PERMISSION, TIMEOUT) and resolution (serialize,
+    reorder, reject, throttle, dedupe, deny, cancel).
+``interlock_plans_rollback_actions_total{action}``
+    Rollback actions (compensate, compensated, compensation_failed, barrier,
+    nothing_to_undo).
+``interlock_approvals_waiting``
+    Plan steps now AWAITING_APPROVAL (computed on scrape from the
+    orchestrator's in-memory plans).
+``interlock_approvals_oldest_age_seconds``
+    How long the oldest of them has waited; 0 when none waits.
+
+Deployment: ``deploy/prometheus.yml`` scrapes this endpoint and
+``deploy/grafana/interlock-dashboard.json`` charts every metric here; see
+``deploy/README.md``.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -123,6 +150,52 @@ class Metrics:
             "interlock_health_anomalies",
             "Anomalies the health monitor currently reports.",
             registry=r,
+        )
+        self.plans_submitted = Counter(
+            "interlock_plans_submitted_total",
+            "Plans submitted, by result (accepted, rejected).",
+            ["result"],
+            registry=r,
+        )
+        self.plans_finished = Counter(
+            "interlock_plans_finished_total",
+            "Plans that reached a final state, by that state.",
+            ["state"],
+            registry=r,
+        )
+        self.plan_conflicts = Counter(
+            "interlock_plans_conflicts_total",
+            "Plan conflicts detected, by conflict type and resolution.",
+            ["type", "resolution"],
+            registry=r,
+        )
+        self.rollback_actions = Counter(
+            "interlock_plans_rollback_actions_total",
+            "Rollback actions taken on failed plans, by action.",
+            ["action"],
+            registry=r,
+        )
+        self.approvals_waiting = Gauge(
+            "interlock_approvals_waiting",
+            "Plan steps awaiting approval now.",
+            registry=r,
+        )
+        self.approvals_oldest_age = Gauge(
+            "interlock_approvals_oldest_age_seconds",
+            "How long the oldest step awaiting approval has waited (0 when none).",
+            registry=r,
+        )
+
+    def track_approvals(
+        self,
+        waiting_since: Callable[[], Iterable[float]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Compute the approval gauges on each scrape from ``waiting_since``: the
+        times at which each step now awaiting approval entered that state."""
+        self.approvals_waiting.set_function(lambda: float(len(list(waiting_since()))))
+        self.approvals_oldest_age.set_function(
+            lambda: max((clock() - t for t in waiting_since()), default=0.0)
         )
 
 

@@ -82,6 +82,15 @@ class Orchestrator(Dispatch):
         self.plans: dict[str, PlanRun] = {}
         self.hub = WorkHub(on_lost=self._on_lost, on_delivered=self._on_delivered)
         self.rollback = Rollback(self)
+        self.metrics = decisions.metrics
+        self.metrics.track_approvals(
+            lambda: [
+                s.updated_at
+                for p in list(self.plans.values())
+                for s in list(p.steps.values())
+                if s.state == StepState.AWAITING_APPROVAL
+            ]
+        )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._work: dict[str, tuple[str, str]] = {}
         self._out_by_tool: Counter[str] = Counter()
@@ -104,6 +113,11 @@ class Orchestrator(Dispatch):
             EventRecord(kind="STATE_TRANSITION", plan_id=plan.plan_id, message=plan.state.value)
         ]
         await self.store.commit(WriteBatch(statements=statements, events=events, audit=list(audit)))
+        for e in events:
+            if e.kind == "CONFLICT" and e.payload:
+                self.metrics.plan_conflicts.labels(
+                    e.payload.get("type", ""), e.payload.get("resolution", "")
+                ).inc()
 
     async def set_step(
         self, plan: PlanRun, step: StepRun, state: StepState, message: str = ""
@@ -187,6 +201,7 @@ class Orchestrator(Dispatch):
         }
         await self.commit(plan, [], events, [(STATE_TRANSITIONS, line)])
         if plan.finished:
+            self.metrics.plans_finished.labels(state.value).inc()
             await self.summaries.plan_finished(self)
 
     # Submission ----------------------------------------------------------------
@@ -218,6 +233,9 @@ class Orchestrator(Dispatch):
         now = time.time()
         report = conflict_rules.detect(spec, catalog, self.in_flight_steps(), now=now)
         if report.rejected:
+            self.metrics.plans_submitted.labels("rejected").inc()
+            for c in report.conflicts:
+                self.metrics.plan_conflicts.labels(c.type.value, c.resolution.value).inc()
             text = "; ".join(
                 c.description for c in report.conflicts if c.resolution.value == "reject"
             )
@@ -269,6 +287,7 @@ class Orchestrator(Dispatch):
             for c in report.conflicts
         ]
         await self.commit(plan, list(steps.values()), events)
+        self.metrics.plans_submitted.labels("accepted").inc()
         self.plans[plan.plan_id] = plan
         for step_id, reason in sorted(adj.skipped.items()):
             await self.set_step(plan, steps[step_id], StepState.SKIPPED, reason)

@@ -178,6 +178,9 @@ class Rollback:
             payload=line,
         )
         await self.o.commit(plan, [], [event], [(ROLLBACK_EVENTS, line)])
+        metrics = getattr(self.o, "metrics", None)  # the unit tests' fake has none
+        if metrics is not None:
+            metrics.rollback_actions.labels(action).inc()
 
 
 __all__ = ["UNDO_SUFFIX", "Rollback"]
