@@ -83,7 +83,7 @@ policy-test: opa ## Run the Rego unit tests (opa test)
 	$(OPA) test policies -v
 
 .PHONY: test
-test: install ## Run every check and test: proto-check, lint, policy tests, pytest
+test: install prometheus ## Run every check and test: proto-check, lint, policy tests, pytest
 	$(MAKE) --no-print-directory proto-check lint policy-test
 	INTERLOCK_OPA_BIN=$(OPA) INTERLOCK_GRPCURL_BIN=$(GRPCURL) $(PY) -m pytest
 

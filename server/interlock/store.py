@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from interlock.audit import AuditLog
+from interlock.audit import GENESIS, AuditLog, seal
 from interlock.errors import AlreadyExists, InterlockError
 from interlock.metrics import Metrics
 
@@ -176,6 +176,8 @@ class Store:
         self._read_lock = threading.Lock()
         self.listeners: list[Callable[[list[EventRecord]], None]] = []
         """Called on the event loop with each committed batch's events."""
+        self._heads: dict[str, str] = {}
+        """Each audit file's last committed line's ``hash`` (the writer thread's)."""
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -190,6 +192,7 @@ class Store:
         write = self._connect()
         write.executescript(SCHEMA)
         self.audit.recover(write)
+        self._heads = self.audit.heads(write)
         self._read = self._connect()
         self._thread = threading.Thread(
             target=self._run, args=(write,), name="store-writer", daemon=True
@@ -239,6 +242,7 @@ class Store:
     def _write(self, conn: sqlite3.Connection, pending: list[_Pending]) -> None:
         outcomes: list[BaseException | list[EventRecord]] = []
         written: list[list[tuple[str, str]]] = []
+        heads = dict(self._heads)  # the chains as this transaction extends them
         try:
             conn.execute("BEGIN IMMEDIATE")
             for i, item in enumerate(pending):
@@ -264,16 +268,20 @@ class Store:
                         )
                         ev.seq = int(cur.lastrowid or 0)
                     lines = []
+                    chained = dict(heads)  # kept only if the savepoint is released
                     if item.batch.audit:
                         seq = item.batch.events[-1].seq
                         for name, record in item.batch.audit:
-                            line = _dumps({**record, "seq": seq})
+                            line, chained[name] = seal(
+                                {**record, "seq": seq}, chained.get(name, GENESIS)
+                            )
                             conn.execute(
                                 "INSERT INTO audit_outbox (file, seq, line) VALUES (?,?,?)",
                                 (name, seq, line),
                             )
                             lines.append((name, line))
                     conn.execute(f"RELEASE b{i}")
+                    heads = chained
                     outcomes.append(item.batch.events)
                     written.append(lines)
                 except sqlite3.IntegrityError as exc:
@@ -281,6 +289,7 @@ class Store:
                     conn.execute(f"RELEASE b{i}")
                     outcomes.append(AlreadyExists(f"already recorded: {exc}"))
             conn.execute("COMMIT")
+            self._heads = heads
             for lines in written:
                 for name, line in lines:
                     self.audit.append(name, line)

@@ -12,6 +12,7 @@ from interlock_client import InterlockError
 from interlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT
 
 from interlock import __version__
+from interlock.cli.audit import add_audit_parser
 from interlock.cli.commands import (
     _target,
     cmd_decide,
@@ -356,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("plan_id", metavar="ID", help="the plan's id")
     cancel.add_argument("--reason", default="", metavar="TEXT", help="why, for the record")
     cancel.set_defaults(handler=cmd_plan_cancel, parser=cancel)
+
+    add_audit_parser(commands)
     return parser
 
 
