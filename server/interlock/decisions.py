@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import math
 import os
 import re
@@ -23,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from interlock import logcontext
 from interlock.audit import STATE_TRANSITIONS, TOOL_EXECUTION_LOG
 from interlock.config import ServerConfig
 from interlock.contracts import Catalog
@@ -40,6 +42,8 @@ from interlock.policy.cache import DecisionCache
 from interlock.policy.engine import PolicyDecision
 from interlock.policy.manager import PolicyManager
 from interlock.store import EventRecord, Store, WriteBatch
+
+log = logging.getLogger(__name__)
 
 # Decision ids: a random prefix per process and a counter (uuid4 per call
 # cost ~15 us of os.urandom on this machine's hot path).
@@ -267,6 +271,25 @@ class DecisionService:
             fail_closed=fail_closed,
             arguments=dict(call.arguments),
         )
+        logcontext.decision_id.set(record.decision_id)
+        if fail_closed:
+            log.warning(
+                "%s for %s by %s failed closed: %s",
+                record.decision_id,
+                record.tool,
+                record.agent_id,
+                record.reasons[0],
+            )
+        else:
+            log.debug(
+                "%s: %s %s for %s by %s (revision %s)",
+                record.decision_id,
+                record.verdict,
+                record.mode,
+                record.tool,
+                record.agent_id,
+                record.policy_revision[:12],
+            )
         live_deadline = None
         if record.verdict == "ALLOW" and record.mode == "LIVE":
             live_deadline = record.decided_at + catalog.tool(call.tool).timeout_seconds

@@ -18,7 +18,9 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from interlock import logcontext
 from interlock.errors import DOMAIN, InterlockError
+from interlock.logcontext import REQUEST_ID_HEADER
 from interlock.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,16 @@ def to_rpc_status(err: InterlockError) -> grpc.Status:
         code=getattr(code_pb2, err.code.name), message=err.message, details=packed
     )
     return rpc_status.to_status(status)
+
+
+def _bind_request_id(context: grpc.aio.ServicerContext) -> None:
+    """Take the caller's x-request-id (or make one) for this call's log records."""
+    given = ""
+    for key, value in context.invocation_metadata() or ():
+        if key == REQUEST_ID_HEADER and isinstance(value, str) and 0 < len(value) <= 128:
+            given = value
+    logcontext.request_id.set(given or logcontext.new_request_id())
+    logcontext.decision_id.set("")
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -116,6 +128,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _unary(self, method: str, inner: Any) -> Any:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
+            _bind_request_id(context)
             try:
                 response = await inner(request, context)
             except grpc.aio.AbortError:
@@ -133,6 +146,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _stream(self, method: str, inner: Any) -> Any:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
+            _bind_request_id(context)
             try:
                 async for item in inner(request, context):
                     yield item

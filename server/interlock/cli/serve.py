@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from interlock.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, STOP_GRACE_SECONDS, log
+from interlock.logcontext import ContextFilter
 
 # serve --------------------------------------------------------------------------
 
@@ -30,7 +31,8 @@ _METAVARS = {
 
 
 class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line: time (UTC, ISO 8601), level, logger, message."""
+    """One JSON object per line: time (UTC, ISO 8601), level, logger, message, and
+    the request and decision ids of the call being handled, when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -41,6 +43,10 @@ class JsonLogFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for key in ("request_id", "decision_id"):
+            value = getattr(record, key, "")
+            if value:
+                out[key] = value
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
@@ -55,10 +61,11 @@ def setup_logging(level: str, as_json: bool) -> None:
     if not isinstance(value, int):
         raise ValueError(f"log_level: unknown level {level!r}")
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ContextFilter())
     handler.setFormatter(
         JsonLogFormatter()
         if as_json
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
     )
     logging.basicConfig(level=value, handlers=[handler], force=True)
 
