@@ -154,6 +154,9 @@ async def test_system_health_json_matches_get_health(start_server: StartServer) 
     assert doc["anomalies"] == [] and not h.anomalies
     assert doc["policy_revision"] == h.policy_revision and doc["engine"] == h.engine
     assert doc["engine_available"] is True and doc["version"] == h.version
+    # Rewrites replace the file whole: once the server stops, no temporary is left.
+    await s.server.stop(grace=0.1)
+    await asyncio.sleep(0.3)  # a rewrite already on its thread finishes its rename
     assert not list(s.data_dir.glob(f".{HEALTH_FILE}.tmp"))
 
 
