@@ -62,6 +62,7 @@ from interlock.store import EventRecord, Store, WriteBatch
 
 log = logging.getLogger(__name__)
 
+CLOSE_WAIT_SECONDS = 5.0
 CANCEL_WAIT_SECONDS = 2.0
 """How long CancelPlan waits for the plan to settle before answering."""
 FAILED_STATES = frozenset({StepState.FAILED, StepState.TIMED_OUT, StepState.AMBIGUOUS})
@@ -95,6 +96,7 @@ class Orchestrator(Dispatch):
         self._work: dict[str, tuple[str, str]] = {}
         self._out_by_tool: Counter[str] = Counter()
         self._dispatch_times: dict[str, deque[float]] = {}
+        self._closing = False
         self._restored: set[str] = set()
         """Work ids that were out when the server stopped: never offered again."""
 
@@ -309,13 +311,16 @@ class Orchestrator(Dispatch):
         try:
             if plan.state == PlanState.PENDING:
                 await self.set_plan(plan, PlanState.RUNNING)
-            while not plan.finished:
+            while not plan.finished and not self._closing:
                 plan.changed.clear()
                 wake = await self._advance(plan)
-                if plan.finished:
+                if plan.finished or self._closing:
                     break
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
+                # cancellation that races the event, and the plan would run on.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(plan.changed.wait(), timeout=wake)
+                    async with asyncio.timeout(wake):
+                        await plan.changed.wait()
         except asyncio.CancelledError:
             raise
         except InterlockError as exc:  # e.g. a reload removed a tool the plan uses
@@ -560,11 +565,20 @@ class Orchestrator(Dispatch):
                     await self.finish_step(plan, step, stored)
 
     async def close(self) -> None:
+        """End work streams and plan tasks; the plans resume at the next start."""
+        self._closing = True
         self.hub.close()
         tasks = list(self._tasks.values())
+        for plan in self.plans.values():
+            plan.changed.set()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=CLOSE_WAIT_SECONDS)
+            for task in stuck:
+                log.error(
+                    "plan task %s did not stop within %ss", task.get_name(), CLOSE_WAIT_SECONDS
+                )
 
 
 __all__ = ["Orchestrator"]
