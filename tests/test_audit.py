@@ -26,11 +26,11 @@ from interlock.audit import (
     record_hash,
     verify_dir,
 )
-from interlock.v1 import plans_pb2, types_pb2
+from interlock.v1 import plans_pb2
 
 from tests.conftest import ROOT, Running, StartServer
 from tests.helpers.calls import tool_call
-from tests.helpers.workers import FINISHED, Worker, wait_plan
+from tests.helpers.workers import run_refund_plan
 from tests.test_cli import run
 from tests.test_plans_api import spec, step
 from tests.test_signals import LIMIT, decide_and_report
@@ -260,28 +260,8 @@ async def test_every_line_and_summary_matches_its_schema(start_server: StartServ
     # Decisions, results and the signals they give.
     await decide_and_report(s, "vision_inspect", 0.9, 10)
     # A plan with a rollback.
-    transfer = {
-        "from_account": "AB123456",
-        "to_account": "CD123456",
-        "amount": 10,
-        "currency": "EUR",
-    }
-
-    def ops_outcome(item: plans_pb2.WorkItem) -> tuple[int, dict[str, Any], str]:
-        if item.tool == "crm_lookup":
-            return types_pb2.TOOL_OUTCOME_FAILED, {}, "record locked"
-        return types_pb2.TOOL_OUTCOME_SUCCEEDED, {"ran": item.tool}, ""
-
-    async with Worker(s.channel, "ops", ops_outcome):
-        await s.cp.SubmitPlan(
-            spec(
-                "refund",
-                step("pay", "transfer_funds", "ops", 0.9, transfer),
-                step("check", "crm_lookup", "ops", 0.9, {"record_id": "CU-12345"}, ("pay",)),
-            )
-        )
-        plan = await wait_plan(s.cp, "refund", FINISHED)
-        assert plan.state == plans_pb2.PLAN_STATE_ROLLED_BACK, plan.message
+    plan = await run_refund_plan(s.channel, s.cp)
+    assert plan.state == plans_pb2.PLAN_STATE_ROLLED_BACK, plan.message
     # Conflicts, repeated into a pattern.
     for i in range(3):
         await s.cp.SubmitPlan(

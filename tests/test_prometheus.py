@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from interlock.v1 import plans_pb2, types_pb2
+from interlock.v1 import plans_pb2
 from interlock.v1 import policy_service_pb2 as ppb
 
 from tests.conftest import ROOT, StartServer
 from tests.helpers.calls import tool_call
 from tests.helpers.opa import OpaProcess
-from tests.helpers.workers import FINISHED, Worker, wait_plan
+from tests.helpers.workers import FINISHED, run_refund_plan, wait_plan
 from tests.test_plans_api import spec, step
 
 pytestmark = pytest.mark.opa
@@ -123,28 +123,8 @@ async def make_load(start_server: StartServer, opa: OpaProcess) -> int:
     await s.cp.SubmitPlan(
         spec("denied", step("click", "button_click", "agent1", 0.9, {"selector": "#go"}))
     )
-    transfer = {
-        "from_account": "AB123456",
-        "to_account": "CD123456",
-        "amount": 10,
-        "currency": "EUR",
-    }
-
-    def ops_outcome(item: Any) -> tuple[int, dict[str, Any], str]:
-        if item.tool == "crm_lookup":
-            return types_pb2.TOOL_OUTCOME_FAILED, {}, "record locked"
-        return types_pb2.TOOL_OUTCOME_SUCCEEDED, {"ran": item.tool}, ""
-
-    async with Worker(s.channel, "ops", ops_outcome):
-        await s.cp.SubmitPlan(
-            spec(
-                "refund",
-                step("pay", "transfer_funds", "ops", 0.9, transfer),
-                step("check", "crm_lookup", "ops", 0.9, {"record_id": "CU-12345"}, ("pay",)),
-            )
-        )
-        plan = await wait_plan(s.cp, "refund", FINISHED)
-        assert plan.state == plans_pb2.PLAN_STATE_ROLLED_BACK, plan.message
+    plan = await run_refund_plan(s.channel, s.cp)
+    assert plan.state == plans_pb2.PLAN_STATE_ROLLED_BACK, plan.message
     await wait_plan(s.cp, "denied", FINISHED)
     await s.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
     # Fail closed: OPA goes away.

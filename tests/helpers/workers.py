@@ -123,3 +123,32 @@ async def wait_step(
                 f"step {step_id} stayed {plans_pb2.StepState.Name(step.state)}: {plan}"
             )
         await asyncio.sleep(0.05)
+
+
+TRANSFER = {"from_account": "AB123456", "to_account": "CD123456", "amount": 10, "currency": "EUR"}
+
+
+def refund_outcome(item: plans_pb2.WorkItem) -> tuple[int, dict[str, Any], str]:
+    """ops' worker: the CRM lookup fails, everything else (the refund too) succeeds."""
+    if item.tool == "crm_lookup":
+        return types_pb2.TOOL_OUTCOME_FAILED, {}, "record locked"
+    return types_pb2.TOOL_OUTCOME_SUCCEEDED, {"ran": item.tool}, ""
+
+
+async def run_refund_plan(channel: grpc.aio.Channel, cp: Any, plan_id: str = "refund") -> Any:
+    """A LIVE transfer, then a lookup that fails: the transfer is refunded.
+
+    Needs a server with approval_required_for_high_risk=False (transfer_funds
+    is HIGH risk). Returns the finished plan (ROLLED_BACK).
+    """
+    from tests.test_plans_api import spec, step  # the request builders
+
+    async with Worker(channel, "ops", refund_outcome):
+        await cp.SubmitPlan(
+            spec(
+                plan_id,
+                step("pay", "transfer_funds", "ops", 0.9, TRANSFER),
+                step("check", "crm_lookup", "ops", 0.9, {"record_id": "CU-12345"}, ("pay",)),
+            )
+        )
+        return await wait_plan(cp, plan_id, FINISHED)
