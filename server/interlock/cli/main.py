@@ -6,7 +6,8 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from interlock_client import InterlockError
 from interlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT
@@ -75,52 +76,31 @@ def _seq(text: str) -> int:
     return value
 
 
-EVENT_KINDS = tuple(
-    name.removeprefix("EVENT_KIND_")
-    for name in observe_pb2.EventKind.keys()
-    if name != "EVENT_KIND_UNSPECIFIED"
-)
+def _enum_names(enum: Any, prefix: str) -> tuple[str, ...]:
+    """An enum's value names without their prefix, UNSPECIFIED left out."""
+    return tuple(
+        name.removeprefix(prefix) for name in enum.keys() if name != f"{prefix}UNSPECIFIED"
+    )
 
 
-def _event_kind(text: str) -> str:
-    name = text.strip().upper().replace("-", "_").removeprefix("EVENT_KIND_")
-    if name not in EVENT_KINDS:
-        raise argparse.ArgumentTypeError(
-            f"unknown event kind {text!r} (one of {', '.join(EVENT_KINDS)})"
-        )
-    return name
+def _enum_choice(names: tuple[str, ...], prefix: str, what: str) -> Callable[[str], str]:
+    """An argparse type taking one of ``names``, in any case, with or without the prefix."""
+
+    def parse(text: str) -> str:
+        name = text.strip().upper().replace("-", "_").removeprefix(prefix)
+        if name not in names:
+            raise argparse.ArgumentTypeError(f"unknown {what} {text!r} (one of {', '.join(names)})")
+        return name
+
+    return parse
 
 
-SIGNAL_KINDS = tuple(
-    name.removeprefix("SIGNAL_KIND_")
-    for name in observe_pb2.SignalKind.keys()
-    if name != "SIGNAL_KIND_UNSPECIFIED"
-)
-
-
-def _signal_kind(text: str) -> str:
-    name = text.strip().upper().replace("-", "_").removeprefix("SIGNAL_KIND_")
-    if name not in SIGNAL_KINDS:
-        raise argparse.ArgumentTypeError(
-            f"unknown signal kind {text!r} (one of {', '.join(SIGNAL_KINDS)})"
-        )
-    return name
-
-
-PLAN_STATES = tuple(
-    name.removeprefix("PLAN_STATE_")
-    for name in plans_pb2.PlanState.keys()
-    if name != "PLAN_STATE_UNSPECIFIED"
-)
-
-
-def _plan_state(text: str) -> str:
-    name = text.strip().upper().replace("-", "_").removeprefix("PLAN_STATE_")
-    if name not in PLAN_STATES:
-        raise argparse.ArgumentTypeError(
-            f"unknown plan state {text!r} (one of {', '.join(PLAN_STATES)})"
-        )
-    return name
+EVENT_KINDS = _enum_names(observe_pb2.EventKind, "EVENT_KIND_")
+SIGNAL_KINDS = _enum_names(observe_pb2.SignalKind, "SIGNAL_KIND_")
+PLAN_STATES = _enum_names(plans_pb2.PlanState, "PLAN_STATE_")
+_event_kind = _enum_choice(EVENT_KINDS, "EVENT_KIND_", "event kind")
+_signal_kind = _enum_choice(SIGNAL_KINDS, "SIGNAL_KIND_", "signal kind")
+_plan_state = _enum_choice(PLAN_STATES, "PLAN_STATE_", "plan state")
 
 
 def _outcome(text: str) -> str:
