@@ -56,24 +56,23 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {2**32 - 1}, not {text}")
-    return value
+def _whole_below(limit: int) -> Callable[[str], int]:
+    """An argparse type for a whole number in [0, limit)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not 0 <= value < limit:
+            raise argparse.ArgumentTypeError(f"must be between 0 and {limit - 1}, not {text}")
+        return value
+
+    return parse
 
 
-def _seq(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 0 <= value < 2**64:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {2**64 - 1}, not {text}")
-    return value
+_count = _whole_below(2**32)
+_seq = _whole_below(2**64)
 
 
 def _enum_names(enum: Any, prefix: str) -> tuple[str, ...]:
