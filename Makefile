@@ -13,6 +13,10 @@ GEN_DIR := server
 
 .DEFAULT_GOAL := help
 
+# The Go and TypeScript clients bring their own targets.
+-include clients/go/client.mk
+-include clients/typescript/client.mk
+
 .PHONY: help
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
