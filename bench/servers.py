@@ -90,6 +90,8 @@ async def run_interlock(args: argparse.Namespace) -> None:
         "engine": args.engine,
         "policy_watch_interval_seconds": 0,
         "log_level": "WARNING",
+        # One client floods on purpose: the per-principal rate limit would cap it.
+        "rate_limit_per_second": 0,
     }
     if args.engine == "opa":
         overrides["opa_url"] = args.opa_url

@@ -21,6 +21,9 @@ Files in this issue:
 - rollback_events.jsonl: one line per rollback action (compensation
   dispatched, done or failed; a barrier; nothing to undo).
 - learning_signals.jsonl: one line per learning signal (see docs/signals.md).
+- approvals.jsonl: one line per approval change (requested, approved by one
+  approver, approved, denied, expired, escalated, used, cancelled).
+- access_denials.jsonl: one line per call the authorization policy refused.
 
 Summaries rewritten whole (atomically: a temporary file, then a rename):
 orchestration_summary.json and tool_conflicts.json.
@@ -57,7 +60,16 @@ TOOL_EXECUTION_LOG = "tool_execution_log.jsonl"
 STATE_TRANSITIONS = "execution_state_transitions.jsonl"
 ROLLBACK_EVENTS = "rollback_events.jsonl"
 LEARNING_SIGNALS = "learning_signals.jsonl"
-FILES = (TOOL_EXECUTION_LOG, STATE_TRANSITIONS, ROLLBACK_EVENTS, LEARNING_SIGNALS)
+APPROVALS_LOG = "approvals.jsonl"
+ACCESS_DENIALS = "access_denials.jsonl"
+FILES = (
+    TOOL_EXECUTION_LOG,
+    STATE_TRANSITIONS,
+    ROLLBACK_EVENTS,
+    LEARNING_SIGNALS,
+    APPROVALS_LOG,
+    ACCESS_DENIALS,
+)
 TAIL_BYTES = 64 * 1024
 GENESIS = "0" * 64
 """The ``prev_hash`` of a file's first line."""

@@ -91,7 +91,31 @@ class ServerConfig:
     """Largest gRPC message the server receives."""
 
     insecure: bool = True
-    """Development mode: no TLS, no authentication; only allowed on a loopback address."""
+    """Development mode: no TLS, only allowed on a loopback address; without principals_file also no authentication (every caller is the dev principal)."""
+
+    principals_file: str = ""
+    """YAML file mapping SHA-256 hashes of bearer tokens and client-certificate names to principals (docs/security.md); required unless insecure. Re-read when it changes."""
+
+    tls_cert_file: str = ""
+    """The server's TLS certificate chain (PEM); required unless insecure."""
+
+    tls_key_file: str = ""
+    """The server's TLS private key (PEM); required unless insecure."""
+
+    tls_client_ca_file: str = ""
+    """CA certificates (PEM) that sign client certificates; when set, every client must present one (mutual TLS)."""
+
+    rate_limit_per_second: float = 1000.0
+    """Requests per second each principal may make (token bucket); past it RESOURCE_EXHAUSTED. 0 disables."""
+
+    rate_limit_burst: int = 2000
+    """Requests a principal may make at once before its rate limit applies."""
+
+    max_streams_per_principal: int = 64
+    """Open PullWork and WatchEvents streams one principal may hold; past it RESOURCE_EXHAUSTED."""
+
+    max_string_length: int = 4096
+    """Longest free-text field accepted (error messages, reasons), in characters."""
 
     log_level: str = "INFO"
     """Python logging level."""
@@ -212,6 +236,26 @@ def _check(config: ServerConfig) -> None:
         if not sep or not host or not port.isdigit() or int(port) > 65535:
             raise ConfigError(f"{name}: must be host:port, not {value!r}")
     host = config.listen.rsplit(":", 1)[0].strip("[]")
+    if not config.insecure:
+        missing = [
+            name
+            for name in ("principals_file", "tls_cert_file", "tls_key_file")
+            if not getattr(config, name)
+        ]
+        if missing:
+            raise ConfigError(
+                f"{', '.join(missing)}: required unless insecure (development mode) is on"
+            )
+    for name in ("principals_file", "tls_cert_file", "tls_key_file", "tls_client_ca_file"):
+        value = getattr(config, name)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"{name}: {value!r} is not a readable file")
+    if config.insecure and (config.tls_cert_file or config.tls_client_ca_file):
+        raise ConfigError("tls_cert_file/tls_client_ca_file: TLS needs insecure turned off")
+    if config.rate_limit_per_second < 0 or config.rate_limit_burst < 1:
+        raise ConfigError("rate_limit_per_second must be >= 0 and rate_limit_burst >= 1")
+    if config.max_streams_per_principal < 1 or config.max_string_length < 16:
+        raise ConfigError("max_streams_per_principal must be >= 1, max_string_length >= 16")
     if config.insecure and host not in ("127.0.0.1", "localhost", "::1"):
         raise ConfigError(
             f"insecure: development mode serves without TLS or authentication and may only "

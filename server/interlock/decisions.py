@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from interlock import logcontext
+from interlock.approvals import Approval, Approvals, covers
 from interlock.audit import STATE_TRANSITIONS, TOOL_EXECUTION_LOG
 from interlock.config import ServerConfig
 from interlock.contracts import Catalog
@@ -79,6 +80,10 @@ class ToolCall:
     step_id: str = ""
     check_schema: bool = True
     """False for plan steps submitted without arguments (the Phase-21 format)."""
+    approval_id: str = ""
+    """An APPROVED approval the call presents (used up if it covers the call)."""
+    requested_by: str = ""
+    """The authenticated principal asking (recorded on an approval it needs)."""
 
 
 @dataclass
@@ -99,6 +104,8 @@ class DecisionRecord:
     step_id: str = ""
     fail_closed: bool = False
     arguments: Mapping[str, Any] = field(default_factory=dict)
+    approval_id: str = ""
+    """The approval the call waits for (PENDING_APPROVAL) or used up (ALLOW)."""
 
 
 @dataclass
@@ -146,6 +153,7 @@ class DecisionService:
         self._fail_closed = metrics.fail_closed.labels(engine)
         self._cache_hits = metrics.decision_cache_hits
         self.decision_counts: dict[str, int] = {}
+        self.approvals = Approvals(store, metrics)
 
     # Building the input ----------------------------------------------------
 
@@ -250,11 +258,64 @@ class DecisionService:
         started = time.perf_counter()
         catalog = self.policies.active.catalog
         arguments_json = self.validate(call, catalog)
+        reserved: Approval | None = None
+        if call.approval_id:
+            reserved = self.approvals.reserve(
+                call.approval_id, call.agent_id, call.tool, sha256_hex(dict(call.arguments))
+            )
+        try:
+            return await self._decide(call, catalog, arguments_json, reserved, started)
+        finally:
+            if reserved is not None:
+                self.approvals.release(reserved.approval_id)
+
+    async def _decide(
+        self,
+        call: ToolCall,
+        catalog: Catalog,
+        arguments_json: str,
+        reserved: Approval | None,
+        started: float,
+    ) -> DecisionRecord:
         policy_input = self.build_input(call, catalog)
         input_hash = sha256_hex(policy_input)
         decision, revision, fail_closed = await self.evaluate(policy_input, input_hash)
+        decision_id = new_decision_id()
+        now = time.time()
+        approval: Approval | None = None
+        approval_batch: WriteBatch | None = None
+        if decision.verdict == "PENDING_APPROVAL" and reserved is not None:
+            if not covers(reserved, decision.approval, revision):
+                raise FailedPrecondition(
+                    f"approval {reserved.approval_id} was given under policy revision "
+                    f"{reserved.policy_revision[:12]}; revision {revision[:12]} asks more of it "
+                    "(other roles or more approvers): request the call again for a new approval",
+                    reason="APPROVAL_POLICY_CHANGED",
+                )
+            who = ", ".join(reserved.approved_by)
+            decision = PolicyDecision(
+                "ALLOW",
+                decision.mode,
+                False,
+                (*decision.reasons, f"approved by {who} (approval {reserved.approval_id})"),
+            )
+            approval, approval_batch = self.approvals.use_batch(reserved, decision_id, now)
+        elif decision.verdict == "PENDING_APPROVAL" and decision.approval is not None:
+            approval, approval_batch = self.approvals.new(
+                decision_id=decision_id,
+                plan_id=call.plan_id,
+                step_id=call.step_id,
+                tool=call.tool,
+                agent_id=call.agent_id,
+                arguments_hash=sha256_hex(dict(call.arguments)),
+                policy_revision=revision,
+                requested_by=call.requested_by or call.agent_id,
+                requirement=decision.approval,
+                confidence=float(call.confidence or 0.0),
+                now=now,
+            )
         record = DecisionRecord(
-            decision_id=new_decision_id(),
+            decision_id=decision_id,
             agent_id=call.agent_id,
             tool=call.tool,
             confidence=float(call.confidence or 0.0),
@@ -265,11 +326,12 @@ class DecisionService:
             policy_revision=revision,
             engine=self.policies.engine.name,
             input_hash=input_hash,
-            decided_at=time.time(),
+            decided_at=now,
             plan_id=call.plan_id,
             step_id=call.step_id,
             fail_closed=fail_closed,
             arguments=dict(call.arguments),
+            approval_id=approval.approval_id if approval is not None else "",
         )
         logcontext.decision_id.set(record.decision_id)
         if fail_closed:
@@ -294,15 +356,22 @@ class DecisionService:
         if record.verdict == "ALLOW" and record.mode == "LIVE":
             live_deadline = record.decided_at + catalog.tool(call.tool).timeout_seconds
             self._live[record.decision_id] = live_deadline
+        batch = self._decision_batch(
+            record, live_deadline, arguments_json, time.perf_counter() - started
+        )
+        if approval_batch is not None:
+            batch.statements.extend(approval_batch.statements)
+            batch.events.extend(approval_batch.events)
+            batch.audit.extend(approval_batch.audit)
         try:
-            await self.store.commit(
-                self._decision_batch(
-                    record, live_deadline, arguments_json, time.perf_counter() - started
-                )
-            )
+            await self.store.commit(batch)
         except BaseException:
             self._live.pop(record.decision_id, None)
             raise
+        if approval is not None and approval.state == "USED":
+            self.approvals.used(approval)
+        elif approval is not None:
+            self.approvals.created(approval)
         self.metrics.decisions.labels(record.verdict, record.mode, record.tool).inc()
         self.decision_counts[record.verdict] = self.decision_counts.get(record.verdict, 0) + 1
         self.metrics.decision_latency.observe(time.perf_counter() - started)

@@ -97,6 +97,11 @@ class PermissionDenied(InterlockError):
     reason = "PERMISSION_DENIED"
 
 
+class Unauthenticated(InterlockError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
 class ResourceExhausted(InterlockError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "RESOURCE_EXHAUSTED"
@@ -130,6 +135,7 @@ __all__ = [
     "PolicyEvaluationError",
     "PolicyLoadError",
     "ResourceExhausted",
+    "Unauthenticated",
     "Unavailable",
     "Unimplemented",
 ]

@@ -65,7 +65,7 @@ from interlock.metrics import Metrics
 from interlock.store import EventRecord
 
 if TYPE_CHECKING:
-    from interlock.plans.orchestrator import Orchestrator
+    from interlock.approvals import Approvals
 
 log = logging.getLogger(__name__)
 
@@ -180,14 +180,9 @@ class Bucket:
         raise ValueError(metric)
 
 
-def awaiting_approval_since(orchestrator: Orchestrator) -> list[float]:
-    """When each step now AWAITING_APPROVAL entered that state (in-memory plans)."""
-    return [
-        step.updated_at
-        for plan in orchestrator.plans.values()
-        for step in plan.steps.values()
-        if step.state.value == "AWAITING_APPROVAL"
-    ]
+def pending_since(approvals: Approvals) -> list[float]:
+    """When each approval now PENDING was requested."""
+    return [a.created_at for a in list(approvals.live.values()) if a.state == "PENDING"]
 
 
 class HealthMonitor:
@@ -442,8 +437,8 @@ __all__ = [
     "HEALTH_FILE",
     "Ewma",
     "HealthMonitor",
-    "awaiting_approval_since",
     "detect",
     "linear_score",
+    "pending_since",
     "status_of",
 ]

@@ -19,10 +19,22 @@ Plans and approvals:
     Rollback actions (compensate, compensated, compensation_failed, barrier,
     nothing_to_undo).
 ``interlock_approvals_waiting``
-    Plan steps now AWAITING_APPROVAL (computed on scrape from the
-    orchestrator's in-memory plans).
+    Approvals now PENDING (held calls and plan steps; computed on scrape).
 ``interlock_approvals_oldest_age_seconds``
     How long the oldest of them has waited; 0 when none waits.
+``interlock_approvals_total{event}``
+    Approval lifecycle events: requested, approved, denied, expired,
+    escalated, used.
+
+Security:
+
+``interlock_auth_failures_total{reason}``
+    Calls refused before any handler ran: missing_credentials, unknown_token,
+    unknown_certificate.
+``interlock_authz_denied_total{method}``
+    Calls the authorization policy refused (PERMISSION_DENIED).
+``interlock_limits_exceeded_total{limit}``
+    Calls refused by a limit (RESOURCE_EXHAUSTED): rate, streams.
 
 Deployment: ``deploy/prometheus.yml`` scrapes this endpoint and
 ``deploy/grafana/interlock-dashboard.json`` charts every metric here; see
@@ -177,12 +189,36 @@ class Metrics:
         )
         self.approvals_waiting = Gauge(
             "interlock_approvals_waiting",
-            "Plan steps awaiting approval now.",
+            "Approvals pending now.",
             registry=r,
         )
         self.approvals_oldest_age = Gauge(
             "interlock_approvals_oldest_age_seconds",
-            "How long the oldest step awaiting approval has waited (0 when none).",
+            "How long the oldest pending approval has waited (0 when none).",
+            registry=r,
+        )
+        self.approvals = Counter(
+            "interlock_approvals_total",
+            "Approval lifecycle events: requested, approved, denied, expired, escalated, used.",
+            ["event"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "interlock_auth_failures_total",
+            "Calls refused for want of valid credentials, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.authz_denied = Counter(
+            "interlock_authz_denied_total",
+            "Calls the authorization policy refused, by method.",
+            ["method"],
+            registry=r,
+        )
+        self.limits_exceeded = Counter(
+            "interlock_limits_exceeded_total",
+            "Calls refused by a per-principal limit (rate, streams).",
+            ["limit"],
             registry=r,
         )
 
@@ -192,7 +228,7 @@ class Metrics:
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Compute the approval gauges on each scrape from ``waiting_since``: the
-        times at which each step now awaiting approval entered that state."""
+        times at which each approval now pending was requested."""
         self.approvals_waiting.set_function(lambda: float(len(list(waiting_since()))))
         self.approvals_oldest_age.set_function(
             lambda: max((clock() - t for t in waiting_since()), default=0.0)

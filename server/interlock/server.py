@@ -26,10 +26,12 @@ from interlock.api.control_plane import ControlPlane
 from interlock.api.interceptors import ServerInterceptor
 from interlock.api.policy_service import PolicyService
 from interlock.audit import AuditLog
+from interlock.auth import PrincipalDirectory
 from interlock.config import ServerConfig
 from interlock.decisions import DecisionService
 from interlock.events import EventHub
-from interlock.health import HealthMonitor, awaiting_approval_since
+from interlock.guard import Guard
+from interlock.health import HealthMonitor, pending_since
 from interlock.metrics import Metrics
 from interlock.plans.orchestrator import Orchestrator
 from interlock.plans.summary import Summaries
@@ -59,6 +61,19 @@ def make_engine(config: ServerConfig) -> PolicyEngine:
     if config.engine == "opa":
         return OpaEngine(config.opa_url, timeout=config.opa_timeout_seconds)
     return EmbeddedEngine(threads=config.eval_threads)
+
+
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
+    """TLS with the server's certificate; mutual TLS when a client CA is configured."""
+    key = Path(config.tls_key_file).read_bytes()
+    chain = Path(config.tls_cert_file).read_bytes()
+    if config.tls_client_ca_file:
+        return grpc.ssl_server_credentials(
+            [(key, chain)],
+            root_certificates=Path(config.tls_client_ca_file).read_bytes(),
+            require_client_auth=True,
+        )
+    return grpc.ssl_server_credentials([(key, chain)])
 
 
 class InterlockServer:
@@ -95,13 +110,24 @@ class InterlockServer:
         self.health_monitor = HealthMonitor(
             engine_available=lambda: self.control_plane.engine_available,
             context=self._health_context,
-            approvals=lambda: awaiting_approval_since(self.orchestrator),
+            approvals=lambda: pending_since(self.decisions.approvals),
             metrics=self.metrics,
             data_dir=data_dir,
             interval_seconds=config.health_interval_seconds,
         )
         self.store.listeners.append(self.health_monitor.on_events)
         self.control_plane.health_monitor = self.health_monitor
+        self.directory = (
+            PrincipalDirectory(config.principals_file) if config.principals_file else None
+        )
+        self.guard = Guard(
+            config,
+            self.policies,
+            self.store,
+            self.decisions.approvals,
+            self.metrics,
+            self.directory,
+        )
         self.port = 0
         self.metrics_port = 0
         self._grpc: grpc.aio.Server | None = None
@@ -117,9 +143,16 @@ class InterlockServer:
             raise
 
     async def _start(self) -> int:
-        if self.config.insecure:
+        if self.config.insecure and self.directory is None:
             log.warning(
-                "INSECURE DEVELOPMENT MODE: no TLS and no authentication; listening on loopback only (%s)",
+                "INSECURE DEVELOPMENT MODE: no TLS, no authentication, no authorization: every "
+                "caller is the dev principal (an admin); listening on loopback only (%s)",
+                self.config.listen,
+            )
+        elif self.config.insecure:
+            log.warning(
+                "INSECURE TRANSPORT: bearer tokens are checked but travel without TLS; "
+                "listening on loopback only (%s)",
                 self.config.listen,
             )
         self.store.start()
@@ -127,11 +160,12 @@ class InterlockServer:
         await self.events.start()
         await self.signals.start()
         await self.policies.start()
+        await self.decisions.approvals.start()
         await self.orchestrator.restore()
         self.metrics.policy_loaded.set(self.policies.active.loaded_at)
 
         server = grpc.aio.server(
-            interceptors=[ServerInterceptor(self.metrics)],
+            interceptors=[ServerInterceptor(self.metrics, self.guard)],
             options=[
                 # A second server on a busy port must fail, not split the traffic.
                 ("grpc.so_reuseport", 0),
@@ -153,7 +187,12 @@ class InterlockServer:
             server,
         )
         try:
-            self.port = server.add_insecure_port(self.config.listen)
+            if self.config.insecure:
+                self.port = server.add_insecure_port(self.config.listen)
+            else:
+                self.port = server.add_secure_port(
+                    self.config.listen, server_credentials(self.config)
+                )
         except RuntimeError:  # grpc's way of saying the bind failed
             self.port = 0
         if self.port == 0:
@@ -262,6 +301,7 @@ class InterlockServer:
         # Streams of events never end on their own: end them before the grace period.
         await self.events.close()
         await self.orchestrator.close()  # ends work streams; plans resume at the next start
+        await self.decisions.approvals.close()
         grpc_server, self._grpc = self._grpc, None
         if grpc_server is not None:
             await grpc_server.stop(grace)

@@ -75,7 +75,8 @@ CREATE TABLE IF NOT EXISTS plans (
     conflicts TEXT NOT NULL,
     message TEXT NOT NULL,
     submitted_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    submitted_by TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS steps (
     plan_id TEXT NOT NULL REFERENCES plans(plan_id),
@@ -105,6 +106,31 @@ CREATE TABLE IF NOT EXISTS audit_outbox (
     line TEXT NOT NULL,
     PRIMARY KEY (file, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS approvals (
+    approval_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    decision_id TEXT NOT NULL,
+    plan_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    arguments_hash TEXT NOT NULL,
+    policy_revision TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requirement TEXT NOT NULL,
+    approver_roles TEXT NOT NULL,
+    approvals TEXT NOT NULL,
+    escalation_level INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    confidence REAL NOT NULL,
+    reason TEXT NOT NULL,
+    resolved_by TEXT NOT NULL,
+    resolved_at REAL NOT NULL,
+    used_by_decision_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS approvals_decision ON approvals(decision_id);
+CREATE INDEX IF NOT EXISTS approvals_state ON approvals(state);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,
@@ -118,6 +144,18 @@ CREATE TABLE IF NOT EXISTS events (
     payload TEXT NOT NULL DEFAULT '{}'
 );
 """
+
+
+MIGRATIONS = (("plans", "submitted_by", "TEXT NOT NULL DEFAULT ''"),)
+"""Columns added since the first schema: (table, column, definition)."""
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Add the columns a store written by an older version lacks."""
+    for table, column, definition in MIGRATIONS:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
 
 @dataclass
@@ -191,6 +229,7 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write = self._connect()
         write.executescript(SCHEMA)
+        _migrate(write)
         self.audit.recover(write)
         self._heads = self.audit.heads(write)
         self._read = self._connect()

@@ -6,6 +6,7 @@
 #   A call that is malformed or denied never runs: its mode is MOCK.
 package interlock.decision
 
+import data.interlock.approvals
 import data.interlock.escalation
 import data.interlock.permissions
 
@@ -113,6 +114,7 @@ main := {
 	"mode": escalation.mode,
 	"needs_approval": true,
 	"reasons": array.concat(permissions.reasons, escalation.reasons),
+	"approval": approvals.requirement,
 } if {
 	escalation.needs_approval
 } else := {

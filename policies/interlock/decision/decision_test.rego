@@ -176,6 +176,12 @@ test_high_risk_live_is_pending_approval if {
 			"confidence 0.9 meets the LIVE threshold 0.85 for HIGH-risk tools",
 			"HIGH-risk tools need a human approval to run LIVE",
 		],
+		"approval": {
+			"approver_roles": ["approver"],
+			"approvals_required": 2,
+			"ttl_seconds": 900,
+			"escalation": [{"after_seconds": 300, "approver_roles": ["approval-lead"]}],
+		},
 	} with input as _catalog_call("ops", "transfer_funds", 0.9)
 }
 
@@ -189,6 +195,12 @@ test_irreversible_live_is_pending_approval if {
 			"confidence 0.85 meets the LIVE threshold 0.8 for MEDIUM-risk tools",
 			"send_email is irreversible, so it never runs LIVE without a human approval",
 		],
+		"approval": {
+			"approver_roles": ["approver"],
+			"approvals_required": 1,
+			"ttl_seconds": 900,
+			"escalation": [{"after_seconds": 300, "approver_roles": ["approval-lead"]}],
+		},
 	} with input as _catalog_call("mailer", "send_email", 0.85)
 }
 

@@ -1,18 +1,17 @@
 """The ControlPlane service: tool calls, results, plans, work, events, health.
 
-The plan RPCs live in :mod:`interlock.api.plans`, ListSignals in
-:mod:`interlock.api.signals`. Approvals are designed in the API and answer
-UNIMPLEMENTED until their issue is built.
+The plan RPCs live in :mod:`interlock.api.plans`, the approval RPCs in
+:mod:`interlock.api.approvals`, ListSignals in :mod:`interlock.api.signals`.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 
 from interlock import __version__
+from interlock.api.approvals import ApprovalRpcs
 from interlock.api.convert import (
     contract_pb,
     decision_pb,
@@ -23,8 +22,9 @@ from interlock.api.convert import (
 )
 from interlock.api.plans import PlanRpcs, step_pb
 from interlock.api.signals import list_signals
+from interlock.auth import current_principal
 from interlock.decisions import DecisionService, ToolCall
-from interlock.errors import InvalidArgument, Unavailable, Unimplemented
+from interlock.errors import InvalidArgument, Unavailable
 from interlock.events import EventHub, event_filter, event_pb
 from interlock.health import HealthMonitor
 from interlock.plans.orchestrator import Orchestrator
@@ -35,11 +35,7 @@ from interlock.v1 import control_plane_pb2_grpc as pb_grpc
 from interlock.v1 import observe_pb2, types_pb2
 
 
-def _unimplemented(what: str, issue: str) -> Unimplemented:
-    return Unimplemented(f"{what} is not implemented yet (it comes with the {issue} work)")
-
-
-class ControlPlane(PlanRpcs, pb_grpc.ControlPlaneServicer):
+class ControlPlane(PlanRpcs, ApprovalRpcs, pb_grpc.ControlPlaneServicer):
     health_monitor: HealthMonitor | None = None
     """Set by the server; GetHealth reports from it."""
 
@@ -59,6 +55,7 @@ class ControlPlane(PlanRpcs, pb_grpc.ControlPlaneServicer):
         self.events = events
         self.orchestrator = orchestrator
         self.signals = signals
+        self.approvals = decisions.approvals
         self.engine_available = True
 
     async def ListTools(
@@ -78,6 +75,8 @@ class ControlPlane(PlanRpcs, pb_grpc.ControlPlaneServicer):
             confidence=request.confidence if request.HasField("confidence") else None,
             plan_id=request.plan_id,
             step_id=request.step_id,
+            approval_id=request.approval_id,
+            requested_by=current_principal.get().id,
         )
         record = await self.decisions.decide(call)
         return pb.RequestToolCallResponse(decision=decision_pb(record))
@@ -144,8 +143,6 @@ class ControlPlane(PlanRpcs, pb_grpc.ControlPlaneServicer):
             decisions=doc["decisions"],
         )
 
-    # Designed now, built in later issues ---------------------------------
-
     async def WatchEvents(
         self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchEventsResponse]:
@@ -164,15 +161,6 @@ class ControlPlane(PlanRpcs, pb_grpc.ControlPlaneServicer):
             reason="SERVER_STOPPING",
             metadata={"resume_after_seq": resume},
         )
-
-    async def ListApprovals(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        raise _unimplemented("ListApprovals", "approvals")
-
-    async def ResolveApproval(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        raise _unimplemented("ResolveApproval", "approvals")
-
-    async def AwaitApproval(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        raise _unimplemented("AwaitApproval", "approvals")
 
     async def ListSignals(
         self, request: pb.ListSignalsRequest, context: grpc.aio.ServicerContext

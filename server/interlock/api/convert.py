@@ -110,6 +110,7 @@ def decision_pb(r: DecisionRecord) -> types_pb2.Decision:
         plan_id=r.plan_id,
         step_id=r.step_id,
         fail_closed=r.fail_closed,
+        approval_id=r.approval_id,
     )
 
 

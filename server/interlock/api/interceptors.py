@@ -1,4 +1,8 @@
-"""Cross-cutting concerns for every RPC: error mapping and metrics.
+"""Cross-cutting concerns for every RPC: the security gate, error mapping, metrics.
+
+Every Interlock RPC first passes the :class:`~interlock.guard.Guard`
+(authentication, limits, authorization); streams hold a per-principal slot
+while open.
 
 Interlock's errors become their status code with a ``google.rpc.Status``
 carrying ``ErrorInfo`` (reason, domain) and, for bad input, ``BadRequest``
@@ -20,6 +24,7 @@ from grpc_status import rpc_status
 
 from interlock import logcontext
 from interlock.errors import DOMAIN, InterlockError
+from interlock.guard import Guard
 from interlock.logcontext import REQUEST_ID_HEADER
 from interlock.metrics import Metrics
 
@@ -62,8 +67,9 @@ def _bind_request_id(context: grpc.aio.ServicerContext) -> None:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, guard: Guard | None = None) -> None:
         self.metrics = metrics
+        self.guard = guard
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
         self._counters: dict[tuple[str, grpc.StatusCode], Any] = {}
         self._histograms: dict[str, Any] = {}
@@ -126,10 +132,16 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return code
 
     def _unary(self, method: str, inner: Any) -> Any:
+        guard = self.guard if self.guard is not None and Guard.guards(method) else None
+
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             _bind_request_id(context)
             try:
+                if guard is not None:
+                    await guard.admit(
+                        method, request, context.invocation_metadata(), context.auth_context()
+                    )
                 response = await inner(request, context)
             except grpc.aio.AbortError:
                 self._observe(method, context.code() or grpc.StatusCode.UNKNOWN, started)
@@ -144,12 +156,22 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return handle
 
     def _stream(self, method: str, inner: Any) -> Any:
+        guard = self.guard if self.guard is not None and Guard.guards(method) else None
+
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = time.perf_counter()
             _bind_request_id(context)
             try:
-                async for item in inner(request, context):
-                    yield item
+                if guard is None:
+                    async for item in inner(request, context):
+                        yield item
+                else:
+                    principal = await guard.admit(
+                        method, request, context.invocation_metadata(), context.auth_context()
+                    )
+                    with guard.stream(principal):
+                        async for item in inner(request, context):
+                            yield item
             except grpc.aio.AbortError:
                 self._observe(method, context.code() or grpc.StatusCode.UNKNOWN, started)
                 raise

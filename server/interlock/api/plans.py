@@ -15,6 +15,7 @@ from interlock.api.convert import (
     struct_to_dict,
     timestamp,
 )
+from interlock.auth import current_principal
 from interlock.decisions import ID_PATTERN
 from interlock.errors import InvalidArgument, Unavailable
 from interlock.plans import spec as plan_spec
@@ -112,7 +113,9 @@ class PlanRpcs:
     async def SubmitPlan(
         self, request: pb.SubmitPlanRequest, context: grpc.aio.ServicerContext
     ) -> pb.SubmitPlanResponse:
-        plan = await self.orchestrator.submit(plan_spec.from_proto(request))
+        plan = await self.orchestrator.submit(
+            plan_spec.from_proto(request), submitted_by=current_principal.get().id
+        )
         return pb.SubmitPlanResponse(plan=plan_pb(plan))
 
     async def GetPlan(

@@ -26,6 +26,7 @@ import time
 from collections import Counter, deque
 from typing import Any
 
+from interlock.approvals import Approval
 from interlock.audit import STATE_TRANSITIONS
 from interlock.config import ServerConfig
 from interlock.decisions import DecisionService, ToolCall
@@ -84,14 +85,6 @@ class Orchestrator(Dispatch):
         self.hub = WorkHub(on_lost=self._on_lost, on_delivered=self._on_delivered)
         self.rollback = Rollback(self)
         self.metrics = decisions.metrics
-        self.metrics.track_approvals(
-            lambda: [
-                s.updated_at
-                for p in list(self.plans.values())
-                for s in list(p.steps.values())
-                if s.state == StepState.AWAITING_APPROVAL
-            ]
-        )
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._work: dict[str, tuple[str, str]] = {}
         self._out_by_tool: Counter[str] = Counter()
@@ -99,6 +92,13 @@ class Orchestrator(Dispatch):
         self._closing = False
         self._restored: set[str] = set()
         """Work ids that were out when the server stopped: never offered again."""
+        self.approvals = decisions.approvals
+        self.approvals.listeners.append(self._on_approval)
+
+    def _on_approval(self, approval: Approval) -> None:
+        plan = self.plans.get(approval.plan_id)
+        if plan is not None:
+            plan.changed.set()
 
     # Persistence -------------------------------------------------------------
 
@@ -225,7 +225,7 @@ class Orchestrator(Dispatch):
                 )
         return out
 
-    async def submit(self, spec: PlanSpec) -> PlanRun:
+    async def submit(self, spec: PlanSpec, submitted_by: str = "") -> PlanRun:
         catalog = self.catalog
         plan_spec.validate(spec, catalog, max_steps=self.config.max_plan_steps)
         if spec.plan_id in self.plans or await self.store.query(
@@ -269,6 +269,7 @@ class Orchestrator(Dispatch):
             conflicts=list(report.conflicts),
             submitted_at=now,
             updated_at=now,
+            submitted_by=submitted_by,
         )
         events = [
             EventRecord(
@@ -344,6 +345,8 @@ class Orchestrator(Dispatch):
         for step in list(plan.steps.values()):
             if step.state == StepState.PENDING and self._ready(plan, step, now):
                 await self._decide(plan, step)
+            if step.state == StepState.AWAITING_APPROVAL:
+                await self._approval_outcome(plan, step)
             if step.state == StepState.DECIDED and step.mode == "MOCK":
                 await self._complete_mock(plan, step)  # decided just before a restart
             elif step.state == StepState.DECIDED and not step.work_id:
@@ -419,7 +422,7 @@ class Orchestrator(Dispatch):
                 )
                 await self.summaries.conflicts_changed(self)
 
-    async def _decide(self, plan: PlanRun, step: StepRun) -> None:
+    async def _decide(self, plan: PlanRun, step: StepRun, approval_id: str = "") -> None:
         call = ToolCall(
             agent_id=step.agent_id,
             tool=step.tool,
@@ -428,9 +431,18 @@ class Orchestrator(Dispatch):
             plan_id=plan.plan_id,
             step_id=step.step_id,
             check_schema=step.arguments is not None,
+            approval_id=approval_id,
+            requested_by=plan.submitted_by,
         )
         try:
             record = await self.decisions.decide(call)
+        except FailedPrecondition as exc:
+            if approval_id and exc.reason == "APPROVAL_POLICY_CHANGED":
+                # The policy now asks more than the approval gave: ask again.
+                await self._decide(plan, step)
+                return
+            await self.set_step(plan, step, StepState.FAILED, exc.message)
+            return
         except InterlockError as exc:
             await self.set_step(plan, step, StepState.FAILED, exc.message)
             return
@@ -439,12 +451,48 @@ class Orchestrator(Dispatch):
         if record.verdict == "DENY":
             await self.set_step(plan, step, StepState.FAILED, f"denied: {reasons}")
         elif record.verdict == "PENDING_APPROVAL":
-            await self.set_step(plan, step, StepState.AWAITING_APPROVAL, reasons)
+            await self.set_step(
+                plan,
+                step,
+                StepState.AWAITING_APPROVAL,
+                f"{reasons}; waiting for approval {record.approval_id}",
+            )
         elif record.mode == "MOCK":
             await self.set_step(plan, step, StepState.DECIDED, reasons)
             await self._complete_mock(plan, step)
         else:
             await self.set_step(plan, step, StepState.DECIDED, reasons)
+
+    async def _approval_outcome(self, plan: PlanRun, step: StepRun) -> None:
+        """A held step goes on once its approval is resolved: approved, it is
+        decided again presenting the approval (which it uses up) and runs LIVE;
+        denied or expired, it fails, and the plan rolls back."""
+        approval = self.approvals.for_decision(step.decision_id)
+        if approval is None:
+            approval = await self.approvals.stored_for_decision(step.decision_id)
+        if approval is None or approval.state == "PENDING":
+            return
+        if approval.state == "APPROVED":
+            await self._decide(plan, step, approval.approval_id)
+        elif approval.state == "DENIED":
+            await self.set_step(
+                plan,
+                step,
+                StepState.FAILED,
+                f"approval {approval.approval_id} denied by {approval.resolved_by}: "
+                f"{approval.reason}",
+            )
+        elif approval.state == "EXPIRED":
+            await self.set_step(
+                plan,
+                step,
+                StepState.FAILED,
+                f"approval {approval.approval_id} EXPIRED: {approval.reason}",
+            )
+        else:  # USED by an earlier decision of this step, or CANCELLED
+            await self.set_step(
+                plan, step, StepState.FAILED, f"approval {approval.approval_id} is {approval.state}"
+            )
 
     async def _complete_mock(self, plan: PlanRun, step: StepRun) -> None:
         """Interlock runs a MOCK step itself: it never goes to a worker. Safe to
@@ -500,6 +548,10 @@ class Orchestrator(Dispatch):
                 )
                 continue
             self._release(step)
+            if step.state == StepState.AWAITING_APPROVAL:
+                approval = self.approvals.for_decision(step.decision_id)
+                if approval is not None:
+                    await self.approvals.cancel(approval, f"plan {plan.plan_id} cancelled")
             await self.set_step(plan, step, StepState.CANCELLED, plan.cancel_requested)
         await self.set_plan(plan, PlanState.CANCELLED, plan.cancel_requested)
 

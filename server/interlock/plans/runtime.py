@@ -115,7 +115,7 @@ class StepRun:
 
 
 UPSERT_STEP = "INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-UPSERT_PLAN = "INSERT OR REPLACE INTO plans VALUES (?,?,?,?,?,?,?,?)"
+UPSERT_PLAN = "INSERT OR REPLACE INTO plans VALUES (?,?,?,?,?,?,?,?,?)"
 
 
 @dataclass
@@ -133,6 +133,8 @@ class PlanRun:
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     """Set whenever something the plan waits for happens."""
     cancel_requested: str = ""
+    submitted_by: str = ""
+    """The authenticated principal that submitted the plan (asks for its approvals)."""
 
     def row(self) -> tuple[Any, ...]:
         return (
@@ -144,6 +146,7 @@ class PlanRun:
             self.message,
             self.submitted_at,
             self.updated_at,
+            self.submitted_by,
         )
 
     @classmethod
@@ -159,6 +162,7 @@ class PlanRun:
             message=plan["message"],
             submitted_at=plan["submitted_at"],
             updated_at=plan["updated_at"],
+            submitted_by=plan["submitted_by"],
         )
 
     @property

@@ -19,9 +19,16 @@ import regopy
 
 from interlock.errors import PolicyEvaluationError, PolicyLoadError
 from interlock.policy.bundle import PolicySet
-from interlock.policy.engine import DECISION_PACKAGE, DECISION_RULE, PolicyDecision, parse_decision
+from interlock.policy.engine import (
+    AUTHZ_ENTRYPOINT,
+    DECISION_PACKAGE,
+    DECISION_RULE,
+    PolicyDecision,
+    parse_decision,
+)
 
 ENTRYPOINT = f"{DECISION_PACKAGE.replace('.', '/')}/{DECISION_RULE}"
+ENTRYPOINTS = [ENTRYPOINT, AUTHZ_ENTRYPOINT]
 
 
 def _build(policy_set: PolicySet) -> regopy.Bundle:
@@ -31,7 +38,7 @@ def _build(policy_set: PolicySet) -> regopy.Bundle:
         for path in sorted(policy_set.modules):
             interp.add_module(path, policy_set.modules[path])
         interp.add_data(dict(policy_set.data))
-        bundle = interp.build(None, [ENTRYPOINT])
+        bundle = interp.build(None, ENTRYPOINTS)
     except regopy.RegoError as exc:
         raise PolicyLoadError(f"the policy set does not compile: {_clean(str(exc))}") from None
     if not bundle.ok():
@@ -50,10 +57,13 @@ class EmbeddedPolicy:
         self._bundle = bundle
 
     def evaluate_sync(self, policy_input: dict[str, Any]) -> PolicyDecision:
+        return parse_decision(self.query_sync(ENTRYPOINT, policy_input))
+
+    def query_sync(self, entrypoint: str, policy_input: dict[str, Any]) -> Any:
         interp = self._engine.interpreter()
         try:
             interp.set_input(regopy.Input(policy_input))
-            output = interp.query_bundle_entrypoint(self._bundle, ENTRYPOINT)
+            output = interp.query_bundle_entrypoint(self._bundle, entrypoint)
             if not output.ok():
                 raise PolicyEvaluationError(f"embedded engine: {_clean(str(output))}")
             doc = json.loads(str(output))
@@ -63,12 +73,17 @@ class EmbeddedPolicy:
             detail = _clean(str(exc)) or type(exc).__name__
             raise PolicyEvaluationError(f"embedded engine: {detail}") from None
         expressions = doc.get("expressions") if isinstance(doc, dict) else None
-        raw = expressions[0] if expressions else None
-        return parse_decision(raw)
+        return expressions[0] if expressions else None
 
     async def evaluate(self, policy_input: dict[str, Any]) -> PolicyDecision:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._engine.executor, self.evaluate_sync, policy_input)
+
+    async def query(self, entrypoint: str, policy_input: dict[str, Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._engine.executor, self.query_sync, entrypoint, policy_input
+        )
 
     async def release(self) -> None:
         return None

@@ -16,8 +16,37 @@ from interlock.policy.bundle import PolicySet
 
 DECISION_PACKAGE = "interlock.decision"
 DECISION_RULE = "main"
+AUTHZ_ENTRYPOINT = "interlock/authz/main"
+"""The RPC authorization rule: {allow, reason} for {method, principal, request, approval}."""
 VERDICTS = ("ALLOW", "DENY", "PENDING_APPROVAL")
 MODES = ("MOCK", "DRY_RUN", "LIVE")
+
+
+@dataclass(frozen=True)
+class Escalation:
+    after_seconds: float
+    approver_roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ApprovalRequirement:
+    """What a held call needs: from the approvals policy."""
+
+    approver_roles: tuple[str, ...]
+    approvals_required: int
+    ttl_seconds: float
+    escalation: tuple[Escalation, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "approver_roles": list(self.approver_roles),
+            "approvals_required": self.approvals_required,
+            "ttl_seconds": self.ttl_seconds,
+            "escalation": [
+                {"after_seconds": e.after_seconds, "approver_roles": list(e.approver_roles)}
+                for e in self.escalation
+            ],
+        }
 
 
 @dataclass(frozen=True)
@@ -26,14 +55,59 @@ class PolicyDecision:
     mode: str
     needs_approval: bool
     reasons: tuple[str, ...]
+    approval: ApprovalRequirement | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "verdict": self.verdict,
             "mode": self.mode,
             "needs_approval": self.needs_approval,
             "reasons": list(self.reasons),
         }
+        if self.approval is not None:
+            out["approval"] = self.approval.as_dict()
+        return out
+
+
+def _roles(raw: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw or not all(isinstance(r, str) and r for r in raw):
+        raise PolicyEvaluationError(f"the approval rule returned {what} that are not role names")
+    return tuple(raw)
+
+
+def _seconds(raw: Any, what: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not raw > 0:
+        raise PolicyEvaluationError(f"the approval rule returned {what} {raw!r}, not seconds > 0")
+    return float(raw)
+
+
+def parse_requirement(raw: Any) -> ApprovalRequirement:
+    """Check the approvals policy's requirement. Malformed is an error (fail closed)."""
+    if not isinstance(raw, dict):
+        raise PolicyEvaluationError("PENDING_APPROVAL came without an approval requirement")
+    required = raw.get("approvals_required")
+    if isinstance(required, float) and required.is_integer():
+        required = int(required)
+    if isinstance(required, bool) or not isinstance(required, int) or required < 1:
+        raise PolicyEvaluationError(
+            f"the approval rule returned approvals_required {required!r}, not a whole number >= 1"
+        )
+    steps = raw.get("escalation", [])
+    if not isinstance(steps, list) or not all(isinstance(e, dict) for e in steps):
+        raise PolicyEvaluationError("the approval rule returned an escalation that is not a list")
+    escalation = tuple(
+        Escalation(
+            _seconds(e.get("after_seconds"), "escalation after_seconds"),
+            _roles(e.get("approver_roles"), "escalation approver_roles"),
+        )
+        for e in steps
+    )
+    return ApprovalRequirement(
+        approver_roles=_roles(raw.get("approver_roles"), "approver_roles"),
+        approvals_required=required,
+        ttl_seconds=_seconds(raw.get("ttl_seconds"), "ttl_seconds"),
+        escalation=tuple(sorted(escalation, key=lambda e: e.after_seconds)),
+    )
 
 
 def parse_decision(raw: Any) -> PolicyDecision:
@@ -51,7 +125,16 @@ def parse_decision(raw: Any) -> PolicyDecision:
     needs_approval = raw.get("needs_approval", False)
     if not isinstance(needs_approval, bool):
         raise PolicyEvaluationError("the decision rule returned a non-boolean needs_approval")
-    return PolicyDecision(verdict, mode, needs_approval, tuple(reasons))
+    approval = parse_requirement(raw.get("approval")) if verdict == "PENDING_APPROVAL" else None
+    return PolicyDecision(verdict, mode, needs_approval, tuple(reasons), approval)
+
+
+def parse_authz(raw: Any) -> tuple[bool, str]:
+    """Check the authorization rule's output: (allowed, reason). Malformed is an error."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("allow"), bool):
+        raise PolicyEvaluationError("the authorization rule is undefined or malformed")
+    reason = raw.get("reason", "")
+    return raw["allow"], reason if isinstance(reason, str) else ""
 
 
 class CompiledPolicy(Protocol):
@@ -61,6 +144,10 @@ class CompiledPolicy(Protocol):
 
     async def evaluate(self, policy_input: dict[str, Any]) -> PolicyDecision:
         """Evaluate the decision rule; raise PolicyEvaluationError when it can't."""
+        ...
+
+    async def query(self, entrypoint: str, policy_input: dict[str, Any]) -> Any:
+        """Evaluate another entrypoint rule (e.g. AUTHZ_ENTRYPOINT); its raw value."""
         ...
 
     async def release(self) -> None:

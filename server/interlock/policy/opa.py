@@ -78,28 +78,32 @@ class OpaPolicy:
             await self.release()
             raise PolicyLoadError(f"OPA refused the policy set: {_describe(exc)}") from None
 
-    async def _query(self, policy_input: dict[str, Any]) -> Any:
+    async def _query(self, policy_input: dict[str, Any], path: str | None = None) -> Any:
         client = await self._engine.client()
         try:
-            response = await client.query_rule(policy_input, self._decision_path)
+            response = await client.query_rule(policy_input, path or self._decision_path)
         except Exception as exc:
             raise PolicyEvaluationError(f"OPA query failed: {_describe(exc)}") from None
         return response.get("result") if isinstance(response, dict) else None
 
     async def evaluate(self, policy_input: dict[str, Any]) -> PolicyDecision:
-        raw = await self._query(policy_input)
+        return parse_decision(await self.query("", policy_input))
+
+    async def query(self, entrypoint: str, policy_input: dict[str, Any]) -> Any:
+        path = f"{self.namespace}/{entrypoint}" if entrypoint else None
+        raw = await self._query(policy_input, path)
         if raw is None:
             # Undefined: OPA may have restarted and lost the set. Upload it
             # again once, then ask again; still undefined fails closed.
             async with self._reupload:
-                raw = await self._query(policy_input)
+                raw = await self._query(policy_input, path)
                 if raw is None:
                     try:
                         await self.upload()
                     except PolicyLoadError as exc:
                         raise PolicyEvaluationError(str(exc)) from None
-                    raw = await self._query(policy_input)
-        return parse_decision(raw)
+                    raw = await self._query(policy_input, path)
+        return raw
 
     async def release(self) -> None:
         try:

@@ -27,20 +27,22 @@ class ListToolsResponse(_message.Message):
     def __init__(self, tools: _Optional[_Iterable[_Union[_types_pb2.ToolContract, _Mapping]]] = ..., policy_revision: _Optional[str] = ...) -> None: ...
 
 class RequestToolCallRequest(_message.Message):
-    __slots__ = ("agent_id", "tool", "arguments", "confidence", "plan_id", "step_id")
+    __slots__ = ("agent_id", "tool", "arguments", "confidence", "plan_id", "step_id", "approval_id")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_FIELD_NUMBER: _ClassVar[int]
     ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     tool: str
     arguments: _struct_pb2.Struct
     confidence: float
     plan_id: str
     step_id: str
-    def __init__(self, agent_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., confidence: _Optional[float] = ..., plan_id: _Optional[str] = ..., step_id: _Optional[str] = ...) -> None: ...
+    approval_id: str
+    def __init__(self, agent_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., confidence: _Optional[float] = ..., plan_id: _Optional[str] = ..., step_id: _Optional[str] = ..., approval_id: _Optional[str] = ...) -> None: ...
 
 class RequestToolCallResponse(_message.Message):
     __slots__ = ("decision",)

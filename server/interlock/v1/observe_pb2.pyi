@@ -25,6 +25,7 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_POLICY: _ClassVar[EventKind]
     EVENT_KIND_SIGNAL: _ClassVar[EventKind]
     EVENT_KIND_HEALTH: _ClassVar[EventKind]
+    EVENT_KIND_ACCESS_DENIED: _ClassVar[EventKind]
 
 class ApprovalState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -34,6 +35,7 @@ class ApprovalState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     APPROVAL_STATE_DENIED: _ClassVar[ApprovalState]
     APPROVAL_STATE_EXPIRED: _ClassVar[ApprovalState]
     APPROVAL_STATE_USED: _ClassVar[ApprovalState]
+    APPROVAL_STATE_CANCELLED: _ClassVar[ApprovalState]
 
 class ApprovalResolution(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -67,12 +69,14 @@ EVENT_KIND_APPROVAL: EventKind
 EVENT_KIND_POLICY: EventKind
 EVENT_KIND_SIGNAL: EventKind
 EVENT_KIND_HEALTH: EventKind
+EVENT_KIND_ACCESS_DENIED: EventKind
 APPROVAL_STATE_UNSPECIFIED: ApprovalState
 APPROVAL_STATE_PENDING: ApprovalState
 APPROVAL_STATE_APPROVED: ApprovalState
 APPROVAL_STATE_DENIED: ApprovalState
 APPROVAL_STATE_EXPIRED: ApprovalState
 APPROVAL_STATE_USED: ApprovalState
+APPROVAL_STATE_CANCELLED: ApprovalState
 APPROVAL_RESOLUTION_UNSPECIFIED: ApprovalResolution
 APPROVAL_RESOLUTION_APPROVE: ApprovalResolution
 APPROVAL_RESOLUTION_DENY: ApprovalResolution
@@ -111,7 +115,7 @@ class Event(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., plan_id: _Optional[str] = ..., step_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., tool: _Optional[str] = ..., message: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Approval(_message.Message):
-    __slots__ = ("approval_id", "state", "decision_id", "plan_id", "step_id", "tool", "agent_id", "arguments_hash", "policy_revision", "requested_by", "approver_roles", "approvals_required", "approved_by", "created_at", "expires_at", "reason", "confidence")
+    __slots__ = ("approval_id", "state", "decision_id", "plan_id", "step_id", "tool", "agent_id", "arguments_hash", "policy_revision", "requested_by", "approver_roles", "approvals_required", "approved_by", "created_at", "expires_at", "reason", "confidence", "escalation_level", "resolved_by", "resolved_at", "used_by_decision_id", "next_escalation_at")
     APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +133,11 @@ class Approval(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    ESCALATION_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_BY_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    USED_BY_DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ESCALATION_AT_FIELD_NUMBER: _ClassVar[int]
     approval_id: str
     state: ApprovalState
     decision_id: str
@@ -146,7 +155,12 @@ class Approval(_message.Message):
     expires_at: _timestamp_pb2.Timestamp
     reason: str
     confidence: float
-    def __init__(self, approval_id: _Optional[str] = ..., state: _Optional[_Union[ApprovalState, str]] = ..., decision_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., step_id: _Optional[str] = ..., tool: _Optional[str] = ..., agent_id: _Optional[str] = ..., arguments_hash: _Optional[str] = ..., policy_revision: _Optional[str] = ..., requested_by: _Optional[str] = ..., approver_roles: _Optional[_Iterable[str]] = ..., approvals_required: _Optional[int] = ..., approved_by: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
+    escalation_level: int
+    resolved_by: str
+    resolved_at: _timestamp_pb2.Timestamp
+    used_by_decision_id: str
+    next_escalation_at: _timestamp_pb2.Timestamp
+    def __init__(self, approval_id: _Optional[str] = ..., state: _Optional[_Union[ApprovalState, str]] = ..., decision_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., step_id: _Optional[str] = ..., tool: _Optional[str] = ..., agent_id: _Optional[str] = ..., arguments_hash: _Optional[str] = ..., policy_revision: _Optional[str] = ..., requested_by: _Optional[str] = ..., approver_roles: _Optional[_Iterable[str]] = ..., approvals_required: _Optional[int] = ..., approved_by: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., confidence: _Optional[float] = ..., escalation_level: _Optional[int] = ..., resolved_by: _Optional[str] = ..., resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., used_by_decision_id: _Optional[str] = ..., next_escalation_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Signal(_message.Message):
     __slots__ = ("signal_id", "kind", "tool", "agent_id", "value", "evidence", "created_at")

@@ -1,0 +1,83 @@
+package interlock.authz_test
+
+import data.interlock.authz
+
+_agent := {"id": "agent1", "kind": "agent", "roles": [], "agents": ["agent1"]}
+
+_planner := {"id": "planner1", "kind": "agent", "roles": ["planner"], "agents": ["planner1"]}
+
+_operator := {"id": "alice", "kind": "operator", "roles": ["approver"], "agents": []}
+
+_admin := {"id": "root", "kind": "admin", "roles": [], "agents": []}
+
+_call(method, principal) := {"method": method, "principal": principal, "request": {"agent_id": "agent1"}}
+
+_approval(principal) := {
+	"method": "ResolveApproval",
+	"principal": principal,
+	"request": {},
+	"approval": {"approver_roles": ["approver"], "requested_by": "agent1", "agent_id": "agent1"},
+}
+
+test_everyone_reads if {
+	every p in [_agent, _operator, _admin] {
+		authz.main.allow with input as _call("ListPlans", p)
+	}
+}
+
+test_agent_acts_only_as_itself if {
+	authz.main.allow with input as _call("PullWork", _agent)
+	not authz.main.allow with input as json.patch(_call("PullWork", _agent), [{"op": "replace", "path": "/request/agent_id", "value": "agent2"}])
+	authz.main.reason == "agent1 may not act as agent agent2" with input as json.patch(_call("ReportToolResult", _agent), [{"op": "replace", "path": "/request/agent_id", "value": "agent2"}])
+}
+
+test_operator_does_not_act_as_an_agent if {
+	not authz.main.allow with input as _call("RequestToolCall", _operator)
+}
+
+test_admin_acts_as_any_agent if {
+	authz.main.allow with input as _call("PullWork", _admin)
+}
+
+test_plans_take_staff_or_planner if {
+	not authz.main.allow with input as _call("SubmitPlan", _agent)
+	authz.main.allow with input as _call("SubmitPlan", _planner)
+	authz.main.allow with input as _call("CancelPlan", _operator)
+}
+
+test_approver_resolves if {
+	authz.main.allow with input as _approval(_operator)
+}
+
+test_admin_without_role_does_not_resolve if {
+	authz.main.reason == "root holds none of the roles that may approve this call (approver)" with input as _approval(_admin)
+}
+
+test_agent_never_resolves_its_own_call if {
+	self := {"id": "agent1", "kind": "agent", "roles": ["approver"], "agents": ["agent1"]}
+	r := authz.main with input as _approval(self)
+	not r.allow
+	contains(r.reason, "agent1 asked for this call")
+	contains(r.reason, "acts as agent agent1")
+}
+
+test_requester_never_resolves if {
+	requester := json.patch(_operator, [{"op": "replace", "path": "/id", "value": "agent1"}])
+	not authz.main.allow with input as _approval(requester)
+}
+
+test_only_admins_reload if {
+	authz.main.allow with input as _call("ReloadPolicies", _admin)
+	not authz.main.allow with input as _call("ReloadPolicies", _operator)
+	not authz.main.allow with input as _call("ReloadPolicies", _agent)
+}
+
+test_evaluate_takes_staff if {
+	authz.main.allow with input as _call("EvaluatePolicy", _operator)
+	not authz.main.allow with input as _call("EvaluatePolicy", _agent)
+}
+
+test_unknown_method_and_kind_denied if {
+	authz.main.reason == "no rule allows Frobnicate" with input as _call("Frobnicate", _admin)
+	not authz.main.allow with input as _call("ListTools", json.patch(_agent, [{"op": "replace", "path": "/kind", "value": "robot"}]))
+}

@@ -1,0 +1,636 @@
+"""Human approvals: server-owned, bound to one call, single use, expiring.
+
+A decision the policy holds (PENDING_APPROVAL) gets an approval, committed
+in the same transaction as the decision. It records what it covers: the
+agent, the tool, a SHA-256 of the canonical arguments and the policy
+revision, plus what it needs from the approvals policy: the roles that may
+approve, how many distinct approvers, its time to live and an escalation
+chain.
+
+Operators resolve it (:meth:`Approvals.resolve`); who they are comes from
+authentication. When the quorum is reached it is APPROVED; one denial makes
+it DENIED; past its TTL without a quorum it is EXPIRED, and the held call is
+denied by default. Every SLA step of the escalation chain that passes
+unanswered adds that step's roles to the approvers, with an event.
+
+An APPROVED approval is used up by the call it covers (USED): a
+RequestToolCall presenting its id, or the plan step it held. It does not
+cover a call with other arguments, tool or agent, nor a call after a policy
+change that asks more of it (see :func:`covers`).
+
+Pending and approved approvals are kept in memory and in SQLite; a restart
+reloads them with their absolute deadlines, and one timer task expires and
+escalates them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+
+from interlock.audit import APPROVALS_LOG
+from interlock.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
+from interlock.metrics import Metrics
+from interlock.policy.engine import ApprovalRequirement
+from interlock.store import EventRecord, Store, WriteBatch
+
+log = logging.getLogger(__name__)
+
+STATES = ("PENDING", "APPROVED", "DENIED", "EXPIRED", "USED", "CANCELLED")
+LIVE_STATES = frozenset({"PENDING", "APPROVED"})
+MAX_REASON = 1024
+
+
+UPSERT = "INSERT OR REPLACE INTO approvals VALUES (" + ",".join("?" * 21) + ")"
+
+
+def new_approval_id() -> str:
+    return f"apr_{os.urandom(12).hex()}"
+
+
+@dataclass
+class Approval:
+    approval_id: str
+    decision_id: str
+    plan_id: str
+    step_id: str
+    tool: str
+    agent_id: str
+    arguments_hash: str
+    policy_revision: str
+    requested_by: str
+    requirement: ApprovalRequirement
+    created_at: float
+    confidence: float
+    state: str = "PENDING"
+    approver_roles: list[str] = field(default_factory=list)
+    approvals: list[dict[str, Any]] = field(default_factory=list)
+    """Who approved: {"principal", "roles", "at", "reason"}, in order."""
+    escalation_level: int = 0
+    reason: str = ""
+    resolved_by: str = ""
+    resolved_at: float = 0.0
+    used_by_decision_id: str = ""
+
+    @property
+    def expires_at(self) -> float:
+        return self.created_at + self.requirement.ttl_seconds
+
+    @property
+    def approvals_required(self) -> int:
+        return self.requirement.approvals_required
+
+    @property
+    def approved_by(self) -> list[str]:
+        return [a["principal"] for a in self.approvals]
+
+    @property
+    def next_escalation_at(self) -> float | None:
+        steps = self.requirement.escalation
+        if self.state != "PENDING" or self.escalation_level >= len(steps):
+            return None
+        at = self.created_at + steps[self.escalation_level].after_seconds
+        return at if at < self.expires_at else None
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.approval_id,
+            self.state,
+            self.decision_id,
+            self.plan_id,
+            self.step_id,
+            self.tool,
+            self.agent_id,
+            self.arguments_hash,
+            self.policy_revision,
+            self.requested_by,
+            orjson.dumps(self.requirement.as_dict()).decode(),
+            orjson.dumps(self.approver_roles).decode(),
+            orjson.dumps(self.approvals).decode(),
+            self.escalation_level,
+            self.created_at,
+            self.expires_at,
+            self.confidence,
+            self.reason,
+            self.resolved_by,
+            self.resolved_at,
+            self.used_by_decision_id,
+        )
+
+    @classmethod
+    def from_row(cls, row: Any) -> Approval:
+        from interlock.policy.engine import parse_requirement
+
+        return cls(
+            approval_id=row["approval_id"],
+            decision_id=row["decision_id"],
+            plan_id=row["plan_id"],
+            step_id=row["step_id"],
+            tool=row["tool"],
+            agent_id=row["agent_id"],
+            arguments_hash=row["arguments_hash"],
+            policy_revision=row["policy_revision"],
+            requested_by=row["requested_by"],
+            requirement=parse_requirement(orjson.loads(row["requirement"])),
+            created_at=row["created_at"],
+            confidence=row["confidence"],
+            state=row["state"],
+            approver_roles=orjson.loads(row["approver_roles"]),
+            approvals=orjson.loads(row["approvals"]),
+            escalation_level=row["escalation_level"],
+            reason=row["reason"],
+            resolved_by=row["resolved_by"],
+            resolved_at=row["resolved_at"],
+            used_by_decision_id=row["used_by_decision_id"],
+        )
+
+
+def covers(approval: Approval, requirement: ApprovalRequirement | None, revision: str) -> bool:
+    """Whether an APPROVED approval still satisfies the policy in force.
+
+    Under the revision that asked for it, it does. Under another one, it does
+    when the approvers it has, with the roles they held, meet the new
+    requirement: a rule that was loosened or left alone keeps it valid, one
+    that asks for more approvers or other roles does not.
+    """
+    if revision == approval.policy_revision or requirement is None:
+        return True
+    roles = set(requirement.approver_roles)
+    qualified = [a for a in approval.approvals if roles & set(a.get("roles", []))]
+    return len(qualified) >= requirement.approvals_required
+
+
+class Approvals:
+    def __init__(self, store: Store, metrics: Metrics) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.live: dict[str, Approval] = {}
+        """PENDING and APPROVED approvals by id."""
+        self._by_decision: dict[str, str] = {}
+        self._changed: dict[str, asyncio.Event] = {}
+        self._reserved: set[str] = set()
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        """Serializes changes of state (resolve, expire, escalate, cancel)."""
+        self._task: asyncio.Task[None] | None = None
+        self.listeners: list[Callable[[Approval], None]] = []
+        """Called after every committed change of state (the orchestrator wakes plans)."""
+        self.metrics.track_approvals(
+            lambda: [a.created_at for a in list(self.live.values()) if a.state == "PENDING"]
+        )
+
+    # Start and stop ------------------------------------------------------------
+
+    async def start(self) -> None:
+        rows = await self.store.query(
+            "SELECT * FROM approvals WHERE state IN ('PENDING', 'APPROVED')"
+        )
+        for row in rows:
+            self._keep(Approval.from_row(row))
+        if rows:
+            log.info("restored %d pending or approved approval(s)", len(rows))
+        self._task = asyncio.create_task(self._timers(), name="approval-timers")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _keep(self, approval: Approval) -> None:
+        if approval.state in LIVE_STATES:
+            self.live[approval.approval_id] = approval
+            self._by_decision[approval.decision_id] = approval.approval_id
+        else:
+            self.live.pop(approval.approval_id, None)
+            self._by_decision.pop(approval.decision_id, None)
+
+    # Creating ------------------------------------------------------------------
+
+    def new(
+        self,
+        *,
+        decision_id: str,
+        plan_id: str,
+        step_id: str,
+        tool: str,
+        agent_id: str,
+        arguments_hash: str,
+        policy_revision: str,
+        requested_by: str,
+        requirement: ApprovalRequirement,
+        confidence: float,
+        now: float,
+    ) -> tuple[Approval, WriteBatch]:
+        """A new PENDING approval and the rows, event and audit line that
+        create it; the caller commits them with the held decision, then
+        calls :meth:`created`."""
+        approval = Approval(
+            approval_id=new_approval_id(),
+            decision_id=decision_id,
+            plan_id=plan_id,
+            step_id=step_id,
+            tool=tool,
+            agent_id=agent_id,
+            arguments_hash=arguments_hash,
+            policy_revision=policy_revision,
+            requested_by=requested_by,
+            requirement=requirement,
+            created_at=now,
+            confidence=confidence,
+            approver_roles=list(requirement.approver_roles),
+        )
+        need = requirement.approvals_required
+        message = (
+            f"approval {approval.approval_id} requested for {tool} by {agent_id}: "
+            f"{need} approver{'s' if need > 1 else ''} with role "
+            f"{' or '.join(approval.approver_roles)} within {requirement.ttl_seconds:g}s"
+        )
+        return approval, self._batch(approval, "", "REQUESTED", requested_by, "", message, now)
+
+    def created(self, approval: Approval) -> None:
+        self._keep(approval)
+        self.metrics.approvals.labels("requested").inc()
+        self._wake.set()
+
+    def _batch(
+        self,
+        a: Approval,
+        before: str,
+        action: str,
+        principal: str,
+        reason: str,
+        message: str,
+        now: float,
+    ) -> WriteBatch:
+        payload = {
+            "approval_id": a.approval_id,
+            "action": action,
+            "from_state": before,
+            "state": a.state,
+            "principal": principal,
+            "reason": reason,
+            "approver_roles": list(a.approver_roles),
+            "approvals_required": a.approvals_required,
+            "approved_by": a.approved_by,
+            "escalation_level": a.escalation_level,
+            "expires_at": a.expires_at,
+            "confidence": a.confidence,
+            "arguments_hash": a.arguments_hash,
+            "policy_revision": a.policy_revision,
+        }
+        if action in ("APPROVED", "DENIED"):
+            payload["resolution"] = "APPROVE" if action == "APPROVED" else "DENY"
+        line = {
+            "time": now,
+            "approval_id": a.approval_id,
+            "decision_id": a.decision_id,
+            "plan_id": a.plan_id,
+            "step_id": a.step_id,
+            "tool": a.tool,
+            "agent_id": a.agent_id,
+            "action": action,
+            "from_state": before,
+            "to_state": a.state,
+            "principal": principal,
+            "reason": reason,
+            "approver_roles": list(a.approver_roles),
+            "approvals_required": a.approvals_required,
+            "approved_by": a.approved_by,
+            "arguments_hash": a.arguments_hash,
+            "policy_revision": a.policy_revision,
+            "used_by_decision_id": a.used_by_decision_id,
+        }
+        event = EventRecord(
+            kind="APPROVAL",
+            message=message,
+            plan_id=a.plan_id,
+            step_id=a.step_id,
+            agent_id=a.agent_id,
+            decision_id=a.decision_id,
+            tool=a.tool,
+            payload=payload,
+            time=now,
+        )
+        return WriteBatch(
+            statements=[(UPSERT, a.row())], events=[event], audit=[(APPROVALS_LOG, line)]
+        )
+
+    async def _commit(
+        self, before: Approval, after: Approval, action: str, principal: str, reason: str, msg: str
+    ) -> Approval:
+        """Commit a change; memory follows only once it is on disk."""
+        now = after.resolved_at or time.time()
+        await self.store.commit(
+            self._batch(after, before.state, action, principal, reason, msg, now)
+        )
+        self._keep(after)
+        self._notify(after)
+        return after
+
+    def _notify(self, approval: Approval) -> None:
+        event = self._changed.pop(approval.approval_id, None)
+        if event is not None:
+            event.set()
+        for listener in self.listeners:
+            try:
+                listener(approval)
+            except Exception:
+                log.exception("approval listener failed")
+        self._wake.set()
+
+    # Reading -------------------------------------------------------------------
+
+    async def get(self, approval_id: str) -> Approval:
+        live = self.live.get(approval_id)
+        if live is not None:
+            return live
+        rows = await self.store.query(
+            "SELECT * FROM approvals WHERE approval_id = ?", (approval_id,)
+        )
+        if not rows:
+            raise NotFound(f"unknown approval {approval_id!r}", reason="UNKNOWN_APPROVAL")
+        return Approval.from_row(rows[0])
+
+    def for_decision(self, decision_id: str) -> Approval | None:
+        approval_id = self._by_decision.get(decision_id)
+        return self.live.get(approval_id) if approval_id else None
+
+    async def stored_for_decision(self, decision_id: str) -> Approval | None:
+        live = self.for_decision(decision_id)
+        if live is not None:
+            return live
+        rows = await self.store.query(
+            "SELECT * FROM approvals WHERE decision_id = ?", (decision_id,)
+        )
+        return Approval.from_row(rows[0]) if rows else None
+
+    async def list(
+        self, states: Iterable[str], plan_id: str, agent_id: str, tool: str, limit: int = 1000
+    ) -> list[Approval]:
+        chosen = list(states) or ["PENDING"]
+        sql = f"SELECT * FROM approvals WHERE state IN ({','.join('?' * len(chosen))})"
+        params: list[Any] = list(chosen)
+        for column, value in (("plan_id", plan_id), ("agent_id", agent_id), ("tool", tool)):
+            if value:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        sql += " ORDER BY created_at, approval_id LIMIT ?"
+        params.append(limit)
+        rows = await self.store.query(sql, tuple(params))
+        # The store's row may trail memory by one commit: prefer memory.
+        out = []
+        for row in rows:
+            a = self.live.get(row["approval_id"]) or Approval.from_row(row)
+            if a.state in chosen:
+                out.append(a)
+        return out
+
+    async def wait(self, approval_id: str, seconds: float) -> Approval:
+        """Until the approval leaves PENDING, or ``seconds`` pass."""
+        deadline = time.monotonic() + max(0.0, seconds)
+        while True:
+            approval = await self.get(approval_id)
+            left = deadline - time.monotonic()
+            if approval.state != "PENDING" or left <= 0:
+                return approval
+            event = self._changed.setdefault(approval_id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await event.wait()
+
+    # Resolving -----------------------------------------------------------------
+
+    async def resolve(
+        self, approval_id: str, approve: bool, reason: str, principal: str, roles: Iterable[str]
+    ) -> Approval:
+        if len(reason) > MAX_REASON:
+            raise InvalidArgument.of(
+                [FieldViolation("reason", f"is longer than {MAX_REASON} characters")]
+            )
+        if not approve and not reason.strip():
+            raise InvalidArgument.of([FieldViolation("reason", "is required to deny")])
+        async with self._lock:
+            return await self._resolve(approval_id, approve, reason, principal, roles)
+
+    async def _resolve(
+        self, approval_id: str, approve: bool, reason: str, principal: str, roles: Iterable[str]
+    ) -> Approval:
+        approval = await self.get(approval_id)
+        now = time.time()
+        if approval.state == "PENDING" and approval.expires_at <= now:
+            approval = await self._expire(approval, now)
+        if approval.state != "PENDING":
+            raise FailedPrecondition(
+                f"approval {approval_id} is already {approval.state}"
+                + (f" ({approval.reason})" if approval.reason else ""),
+                reason=f"APPROVAL_{approval.state}",
+            )
+        if principal in approval.approved_by:
+            raise AlreadyExists(
+                f"{principal} already approved {approval_id}; it needs "
+                f"{approval.approvals_required} distinct approvers",
+                reason="ALREADY_APPROVED_BY_YOU",
+            )
+        after = replace(approval, approvals=list(approval.approvals))
+        after.resolved_at = now
+        if not approve:
+            after.state, after.reason, after.resolved_by = "DENIED", reason, principal
+            self.metrics.approvals.labels("denied").inc()
+            return await self._commit(
+                approval,
+                after,
+                "DENIED",
+                principal,
+                reason,
+                f"approval {approval_id} for {approval.tool} denied by {principal}: {reason}",
+            )
+        after.approvals.append(
+            {"principal": principal, "roles": sorted(set(roles)), "at": now, "reason": reason}
+        )
+        have, need = len(after.approvals), approval.approvals_required
+        if have < need:
+            after.resolved_at = 0.0
+            return await self._commit(
+                approval,
+                after,
+                "APPROVED_BY",
+                principal,
+                reason,
+                f"approval {approval_id} for {approval.tool}: {principal} approved "
+                f"({have} of {need})",
+            )
+        after.state, after.resolved_by, after.reason = "APPROVED", principal, reason
+        self.metrics.approvals.labels("approved").inc()
+        return await self._commit(
+            approval,
+            after,
+            "APPROVED",
+            principal,
+            reason,
+            f"approval {approval_id} for {approval.tool} approved by "
+            f"{', '.join(after.approved_by)}",
+        )
+
+    # Using -----------------------------------------------------------------------
+
+    def reserve(self, approval_id: str, agent_id: str, tool: str, arguments_hash: str) -> Approval:
+        """Check that an approval may be used by this call and hold it for the
+        call (until :meth:`use` or :meth:`release`). Raises FAILED_PRECONDITION
+        naming why it does not cover the call."""
+        approval = self.live.get(approval_id)
+        if approval is None:
+            raise FailedPrecondition(
+                f"approval {approval_id!r} is not an approved, unused approval "
+                "(unknown, denied, expired or already used)",
+                reason="APPROVAL_NOT_USABLE",
+            )
+        if approval.state == "PENDING":
+            raise FailedPrecondition(
+                f"approval {approval_id} is still PENDING: "
+                f"{len(approval.approvals)} of {approval.approvals_required} approvals",
+                reason="APPROVAL_PENDING",
+            )
+        if approval_id in self._reserved:
+            raise FailedPrecondition(
+                f"approval {approval_id} is being used by another call", reason="APPROVAL_USED"
+            )
+        mismatches = [
+            f"{what} is {theirs!r}, the approval is for {ours!r}"
+            for what, theirs, ours in (
+                ("the agent", agent_id, approval.agent_id),
+                ("the tool", tool, approval.tool),
+            )
+            if theirs != ours
+        ]
+        if arguments_hash != approval.arguments_hash:
+            mismatches.append(
+                f"the arguments hash to {arguments_hash[:12]}…, "
+                f"the approval covers {approval.arguments_hash[:12]}…"
+            )
+        if mismatches:
+            raise FailedPrecondition(
+                f"approval {approval_id} does not cover this call: " + "; ".join(mismatches),
+                reason="APPROVAL_MISMATCH",
+            )
+        self._reserved.add(approval_id)
+        return approval
+
+    def release(self, approval_id: str) -> None:
+        self._reserved.discard(approval_id)
+
+    def use_batch(
+        self, approval: Approval, decision_id: str, now: float
+    ) -> tuple[Approval, WriteBatch]:
+        """The approval marked USED by ``decision_id``, and its rows; commit them
+        with the decision, then call :meth:`used`."""
+        after = replace(approval, state="USED", used_by_decision_id=decision_id)
+        message = f"approval {approval.approval_id} used by decision {decision_id}"
+        return after, self._batch(after, approval.state, "USED", "", "", message, now)
+
+    def used(self, after: Approval) -> None:
+        self._reserved.discard(after.approval_id)
+        self._keep(after)
+        self.metrics.approvals.labels("used").inc()
+        self._notify(after)
+
+    async def cancel(self, approval: Approval, why: str) -> None:
+        """Withdraw a live approval whose call will not run (its plan was cancelled)."""
+        async with self._lock:
+            approval = await self.get(approval.approval_id)
+            if approval.state not in LIVE_STATES:
+                return
+            after = replace(approval, state="CANCELLED", reason=why, resolved_at=time.time())
+            message = f"approval {approval.approval_id} withdrawn: {why}"
+            await self._commit(approval, after, "CANCELLED", "", why, message)
+
+    # Timers ----------------------------------------------------------------------
+
+    async def _expire(self, approval: Approval, now: float) -> Approval:
+        ttl = approval.requirement.ttl_seconds
+        why = (
+            f"no quorum within its {ttl:g}s TTL ({len(approval.approvals)} of "
+            f"{approval.approvals_required} approvals): denied by default"
+        )
+        after = replace(approval, state="EXPIRED", reason=why, resolved_at=now)
+        self.metrics.approvals.labels("expired").inc()
+        return await self._commit(
+            approval, after, "EXPIRED", "", why, f"approval {approval.approval_id} expired: {why}"
+        )
+
+    async def _escalate(self, approval: Approval, now: float) -> Approval:
+        step = approval.requirement.escalation[approval.escalation_level]
+        roles = list(dict.fromkeys([*approval.approver_roles, *step.approver_roles]))
+        after = replace(
+            approval, approver_roles=roles, escalation_level=approval.escalation_level + 1
+        )
+        why = f"unanswered for {step.after_seconds:g}s"
+        self.metrics.approvals.labels("escalated").inc()
+        return await self._commit(
+            approval,
+            after,
+            "ESCALATED",
+            "",
+            why,
+            f"approval {approval.approval_id} escalated to {', '.join(step.approver_roles)}: {why}",
+        )
+
+    async def tick(self, now: float | None = None) -> float | None:
+        """Expire and escalate what is due; return when something is due next."""
+        async with self._lock:
+            return await self._tick(time.time() if now is None else now)
+
+    async def _tick(self, now: float) -> float | None:
+        for approval in list(self.live.values()):
+            if approval.state != "PENDING" or approval.approval_id in self._reserved:
+                continue
+            current = self.live.get(approval.approval_id)
+            if current is not approval:
+                continue
+            if approval.expires_at <= now:
+                await self._expire(approval, now)
+                continue
+            at = approval.next_escalation_at
+            if at is not None and at <= now:
+                await self._escalate(approval, now)
+        times = [
+            t
+            for a in self.live.values()
+            if a.state == "PENDING"
+            for t in (a.expires_at, a.next_escalation_at)
+            if t is not None
+        ]
+        return min(times) if times else None
+
+    async def _timers(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                due = await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("approval timers failed; retrying in 1s")
+                due = time.time() + 1.0
+            wait = 60.0 if due is None else max(0.01, due - time.time())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+
+
+__all__ = ["APPROVALS_LOG", "Approval", "Approvals", "covers"]
