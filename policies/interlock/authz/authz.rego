@@ -62,7 +62,8 @@ denials contains sprintf("%v may not %v: it takes an operator, an admin or a pla
 	not _planner
 }
 
-denials contains sprintf("%v holds none of the roles that may approve this call (%v)", [_p.id, concat(", ", input.approval.approver_roles)]) if {
+# (concat, not sprintf, around a concat: regopy then emits invalid JSON.)
+denials contains concat("", [_p.id, " holds none of the roles that may approve this call (", concat(", ", input.approval.approver_roles), ")"]) if {
 	input.method == "ResolveApproval"
 	not _holds_approver_role
 }
