@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import pytest
 from interlock.audit import (
+    ACCESS_DENIALS,
     FILES,
     GENESIS,
     LEARNING_SIGNALS,
@@ -26,11 +27,13 @@ from interlock.audit import (
     record_hash,
     verify_dir,
 )
-from interlock.v1 import plans_pb2
+from interlock.v1 import control_plane_pb2 as pb
+from interlock.v1 import plans_pb2, types_pb2
 
 from tests.conftest import ROOT, Running, StartServer
 from tests.helpers.calls import tool_call
 from tests.helpers.workers import run_refund_plan
+from tests.test_approvals import APPROVE, EMAIL
 from tests.test_cli import run
 from tests.test_plans_api import spec, step
 from tests.test_signals import LIMIT, decide_and_report
@@ -271,11 +274,21 @@ async def test_every_line_and_summary_matches_its_schema(start_server: StartServ
                 step("c2", "button_click", "agent2", 0.1, {"selector": f"#{i}b"}),
             )
         )
+    # An approval requested, approved and used (dev mode: the dev principal approves).
+    held = await s.cp.RequestToolCall(tool_call("mailer", "send_email", EMAIL, 0.85))
+    approval_id = held.decision.approval_id
+    await s.cp.ResolveApproval(
+        pb.ResolveApprovalRequest(approval_id=approval_id, resolution=APPROVE, reason="ok")
+    )
+    used = tool_call("mailer", "send_email", EMAIL, 0.85)
+    used.approval_id = approval_id
+    assert (await s.cp.RequestToolCall(used)).decision.verdict == types_pb2.VERDICT_ALLOW
     await asyncio.wait_for(s.server.signals.drain(), LIMIT)
     await s.server.health_monitor.write()
     await stop(s)
 
-    for name in FILES:
+    # access_denials.jsonl takes authentication: tests/test_security.py checks its lines.
+    for name in (f for f in FILES if f != ACCESS_DENIALS):
         validator = jsonschema.Draft202012Validator(schema(name))
         lines = lines_of(s.data_dir / name)
         assert lines, name

@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 
 STATES = ("PENDING", "APPROVED", "DENIED", "EXPIRED", "USED", "CANCELLED")
 LIVE_STATES = frozenset({"PENDING", "APPROVED"})
-MAX_REASON = 1024
 
 
 UPSERT = "INSERT OR REPLACE INTO approvals VALUES (" + ",".join("?" * 21) + ")"
@@ -419,10 +418,6 @@ class Approvals:
     async def resolve(
         self, approval_id: str, approve: bool, reason: str, principal: str, roles: Iterable[str]
     ) -> Approval:
-        if len(reason) > MAX_REASON:
-            raise InvalidArgument.of(
-                [FieldViolation("reason", f"is longer than {MAX_REASON} characters")]
-            )
         if not approve and not reason.strip():
             raise InvalidArgument.of([FieldViolation("reason", "is required to deny")])
         async with self._lock:

@@ -513,8 +513,9 @@ class DecisionService:
             violations.append(FieldViolation("outcome", f"must be one of {', '.join(OUTCOMES)}"))
         if not math.isfinite(duration_seconds) or duration_seconds < 0:
             violations.append(FieldViolation("duration", "must not be negative"))
-        if len(error_message) > 4096:
-            violations.append(FieldViolation("error_message", "is longer than 4096 characters"))
+        limit = self.config.max_string_length
+        if len(error_message) > limit:
+            violations.append(FieldViolation("error_message", f"is longer than {limit} characters"))
         self._check_size("output", canonical_json(output), violations)
         if violations:
             raise InvalidArgument.of(violations)

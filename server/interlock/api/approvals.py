@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import grpc
 
-from interlock.api.convert import enum_name, timestamp
+from interlock.api.convert import check_text, enum_name, timestamp
 from interlock.approvals import STATES, Approval, Approvals
 from interlock.auth import current_principal
 from interlock.errors import FieldViolation, InvalidArgument
@@ -60,6 +60,7 @@ def _approval_id(value: str) -> str:
 
 class ApprovalRpcs:
     approvals: Approvals
+    max_string_length: int
 
     async def ListApprovals(
         self, request: pb.ListApprovalsRequest, context: grpc.aio.ServicerContext
@@ -84,6 +85,7 @@ class ApprovalRpcs:
         )
         if resolution not in ("APPROVE", "DENY"):
             raise InvalidArgument.of([FieldViolation("resolution", "must be APPROVE or DENY")])
+        check_text("reason", request.reason, self.max_string_length)
         principal = current_principal.get()
         approval = await self.approvals.resolve(
             approval_id, resolution == "APPROVE", request.reason, principal.id, principal.roles

@@ -13,6 +13,7 @@ import grpc
 from interlock import __version__
 from interlock.api.approvals import ApprovalRpcs
 from interlock.api.convert import (
+    check_text,
     contract_pb,
     decision_pb,
     enum_name,
@@ -56,6 +57,7 @@ class ControlPlane(PlanRpcs, ApprovalRpcs, pb_grpc.ControlPlaneServicer):
         self.orchestrator = orchestrator
         self.signals = signals
         self.approvals = decisions.approvals
+        self.max_string_length = decisions.config.max_string_length
         self.engine_available = True
 
     async def ListTools(
@@ -84,6 +86,7 @@ class ControlPlane(PlanRpcs, ApprovalRpcs, pb_grpc.ControlPlaneServicer):
     async def ReportToolResult(
         self, request: pb.ReportToolResultRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReportToolResultResponse:
+        check_text("error_message", request.error_message, self.decisions.config.max_string_length)
         outcome = enum_name(types_pb2.ToolOutcome, "TOOL_OUTCOME", request.outcome)
         if request.work_id:  # a plan step's work item, or a compensation
             if outcome not in ("SUCCEEDED", "FAILED", "TIMED_OUT"):

@@ -126,3 +126,9 @@ def result_pb(r: ResultRecord) -> types_pb2.ToolResult:
         duration=duration(r.duration_seconds),
         reported_at=timestamp(r.reported_at),
     )
+
+
+def check_text(name: str, value: str, limit: int) -> None:
+    """Refuse a free-text field longer than ``limit`` (max_string_length)."""
+    if len(value) > limit:
+        raise InvalidArgument.field(name, f"is longer than {limit} characters")

@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from interlock.api.convert import (
+    check_text,
     dict_to_struct,
     duration,
     enum_name,
@@ -145,8 +146,7 @@ class PlanRpcs:
         self, request: pb.CancelPlanRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelPlanResponse:
         _require_id("plan_id", request.plan_id)
-        if len(request.reason) > 1024:
-            raise InvalidArgument.field("reason", "is longer than 1024 characters")
+        check_text("reason", request.reason, self.orchestrator.config.max_string_length)
         plan = await self.orchestrator.cancel(
             request.plan_id, request.reason or "cancelled by request"
         )
