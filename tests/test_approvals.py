@@ -53,9 +53,7 @@ MakeTeam = Callable[..., Awaitable[Team]]
 
 
 @pytest.fixture
-async def make_team(
-    start_server: StartServer, tmp_path: Path
-) -> AsyncIterator[MakeTeam]:
+async def make_team(start_server: StartServer, tmp_path: Path) -> AsyncIterator[MakeTeam]:
     teams: list[Team] = []
 
     async def make(tokens: dict[str, str] | None = None, **overrides: Any) -> Team:

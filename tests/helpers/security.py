@@ -40,14 +40,14 @@ PRINCIPALS: dict[str, dict[str, Any]] = {
 }
 
 
-def write_principals(
-    path: Path, certificates: Mapping[str, str] | None = None
-) -> dict[str, str]:
+def write_principals(path: Path, certificates: Mapping[str, str] | None = None) -> dict[str, str]:
     """Write the principals file; return each principal's token by id.
     ``certificates`` maps a certificate name (CN) to a principal id."""
     tokens = {pid: new_token() for pid in PRINCIPALS}
     doc = {
-        "tokens": {token_hash(tokens[pid]): {"id": pid, **spec} for pid, spec in PRINCIPALS.items()},
+        "tokens": {
+            token_hash(tokens[pid]): {"id": pid, **spec} for pid, spec in PRINCIPALS.items()
+        },
         "certificates": {
             name: {"id": pid, **PRINCIPALS[pid]} for name, pid in (certificates or {}).items()
         },
@@ -159,8 +159,10 @@ class Pki:
             start, end = now - datetime.timedelta(days=10), now - datetime.timedelta(days=1)
         else:
             start, end = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=7)
-        usage = x509.oid.ExtendedKeyUsageOID.SERVER_AUTH if server else (
-            x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH
+        usage = (
+            x509.oid.ExtendedKeyUsageOID.SERVER_AUTH
+            if server
+            else (x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH)
         )
         builder = (
             x509.CertificateBuilder()
