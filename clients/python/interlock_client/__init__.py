@@ -23,7 +23,15 @@ an agent's worker pulls the plan's work for its agent and reports each item::
         ...  # run item.tool in item.mode, then:
         await client.report_work(item, "SUCCEEDED", {"receipt": "r-1"})
 
-``clients/python/examples/agent_worker.py`` is a complete worker.
+A held call (PENDING_APPROVAL) is approved by an operator, then run with the
+approval; authentication is a token, or TLS credentials for mutual TLS::
+
+    client = InterlockClient("host:50051", token=token, credentials=tls_credentials("ca.pem"))
+    approval = await client.await_approval(decision.approval_id, wait=60)
+    decision = await client.request_tool_call(..., approval_id=approval.approval_id)
+
+``clients/python/examples/agent_worker.py`` is a complete worker and
+``clients/python/examples/operator.py`` an operator approving from the terminal.
 """
 
 from interlock_client.client import (
@@ -32,6 +40,7 @@ from interlock_client.client import (
     InterlockClient,
     PlanDocumentError,
     plan_request,
+    tls_credentials,
 )
 from interlock_client.errors import InterlockError
 from interlock_client.sync import SyncInterlockClient
@@ -44,4 +53,5 @@ __all__ = [
     "PlanDocumentError",
     "SyncInterlockClient",
     "plan_request",
+    "tls_credentials",
 ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -43,6 +44,7 @@ from interlock_client.jsonpaths import json_type, member
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_RETRIES = 2
+DEV_PRINCIPAL_HEADER = "x-interlock-dev-principal"
 RETRY_BACKOFF_SECONDS = 0.1
 RETRY_BACKOFF_MAX_SECONDS = 1.0
 OUTCOMES = ("SUCCEEDED", "FAILED", "TIMED_OUT")
@@ -315,6 +317,33 @@ def plan_request(plan: Mapping[str, Any]) -> control_plane_pb2.SubmitPlanRequest
     return request
 
 
+def tls_credentials(
+    ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
+) -> grpc.ChannelCredentials:
+    """TLS channel credentials: trust ``ca_file`` (the system's roots when None);
+    present ``cert_file``/``key_file`` for mutual TLS. Files are PEM."""
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("cert_file and key_file go together")
+
+    def read(path: str | None) -> bytes | None:
+        return Path(path).read_bytes() if path else None
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(ca_file),
+        private_key=read(key_file),
+        certificate_chain=read(cert_file),
+    )
+
+
+def _with_timeout(method: Callable[..., Awaitable[_Response]], seconds: float) -> Any:
+    """The stub method with its deadline stretched to ``seconds`` (for long waits)."""
+
+    def call(request: Any, *, timeout: float, metadata: Any) -> Awaitable[_Response]:
+        return method(request, timeout=max(timeout, seconds), metadata=metadata)
+
+    return call
+
+
 class InterlockClient:
     """An asyncio client of one Interlock server.
 
@@ -327,8 +356,12 @@ class InterlockClient:
         timeout: the deadline of each call, in seconds.
         retries: how many times an idempotent read is retried on ``UNAVAILABLE``.
         token: sent as ``authorization: Bearer <token>`` metadata when given.
-        credentials: channel credentials for TLS; an insecure channel when omitted.
+        credentials: channel credentials for TLS (see :func:`tls_credentials`); an
+            insecure channel when omitted.
         options: extra gRPC channel options.
+        dev_principal: in the server's insecure development mode only, the name
+            to act as (sent as ``x-interlock-dev-principal``); ignored by a
+            server that authenticates.
     """
 
     def __init__(
@@ -340,6 +373,7 @@ class InterlockClient:
         token: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] | None = None,
+        dev_principal: str | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -348,9 +382,12 @@ class InterlockClient:
         self.target = target
         self.timeout = float(timeout)
         self.retries = int(retries)
-        self._metadata: tuple[tuple[str, str], ...] | None = (
-            (("authorization", f"Bearer {token}"),) if token else None
-        )
+        metadata = []
+        if token:
+            metadata.append(("authorization", f"Bearer {token}"))
+        if dev_principal:
+            metadata.append((DEV_PRINCIPAL_HEADER, dev_principal))
+        self._metadata: tuple[tuple[str, str], ...] | None = tuple(metadata) or None
         self._credentials = credentials
         self._options = list(options or [])
         self._channel: grpc.aio.Channel | None = None
@@ -444,8 +481,13 @@ class InterlockClient:
         confidence: float | None,
         plan_id: str = "",
         step_id: str = "",
+        approval_id: str = "",
     ) -> types_pb2.Decision:
         """Ask whether, and in which mode, ``agent_id`` may call ``tool``; never retried.
+
+        A held call comes back PENDING_APPROVAL with ``.approval_id``; once it is
+        approved (:meth:`await_approval`), ask again with the same arguments and
+        ``approval_id=`` to run it LIVE. An approval is used up by that call.
 
         Returns the ``Decision``: ``.verdict`` (``types_pb2.VERDICT_*``), ``.mode``
         (``types_pb2.EXECUTION_MODE_*``), ``.reasons``, ``.decision_id`` (report the
@@ -458,6 +500,7 @@ class InterlockClient:
             arguments=to_struct(arguments, "arguments"),
             plan_id=plan_id,
             step_id=step_id,
+            approval_id=approval_id,
         )
         if confidence is not None:
             request.confidence = float(confidence)
@@ -663,6 +706,58 @@ class InterlockClient:
             work_id=item.work_id,
         )
         return result
+
+    # Approvals ------------------------------------------------------------------
+
+    async def list_approvals(
+        self,
+        states: Iterable[str | int] = (),
+        plan_id: str = "",
+        agent_id: str = "",
+        tool: str = "",
+    ) -> list[observe_pb2.Approval]:
+        """Approvals in ``states`` (names like ``"PENDING"`` or values; PENDING when
+        empty), oldest first, optionally of one plan, agent or tool."""
+        values = _enum_values(observe_pb2.ApprovalState, "APPROVAL_STATE", states, "approval state")
+        request = control_plane_pb2.ListApprovalsRequest(
+            states=values,  # type: ignore[arg-type]
+            plan_id=plan_id,
+            agent_id=agent_id,
+            tool=tool,
+        )
+        response: control_plane_pb2.ListApprovalsResponse = await self._call(
+            self.control_plane.ListApprovals, request, idempotent=True
+        )
+        return list(response.approvals)
+
+    async def resolve_approval(
+        self, approval_id: str, approve: bool, reason: str = ""
+    ) -> observe_pb2.Approval:
+        """Approve or deny (a denial needs a reason) as the authenticated principal;
+        never retried. Returns the approval after it (PENDING while a quorum is short)."""
+        request = control_plane_pb2.ResolveApprovalRequest(
+            approval_id=approval_id,
+            resolution=observe_pb2.APPROVAL_RESOLUTION_APPROVE
+            if approve
+            else observe_pb2.APPROVAL_RESOLUTION_DENY,
+            reason=reason,
+        )
+        response: control_plane_pb2.ResolveApprovalResponse = await self._call(
+            self.control_plane.ResolveApproval, request, idempotent=False
+        )
+        return response.approval
+
+    async def await_approval(self, approval_id: str, wait: float = 30.0) -> observe_pb2.Approval:
+        """Wait up to ``wait`` seconds (at most 300) for an approval to leave PENDING;
+        returns it, still PENDING if nobody answered in time."""
+        request = control_plane_pb2.AwaitApprovalRequest(approval_id=approval_id)
+        request.timeout.FromNanoseconds(int(wait * 1e9))
+        response: control_plane_pb2.AwaitApprovalResponse = await self._call(
+            _with_timeout(self.control_plane.AwaitApproval, wait + self.timeout),
+            request,
+            idempotent=True,
+        )
+        return response.approval
 
     # Health ---------------------------------------------------------------------
 

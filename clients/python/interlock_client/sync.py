@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Mappi
 from typing import Any, TypeVar
 
 import grpc
-from interlock.v1 import control_plane_pb2, plans_pb2, policy_service_pb2, types_pb2
+from interlock.v1 import control_plane_pb2, observe_pb2, plans_pb2, policy_service_pb2, types_pb2
 
 from interlock_client.client import (
     DEFAULT_RETRIES,
@@ -49,6 +49,7 @@ class SyncInterlockClient:
         token: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] | None = None,
+        dev_principal: str | None = None,
     ) -> None:
         self._client = InterlockClient(
             target,
@@ -57,6 +58,7 @@ class SyncInterlockClient:
             token=token,
             credentials=credentials,
             options=options,
+            dev_principal=dev_principal,
         )
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -118,9 +120,12 @@ class SyncInterlockClient:
         confidence: float | None,
         plan_id: str = "",
         step_id: str = "",
+        approval_id: str = "",
     ) -> types_pb2.Decision:
         return self._run(
-            self._client.request_tool_call(agent_id, tool, arguments, confidence, plan_id, step_id)
+            self._client.request_tool_call(
+                agent_id, tool, arguments, confidence, plan_id, step_id, approval_id
+            )
         )
 
     def report_tool_result(
@@ -194,6 +199,23 @@ class SyncInterlockClient:
                 item, outcome, output, error_message, duration_seconds, agent_id=agent_id
             )
         )
+
+    def list_approvals(
+        self,
+        states: Iterable[str | int] = (),
+        plan_id: str = "",
+        agent_id: str = "",
+        tool: str = "",
+    ) -> list[observe_pb2.Approval]:
+        return self._run(self._client.list_approvals(states, plan_id, agent_id, tool))
+
+    def resolve_approval(
+        self, approval_id: str, approve: bool, reason: str = ""
+    ) -> observe_pb2.Approval:
+        return self._run(self._client.resolve_approval(approval_id, approve, reason))
+
+    def await_approval(self, approval_id: str, wait: float = 30.0) -> observe_pb2.Approval:
+        return self._run(self._client.await_approval(approval_id, wait))
 
     def get_health(self) -> control_plane_pb2.GetHealthResponse:
         return self._run(self._client.get_health())

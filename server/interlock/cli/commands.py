@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import Message
-from interlock_client import InterlockClient, PlanDocumentError, plan_request
+from interlock_client import InterlockClient, PlanDocumentError, plan_request, tls_credentials
 from interlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT
 
 from interlock.cli.common import _T, EXIT_OK, SERVER_ENV, TOKEN_ENV, UsageError
@@ -88,13 +88,34 @@ def _target(args: argparse.Namespace) -> str:
     return getattr(args, "server", None) or os.environ.get(SERVER_ENV) or DEFAULT_TARGET
 
 
+def connect(args: argparse.Namespace) -> InterlockClient:
+    """A client configured by the connection flags (and INTERLOCK_* variables)."""
+    token = getattr(args, "token", None)
+    token_file = getattr(args, "token_file", None)
+    if token_file:
+        token = _read_text(token_file, "--token-file").strip()
+    token = token or os.environ.get(TOKEN_ENV) or None
+    ca, cert, key = (getattr(args, f, None) for f in ("ca_file", "cert_file", "key_file"))
+    if (cert is None) != (key is None):
+        raise UsageError("--cert-file and --key-file go together")
+    credentials = None
+    if ca or cert:
+        try:
+            credentials = tls_credentials(ca, cert, key)
+        except OSError as exc:
+            raise UsageError(f"cannot read a TLS file: {exc}") from None
+    return InterlockClient(
+        _target(args),
+        timeout=getattr(args, "timeout", DEFAULT_TIMEOUT),
+        token=token,
+        credentials=credentials,
+        dev_principal=getattr(args, "dev_principal", None),
+    )
+
+
 def _call(args: argparse.Namespace, call: Callable[[InterlockClient], Awaitable[_T]]) -> _T:
     async def run() -> _T:
-        async with InterlockClient(
-            _target(args),
-            timeout=getattr(args, "timeout", DEFAULT_TIMEOUT),
-            token=getattr(args, "token", None) or os.environ.get(TOKEN_ENV) or None,
-        ) as client:
+        async with connect(args) as client:
             return await call(client)
 
     return asyncio.run(run())

@@ -13,6 +13,7 @@ from interlock_client import InterlockError
 from interlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT
 
 from interlock import __version__
+from interlock.cli.approvals import add_approvals_parser, add_auth_parser
 from interlock.cli.audit import add_audit_parser
 from interlock.cli.commands import (
     _target,
@@ -128,6 +129,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--token",
         default=argparse.SUPPRESS,
         help=f"bearer token to send [default: ${TOKEN_ENV}]",
+    )
+    group.add_argument(
+        "--token-file",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="read the bearer token from FILE",
+    )
+    group.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="use TLS, trusting the CA certificates in FILE (PEM)",
+    )
+    group.add_argument(
+        "--cert-file",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="mutual TLS: present this client certificate (PEM; with --key-file)",
+    )
+    group.add_argument("--key-file", metavar="FILE", default=argparse.SUPPRESS, help="its key")
+    group.add_argument(
+        "--as",
+        dest="dev_principal",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="insecure development mode only: act as NAME (e.g. to approve)",
     )
     out = argparse.ArgumentParser(add_help=False)
     out.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -337,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("--reason", default="", metavar="TEXT", help="why, for the record")
     cancel.set_defaults(handler=cmd_plan_cancel, parser=cancel)
 
+    add_approvals_parser(commands, client)
+    add_auth_parser(commands)
     add_audit_parser(commands)
     return parser
 
