@@ -2,7 +2,8 @@
 """An example agent worker: runs the plan steps Interlock hands to one agent.
 
     python clients/python/examples/agent_worker.py --agent agent1 [--server HOST:PORT]
-        [--fail TOOL ...]
+        [--token-file F] [--ca-file F [--cert-file F --key-file F]] [--fail TOOL ...]
+        [--max-items N]
 
 It pulls the agent's work items (``PullWork``), "runs" each tool in the mode
 Interlock granted, and reports the outcome (``ReportToolResult`` with the work id):
@@ -12,6 +13,9 @@ Interlock granted, and reports the outcome (``ReportToolResult`` with the work i
     compensation   an item that undoes an earlier step during a rollback
 
 Tools named with --fail are reported FAILED, to see a plan fail and roll back.
+Each item handled is one JSON line on stdout (work_id, plan_id, step_id, tool,
+mode, compensation, outcome), the same as the Go and TypeScript workers print;
+logs go to stderr. --max-items N stops after N items.
 When the work stream drops (the server restarts, the network fails) the worker
 reconnects with an exponential backoff. Ctrl-C or SIGTERM stops it, after the
 item in hand is finished and reported: a LIVE item dropped mid-run is never
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -30,12 +35,13 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
 from interlock.v1 import plans_pb2, types_pb2
-from interlock_client import InterlockClient, InterlockError
+from interlock_client import InterlockClient, InterlockError, tls_credentials
 
 log = logging.getLogger("agent_worker")
 
@@ -67,10 +73,14 @@ def run_tool(item: plans_pb2.WorkItem, fail: set[str]) -> dict[str, Any]:
 
 
 class Worker:
-    def __init__(self, client: InterlockClient, agent: str, fail: set[str]) -> None:
+    def __init__(
+        self, client: InterlockClient, agent: str, fail: set[str], max_items: int = 0
+    ) -> None:
         self.client = client
         self.agent = agent
         self.fail = fail
+        self.max_items = max_items
+        self.handled = 0
         self.busy = False  # an item is being run and reported
         self.stopping = False
 
@@ -120,8 +130,27 @@ class Worker:
             except InterlockError as exc:
                 # NOT_FOUND: the plan was cancelled or the step timed out meanwhile.
                 log.warning("could not report %s %s: %s", item.tool, item.work_id, exc)
+            line = {
+                "work_id": item.work_id,
+                "plan_id": item.plan_id,
+                "step_id": item.step_id,
+                "tool": item.tool,
+                "mode": types_pb2.ExecutionMode.Name(item.mode).removeprefix("EXECUTION_MODE_"),
+                "compensation": item.compensation,
+                "outcome": outcome,
+            }
+            print(json.dumps(line), flush=True)
+            self.handled += 1
+            if self.max_items and self.handled >= self.max_items:
+                self.stopping = True
         finally:
             self.busy = False
+
+
+def read_token(path: str | None) -> str | None:
+    if path:
+        return Path(path).read_text().strip()
+    return os.environ.get("INTERLOCK_TOKEN") or None
 
 
 async def main(argv: Sequence[str] | None = None) -> int:
@@ -129,6 +158,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--agent", required=True, help="the agent this worker runs for")
     parser.add_argument(
         "--server",
+        "--target",
         default=os.environ.get("INTERLOCK_SERVER", "127.0.0.1:50051"),
         metavar="HOST:PORT",
         help="the Interlock server [default: $INTERLOCK_SERVER or 127.0.0.1:50051]",
@@ -141,11 +171,24 @@ async def main(argv: Sequence[str] | None = None) -> int:
         metavar="TOOL",
         help="report these tools FAILED",
     )
+    parser.add_argument("--token-file", metavar="FILE", help="bearer token [or $INTERLOCK_TOKEN]")
+    parser.add_argument("--ca-file", metavar="FILE", help="use TLS, trusting this CA (PEM)")
+    parser.add_argument("--cert-file", metavar="FILE", help="mutual TLS: client certificate")
+    parser.add_argument("--key-file", metavar="FILE", help="mutual TLS: its key")
+    parser.add_argument(
+        "--max-items", type=int, default=0, metavar="N", help="stop after N items (0: never)"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    token = await asyncio.to_thread(read_token, args.token_file)
+    credentials = None
+    if args.ca_file or args.cert_file:
+        credentials = tls_credentials(args.ca_file, args.cert_file, args.key_file)
 
-    async with InterlockClient(args.server) as client:
-        worker = Worker(client, args.agent, set(args.fail))
+    async with InterlockClient(args.server, token=token, credentials=credentials) as client:
+        worker = Worker(client, args.agent, set(args.fail), args.max_items)
         task = asyncio.create_task(worker.run())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
