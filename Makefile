@@ -87,8 +87,10 @@ policy-test: opa ## Run the Rego unit tests (opa test)
 	$(OPA) test policies -v
 
 .PHONY: test
-test: install prometheus ## Run every check and test: proto-check, lint, policy tests, pytest
+test: install prometheus ## Run every check and test: stubs, lint, policy tests, pytest, the Go and TypeScript clients
 	$(MAKE) --no-print-directory proto-check lint policy-test
+	$(MAKE) --no-print-directory go-proto-check go-lint ts-install ts-proto-check ts-lint
+	$(MAKE) --no-print-directory go-worker ts-build go-test ts-test
 	INTERLOCK_OPA_BIN=$(OPA) INTERLOCK_GRPCURL_BIN=$(GRPCURL) $(PY) -m pytest
 
 .PHONY: bench
