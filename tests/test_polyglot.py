@@ -71,12 +71,13 @@ class Proc:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.argv,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=self.log_path.open("wb"),
-            env=clean_env() | {"PYTHONPATH": os.pathsep.join(sys.path)},
-        )
+        with self.log_path.open("wb") as log:  # the child keeps its own descriptor
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                env=clean_env() | {"PYTHONPATH": os.pathsep.join(sys.path)},
+            )
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:

@@ -135,7 +135,13 @@ def cmd_decide(args: argparse.Namespace) -> int:
     decision = _call(
         args,
         lambda c: c.request_tool_call(
-            args.agent, args.tool, arguments, args.confidence, args.plan_id, args.step_id
+            args.agent,
+            args.tool,
+            arguments,
+            args.confidence,
+            args.plan_id,
+            args.step_id,
+            getattr(args, "approval", "") or "",
         ),
     )
     return _emit(args, decision, format_decision)

@@ -206,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_tool_call(decide, required=True)
     decide.add_argument("--plan-id", default="", help="the plan the call belongs to")
     decide.add_argument("--step-id", default="", help="the plan step the call belongs to")
+    decide.add_argument(
+        "--approval",
+        default="",
+        metavar="ID",
+        help="an APPROVED approval covering this exact call (used up by it)",
+    )
     decide.set_defaults(handler=cmd_decide, parser=decide)
 
     report = commands.add_parser(
