@@ -27,6 +27,7 @@ from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import observe_pb2, plans_pb2, policy_service_pb2, types_pb2
 
 from tests.conftest import StartServer, server_config
+from tests.helpers.opa import OpaProcess
 from tests.helpers.security import Pki, Stubs, channel, write_principals
 from tests.test_approvals import EMAIL, lines, reason_of, request, rpc_error
 from tests.test_audit import schema, verify
@@ -424,3 +425,33 @@ async def test_size_and_length_limits(start_server: StartServer) -> None:
     # Nothing refused was kept.
     plans = await s.cp.ListPlans(pb.ListPlansRequest(states=[plans_pb2.PLAN_STATE_PENDING]))
     assert not plans.plans
+
+
+# Fail closed --------------------------------------------------------------------------
+
+
+@pytest.mark.opa
+async def test_authorization_fails_closed_when_the_engine_is_down(
+    start_server: StartServer, tmp_path: Path, opa: OpaProcess
+) -> None:
+    s, tokens = await start_with_tokens(
+        start_server, tmp_path, engine="opa", opa_url=opa.url, opa_timeout_seconds=0.5
+    )
+    address = f"127.0.0.1:{s.server.port}"
+    async with channel(address, tokens["agent1"]) as ch:
+        cp = Stubs(ch).cp
+        call = pb.RequestToolCallRequest(agent_id="agent1", tool="form_fill", confidence=0.9)
+        call.arguments.update(FORM)
+        assert (await cp.RequestToolCall(call)).decision.mode == types_pb2.EXECUTION_MODE_LIVE
+        opa.stop()
+        health = health_pb2_grpc.HealthStub(ch)
+        for _ in range(60):  # the server notices the engine is gone
+            status = (await health.Check(health_pb2.HealthCheckRequest())).status
+            if status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+            await asyncio.sleep(0.1)
+        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+        # The same call, allowed a moment ago, is refused: no cached answer lets it through.
+        err = await rpc_error(cp.RequestToolCall(call))
+        assert err.code() == grpc.StatusCode.UNAVAILABLE
+        assert reason_of(err) == "AUTHORIZATION_UNAVAILABLE"

@@ -13,7 +13,8 @@ rate-limit, authorize.
    PERMISSION_DENIED, committed as an ACCESS_DENIED event and an
    access_denials.jsonl line, and counted. When the policy cannot be
    evaluated the call is refused (UNAVAILABLE): fail closed. Answers are
-   cached per policy revision and input, as the policy is a pure function.
+   cached per policy revision and input, as the policy is a pure function;
+   the cache is bypassed while the engine is known to be down.
 
 In the insecure development mode (no principals file) step 3 is skipped:
 the dev principal may do anything.
@@ -25,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,8 +70,12 @@ class Guard:
         approvals: Approvals,
         metrics: Metrics,
         directory: PrincipalDirectory | None,
+        engine_available: Callable[[], bool] = lambda: True,
     ) -> None:
         self.config = config
+        self.engine_available = engine_available
+        """While the engine is known to be down the answer cache is bypassed, so
+        authorization fails closed as it would without a cache."""
         self.policies = policies
         self.store = store
         self.approvals = approvals
@@ -161,7 +166,7 @@ class Guard:
     async def decide(self, policy_input: dict[str, Any]) -> tuple[bool, str]:
         active = self.policies.active
         key = active.revision + orjson.dumps(policy_input, option=orjson.OPT_SORT_KEYS).decode()
-        cached = self._cache.get(key)
+        cached = self._cache.get(key) if self.engine_available() else None
         if cached is not None:
             self._cache.move_to_end(key)
             return cached

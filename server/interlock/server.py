@@ -127,6 +127,7 @@ class InterlockServer:
             self.decisions.approvals,
             self.metrics,
             self.directory,
+            engine_available=lambda: self.decisions.engine_available,
         )
         self.port = 0
         self.metrics_port = 0
