@@ -1,4 +1,4 @@
-"""Both engines give identical decisions on a table of generated inputs.
+"""Both engines give identical decisions (and RPC authorization answers) on tables of generated inputs.
 
 The table covers every tool in the catalog under every risk level and
 reversibility, every agent's grants, confidences on and around each
@@ -157,6 +157,75 @@ async def test_embedded_and_opa_decide_identically(opa: OpaProcess) -> None:
             ("PENDING_APPROVAL", "LIVE"),
             ("DENY", "MOCK"),
         } <= outcomes
+    finally:
+        await embedded.close()
+        await opa_engine.close()
+
+
+METHODS = (
+    "ListTools",
+    "RequestToolCall",
+    "ReportToolResult",
+    "PullWork",
+    "SubmitPlan",
+    "CancelPlan",
+    "ResolveApproval",
+    "ReloadPolicies",
+    "EvaluatePolicy",
+    "WatchEvents",
+    "Frobnicate",
+)
+PRINCIPALS: tuple[dict[str, Any], ...] = (
+    {"id": "agent1", "kind": "agent", "roles": [], "agents": ["agent1"]},
+    {"id": "planner", "kind": "agent", "roles": ["planner"], "agents": ["planner"]},
+    {"id": "alice", "kind": "operator", "roles": ["approver"], "agents": []},
+    {"id": "mallory", "kind": "operator", "roles": ["approver"], "agents": ["agent2"]},
+    {"id": "root", "kind": "admin", "roles": [], "agents": []},
+    {"id": "robot", "kind": "robot", "roles": [], "agents": []},
+)
+
+
+def authz_inputs() -> list[dict[str, Any]]:
+    out = []
+    for method, principal, agent, (roles, requester) in itertools.product(
+        METHODS,
+        PRINCIPALS,
+        ("agent1", "agent2"),
+        (
+            (["approver"], "agent2"),
+            (["approver", "approval-lead"], "alice"),
+            (["data-steward"], "x"),
+        ),
+    ):
+        out.append(
+            {
+                "method": method,
+                "principal": principal,
+                "request": {"agent_id": agent},
+                "approval": {"approver_roles": roles, "requested_by": requester, "agent_id": agent},
+            }
+        )
+    return out
+
+
+async def test_embedded_and_opa_authorize_identically(opa: OpaProcess) -> None:
+    from interlock.policy.engine import AUTHZ_ENTRYPOINT, parse_authz
+
+    policy_set = PolicySet.from_dir(POLICIES)
+    embedded = EmbeddedEngine(threads=1)
+    opa_engine = OpaEngine(opa.url, timeout=5)
+    try:
+        local = embedded.compile_sync(policy_set)
+        remote = await opa_engine.compile(policy_set)
+        answers = []
+        for policy_input in authz_inputs():
+            a = parse_authz(local.query_sync(AUTHZ_ENTRYPOINT, policy_input))
+            b = parse_authz(await remote.query(AUTHZ_ENTRYPOINT, policy_input))
+            assert a == b, (policy_input, a, b)
+            answers.append(a)
+        allowed = sum(1 for ok, _ in answers if ok)
+        assert 0 < allowed < len(answers)  # both outcomes are reached
+        assert any("holds none of the roles" in why for _, why in answers)
     finally:
         await embedded.close()
         await opa_engine.close()
