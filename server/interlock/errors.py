@@ -9,7 +9,7 @@
     ├── PermissionDenied           PERMISSION_DENIED
     ├── ResourceExhausted          RESOURCE_EXHAUSTED
     ├── Unavailable                UNAVAILABLE (the policy engine cannot be reached)
-    ├── Unimplemented              UNIMPLEMENTED (an RPC whose issue is not built yet)
+    ├── Unimplemented              UNIMPLEMENTED (a method the server does not serve)
     └── PolicyEvaluationError      INTERNAL (an engine failed to evaluate; decisions fail closed)
 
 The error-mapping interceptor (:mod:`interlock.api.interceptors`) turns these

@@ -381,7 +381,8 @@ type Decision struct {
 	Confidence float64 `protobuf:"fixed64,9,opt,name=confidence,proto3" json:"confidence,omitempty"`
 	// True when the call waits for a human approval before it runs LIVE.
 	NeedsApproval bool `protobuf:"varint,10,opt,name=needs_approval,json=needsApproval,proto3" json:"needs_approval,omitempty"`
-	// The approval to wait for, when verdict is PENDING_APPROVAL (approvals issue).
+	// The approval to wait for, when verdict is PENDING_APPROVAL; the approval
+	// used, when an approved call is ALLOWed with it (docs/approvals.md).
 	ApprovalId string `protobuf:"bytes,11,opt,name=approval_id,json=approvalId,proto3" json:"approval_id,omitempty"`
 	// SHA-256 (hex) of the canonical JSON of the policy input.
 	InputHash string                 `protobuf:"bytes,12,opt,name=input_hash,json=inputHash,proto3" json:"input_hash,omitempty"`

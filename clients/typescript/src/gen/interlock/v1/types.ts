@@ -237,7 +237,10 @@ export interface Decision {
   confidence: number;
   /** True when the call waits for a human approval before it runs LIVE. */
   needsApproval: boolean;
-  /** The approval to wait for, when verdict is PENDING_APPROVAL (approvals issue). */
+  /**
+   * The approval to wait for, when verdict is PENDING_APPROVAL; the approval
+   * used, when an approved call is ALLOWed with it (docs/approvals.md).
+   */
   approvalId: string;
   /** SHA-256 (hex) of the canonical JSON of the policy input. */
   inputHash: string;
