@@ -14,6 +14,7 @@ from interlock.server import InterlockServer
 from interlock.v1 import control_plane_pb2_grpc, policy_service_pb2_grpc
 
 from tests.helpers.opa import OpaProcess
+from tests.helpers.security import Team, write_principals
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"
@@ -108,3 +109,25 @@ def opa() -> Iterator[OpaProcess]:
     proc.start()
     yield proc
     proc.stop()
+
+
+MakeTeam = Callable[..., Awaitable[Team]]
+
+
+@pytest.fixture
+async def make_team(start_server: StartServer, tmp_path: Path) -> AsyncIterator[MakeTeam]:
+    """Start a server that authenticates with a principals file of the test
+    principals (tests/helpers/security.py); ``tokens`` reuses earlier ones."""
+    teams: list[Team] = []
+
+    async def make(tokens: dict[str, str] | None = None, **overrides: Any) -> Team:
+        path = tmp_path / "principals.yaml"
+        if tokens is None:
+            tokens = write_principals(path)
+        team = Team(await start_server(principals_file=str(path), **overrides), tokens)
+        teams.append(team)
+        return team
+
+    yield make
+    for team in teams:
+        await team.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -21,52 +21,13 @@ from interlock.decisions import sha256_hex
 from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import observe_pb2, types_pb2
 
-from tests.conftest import StartServer
+from tests.conftest import MakeTeam, StartServer
 from tests.helpers.security import Stubs, channel, write_principals
 
 EMAIL = {"to": ["a@example.com"], "subject": "Your refund", "body": "Done."}
 TRANSFER = {"from_account": "ACCT0001", "to_account": "ACCT0002", "amount": 10, "currency": "EUR"}
 PENDING, APPROVED = observe_pb2.APPROVAL_STATE_PENDING, observe_pb2.APPROVAL_STATE_APPROVED
 APPROVE, DENY = observe_pb2.APPROVAL_RESOLUTION_APPROVE, observe_pb2.APPROVAL_RESOLUTION_DENY
-
-
-class Team:
-    """A server with a principals file, and a channel per principal."""
-
-    def __init__(self, running: Any, tokens: dict[str, str]) -> None:
-        self.running = running
-        self.tokens = tokens
-        self.address = f"127.0.0.1:{running.server.port}"
-        self._stubs: dict[str, Stubs] = {}
-
-    def __getitem__(self, principal: str) -> Stubs:
-        if principal not in self._stubs:
-            self._stubs[principal] = Stubs(channel(self.address, self.tokens[principal]))
-        return self._stubs[principal]
-
-    async def close(self) -> None:
-        for stubs in self._stubs.values():
-            await stubs.channel.close()
-
-
-MakeTeam = Callable[..., Awaitable[Team]]
-
-
-@pytest.fixture
-async def make_team(start_server: StartServer, tmp_path: Path) -> AsyncIterator[MakeTeam]:
-    teams: list[Team] = []
-
-    async def make(tokens: dict[str, str] | None = None, **overrides: Any) -> Team:
-        path = tmp_path / "principals.yaml"
-        if tokens is None:
-            tokens = write_principals(path)
-        team = Team(await start_server(principals_file=str(path), **overrides), tokens)
-        teams.append(team)
-        return team
-
-    yield make
-    for team in teams:
-        await team.close()
 
 
 def set_approval_rules(policy_dir: Path, **tools: dict[str, Any]) -> None:

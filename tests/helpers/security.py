@@ -100,6 +100,26 @@ class Stubs:
         return policy_service_pb2_grpc.PolicyServiceStub(self.channel)
 
 
+class Team:
+    """A server with a principals file, and a channel per principal (``team["alice"]``)."""
+
+    def __init__(self, running: Any, tokens: dict[str, str]) -> None:
+        self.running = running
+        self.tokens = tokens
+        self.address = f"127.0.0.1:{running.server.port}"
+        self._stubs: dict[str, Stubs] = {}
+
+    def __getitem__(self, principal: str) -> Stubs:
+        if principal not in self._stubs:
+            self._stubs[principal] = Stubs(channel(self.address, self.tokens[principal]))
+        return self._stubs[principal]
+
+    async def close(self) -> None:
+        for stubs in self._stubs.values():
+            await stubs.channel.close()
+        self._stubs.clear()
+
+
 def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
@@ -203,4 +223,4 @@ class Pki:
         )
 
 
-__all__ = ["PRINCIPALS", "Pki", "Stubs", "channel", "write_principals"]
+__all__ = ["PRINCIPALS", "Pki", "Stubs", "Team", "channel", "write_principals"]
