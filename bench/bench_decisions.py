@@ -6,6 +6,9 @@ Targets, each served by its own subprocess (bench/servers.py) on loopback:
 
   echo                a bare grpc.aio server, one unary bytes->bytes method
   interlock-embedded  the Interlock server, embedded Rego engine (regopy)
+  interlock-embedded-auth
+                      the same with a principals file: every call carries a
+                      bearer token and is authenticated and authorized
   interlock-opa       the Interlock server, OPA engine (a real `opa run --server`)
 
 This script is the client: grpc.aio, N concurrent tasks sharing one channel
@@ -20,11 +23,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
+import hashlib
 import itertools
 import json
 import math
 import os
 import platform
+import secrets
 import select
 import shutil
 import signal
@@ -53,6 +59,7 @@ DECIDE_METHOD = "/interlock.v1.ControlPlane/RequestToolCall"
 ALL_TARGETS = (
     "echo",
     "interlock-embedded",
+    "interlock-embedded-auth",
     "interlock-embedded-distinct",
     "interlock-opa",
     "interlock-opa-distinct",
@@ -61,6 +68,12 @@ ALL_TARGETS = (
 # the server's decision cache; the plain targets repeat one input (after the
 # first call, every policy decision is a cache hit).
 DISTINCT_INPUTS = 200_000
+# "-auth": the server gets a principals file (one agent principal, AGENT, acting
+# as AGENT) and the client sends `authorization: Bearer <token>` on every call,
+# so every call is authenticated and authorized (data.interlock.authz.main)
+# before its handler runs. Plain loopback, no TLS. The other targets run in the
+# development mode: no principals file, no authentication, no authorization.
+AUTH_SUFFIX = "-auth"
 
 # The goals this benchmark checks (docs: bench/README.md).
 GOAL_THROUGHPUT_PCT = 60.0  # interlock-embedded calls/s as % of echo, at concurrency 64
@@ -356,13 +369,68 @@ async def run_load(
     return latencies, (end_ns - start_ns) / 1e9, own, cpu, host
 
 
-def make_request(target: str = ARGUMENTS["target"]) -> bytes:
+def make_request(target: str = ARGUMENTS["target"], agent: str = AGENT) -> bytes:
     arguments = struct_pb2.Struct()
     arguments.update({**ARGUMENTS, "target": target})
     request = pb.RequestToolCallRequest(
-        agent_id=AGENT, tool=TOOL, arguments=arguments, confidence=CONFIDENCE
+        agent_id=agent, tool=TOOL, arguments=arguments, confidence=CONFIDENCE
     )
-    return request.SerializeToString()
+    return bytes(request.SerializeToString())
+
+
+def engine_of(target: str) -> str:
+    """The Rego engine of an Interlock target: embedded or opa."""
+    return target.removeprefix("interlock-").split("-", 1)[0]
+
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+def write_principals(folder: str) -> tuple[str, str]:
+    """Write a principals file with one agent principal; return (its path, the token).
+
+    The file maps the SHA-256 of a fresh random token to ``AGENT``, of kind
+    agent, acting as ``AGENT`` (docs/security.md).
+    """
+    token = f"bench_{secrets.token_urlsafe(32)}"
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    path = Path(folder) / "principals.yaml"
+    path.write_text(
+        f"tokens:\n  {digest}: {{id: {AGENT}, kind: agent, roles: [], agents: [{AGENT}]}}\n"
+    )
+    return str(path), token
+
+
+async def check_auth_enforced(channel: grpc.aio.Channel, metadata: Metadata) -> None:
+    """Fail unless the server really authenticates and authorizes every call.
+
+    Without a token, and with a token it does not know, the call must be
+    UNAUTHENTICATED; with the right token but as another agent, the
+    authorization policy must refuse it (PERMISSION_DENIED).
+    """
+    call = channel.unary_unary(DECIDE_METHOD, request_serializer=None, response_deserializer=None)
+    other = make_request(agent=f"not-{AGENT}")
+    probes: list[tuple[str, bytes, Metadata | None, grpc.StatusCode]] = [
+        ("no token", make_request(), None, grpc.StatusCode.UNAUTHENTICATED),
+        (
+            "an unknown token",
+            make_request(),
+            (("authorization", "Bearer not-a-known-token"),),
+            grpc.StatusCode.UNAUTHENTICATED,
+        ),
+        ("the token, as another agent", other, metadata, grpc.StatusCode.PERMISSION_DENIED),
+    ]
+    for what, payload, md, expected in probes:
+        try:
+            await call(payload, metadata=md)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != expected:
+                raise BenchError(
+                    f"a call with {what} failed with {exc.code().name} ({exc.details()}), "
+                    f"expected {expected.name}"
+                ) from None
+        else:
+            raise BenchError(f"a call with {what} succeeded, expected {expected.name}")
 
 
 def decision_checker(engine: str, sizes: list[int]) -> Callable[[bytes], None]:
@@ -401,7 +469,9 @@ async def measure_target(
     args: argparse.Namespace,
     server: Process,
     sidecar: Process | None,
+    metadata: Metadata | None = None,
 ) -> list[Measurement]:
+    """Measure one target at every concurrency; ``metadata`` goes with every call."""
     method = ECHO_METHOD if target == "echo" else DECIDE_METHOD
     options: list[tuple[str, Any]] = []
     if args.channels > 1:
@@ -416,10 +486,14 @@ async def measure_target(
             await asyncio.wait_for(ch.channel_ready(), 10)
         # Raw bytes both ways for every target: the client does the same work
         # per call whatever the server (the request is serialized once, here).
-        calls: list[Call] = [
+        stubs = [
             ch.unary_unary(method, request_serializer=None, response_deserializer=None)
             for ch in channels
         ]
+        calls: list[Call] = stubs
+        if metadata is not None:
+            await check_auth_enforced(channels[0], metadata)
+            calls = [functools.partial(stub, metadata=metadata) for stub in stubs]
         check(await calls[0](payloads[0]))
         pids = [server.pid] + ([sidecar.pid] if sidecar else [])
         for concurrency in args.concurrency:
@@ -483,6 +557,8 @@ async def bench(args: argparse.Namespace) -> tuple[list[Measurement], dict[str, 
         sidecar: Process | None = None
         server: Process | None = None
         data_dir: str | None = None
+        auth_dir: str | None = None
+        metadata: Metadata | None = None
         try:
             if target == "echo":
                 reply_bytes = args.echo_reply_bytes or (
@@ -494,7 +570,7 @@ async def bench(args: argparse.Namespace) -> tuple[list[Measurement], dict[str, 
                 )
                 check = echo_checker(reply_bytes)
             else:
-                engine = target.removeprefix("interlock-").removesuffix("-distinct")
+                engine = engine_of(target)
                 data_dir = tempfile.mkdtemp(prefix="bench-interlock-", dir=data_root)
                 extra = [
                     "--data-dir",
@@ -509,6 +585,12 @@ async def bench(args: argparse.Namespace) -> tuple[list[Measurement], dict[str, 
                     extra += ["--opa-url", opa_url]
                 if args.no_fsync:
                     extra.append("--no-fsync")
+                if target.endswith(AUTH_SUFFIX):
+                    # Outside the data dir: the server only reads it.
+                    auth_dir = tempfile.mkdtemp(prefix="bench-auth-", dir=data_root)
+                    principals, token = write_principals(auth_dir)
+                    extra += ["--principals-file", principals]
+                    metadata = (("authorization", f"Bearer {token}"),)
                 server, port = start_server(
                     target, ["interlock", *extra], args.loop, args.profile_dir
                 )
@@ -516,7 +598,9 @@ async def bench(args: argparse.Namespace) -> tuple[list[Measurement], dict[str, 
             payloads = [request]
             if target.endswith("-distinct"):
                 payloads = [make_request(f"button {i}") for i in range(DISTINCT_INPUTS)]
-            results += await measure_target(target, port, payloads, check, args, server, sidecar)
+            results += await measure_target(
+                target, port, payloads, check, args, server, sidecar, metadata
+            )
             if target != "echo" and reply_sizes:
                 notes["interlock_reply_bytes"] = max(reply_sizes)
         finally:
@@ -530,8 +614,9 @@ async def bench(args: argparse.Namespace) -> tuple[list[Measurement], dict[str, 
                 if any(w in text for w in ("Traceback", "ERROR ", "CRITICAL ", "FATAL")):
                     print(f"warning: {proc.name} logged errors:\n{proc.stderr_tail()}", flush=True)
                 proc.cleanup()
-            if data_dir:
-                shutil.rmtree(data_dir, ignore_errors=True)
+            for folder in (data_dir, auth_dir):
+                if folder:
+                    shutil.rmtree(folder, ignore_errors=True)
     return results, notes
 
 
@@ -655,10 +740,21 @@ def report(
             )
         if entry:
             ratios[target] = entry
+    auth_cost = auth_comparison(find, hi, lo)
+    if auth_cost:
+        ratios.setdefault("interlock-embedded-auth", {})["vs_interlock_embedded"] = auth_cost
     if len(ratios) > 1:
         print(
             "(the targets apply to interlock-embedded; the others are shown for comparison;"
             " -distinct rows never hit the decision cache)"
+        )
+    if any(m.target.endswith(AUTH_SUFFIX) for m in results):
+        print(
+            "(interlock-embedded-auth: interlock-embedded with a principals file: every call"
+            " carries 'authorization: Bearer <token>' (plain loopback, no TLS) and is\n"
+            " authenticated and authorized by data.interlock.authz.main before its handler;"
+            " the input repeats, so the authorization answer and the decision come from"
+            " their caches; the other rows run unauthenticated)"
         )
     return {
         "machine": machine,
@@ -683,6 +779,37 @@ def report(
         "results": [asdict(m) for m in results],
         "ratios": ratios,
     }
+
+
+def auth_comparison(
+    find: Callable[[str, int], Measurement | None], hi: int, lo: int
+) -> dict[str, float]:
+    """Print and return what authentication + authorization add to interlock-embedded."""
+    base_hi, auth_hi = find("interlock-embedded", hi), find("interlock-embedded-auth", hi)
+    base_lo, auth_lo = find("interlock-embedded", lo), find("interlock-embedded-auth", lo)
+    out: dict[str, float] = {}
+    parts: list[str] = []
+    if base_hi and auth_hi:
+        out["throughput_pct_of_interlock_embedded"] = (
+            100 * auth_hi.calls_per_second / base_hi.calls_per_second
+        )
+        out["server_us_per_call_added"] = (
+            auth_hi.server_cpu_us_per_call - base_hi.server_cpu_us_per_call
+        )
+        parts.append(
+            f"at c={hi} {out['throughput_pct_of_interlock_embedded']:.0f}% of its calls/s, "
+            f"{out['server_us_per_call_added']:+.0f} us server CPU per call"
+        )
+    if base_lo and auth_lo:
+        out["p50_ms_added_at_low_concurrency"] = auth_lo.p50_ms - base_lo.p50_ms
+        out["p99_ms_added_at_low_concurrency"] = auth_lo.p99_ms - base_lo.p99_ms
+        parts.append(
+            f"at c={lo} p50 {out['p50_ms_added_at_low_concurrency']:+.3f} ms, "
+            f"p99 {out['p99_ms_added_at_low_concurrency']:+.3f} ms"
+        )
+    if parts:
+        print(f"interlock-embedded-auth vs interlock-embedded: {'; '.join(parts)}")
+    return out
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -2,7 +2,7 @@
 
     python bench/servers.py echo --loop uvloop --reply-bytes 400
     python bench/servers.py interlock --loop uvloop --data-dir DIR --policy-dir DIR \
-        --engine embedded|opa [--opa-url URL] [--no-fsync]
+        --engine embedded|opa [--opa-url URL] [--no-fsync] [--principals-file FILE]
 
 Each prints ``PORT <n>`` on stdout once it serves, then runs until SIGTERM or
 SIGINT, when it stops gracefully. Loopback only (port 0 picks a free port).
@@ -14,6 +14,10 @@ unary method whose request and response are raw bytes (identity
 serializers), no interceptors, no protobuf. It answers every request with a
 fixed reply of ``--reply-bytes`` bytes (0: the request itself), so its
 payloads can be sized like Interlock's request and response.
+
+Interlock runs in the development mode (no authentication, no authorization)
+unless ``--principals-file`` is given: then every call needs a bearer token
+from that file and is authorized by the policy (still plaintext on loopback).
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ async def run_echo(reply_bytes: int) -> None:
     async def start() -> int:
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
-        return port
+        return int(port)
 
     async def stop() -> None:
         await server.stop(1.0)
@@ -97,6 +101,9 @@ async def run_interlock(args: argparse.Namespace) -> None:
         overrides["opa_url"] = args.opa_url
     if args.no_fsync:
         overrides["fsync"] = False
+    if args.principals_file:
+        # Tokens on loopback: authentication and authorization on, no TLS.
+        overrides["principals_file"] = args.principals_file
     config = load_config(env={}, overrides=overrides)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     server = InterlockServer(config)
@@ -124,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     il.add_argument("--engine", choices=("embedded", "opa"), default="embedded")
     il.add_argument("--opa-url", default="http://127.0.0.1:8181")
     il.add_argument("--no-fsync", action="store_true")
+    il.add_argument(
+        "--principals-file", default="", help="bearer tokens -> principals (default: dev mode)"
+    )
     args = parser.parse_args(argv)
 
     install_loop(args.loop)
