@@ -116,3 +116,22 @@ async def test_a_restart_while_waiting_loses_nothing(make_team: MakeTeam, tmp_pa
         assert items[0].mode == types_pb2.EXECUTION_MODE_LIVE
         plan = await wait_plan(second["root"].cp, "pay4", FINISHED)
     assert plan.state == plans_pb2.PLAN_STATE_SUCCEEDED, plan.message
+
+
+async def test_cancelling_a_plan_withdraws_its_approval(make_team: MakeTeam) -> None:
+    team = await make_team()
+    async with Worker(team["ops"].channel, "ops"):
+        await team["root"].cp.SubmitPlan(transfer_plan("pay5"))
+        approval = await held_approval(team["alice"], "pay5")
+        await team["root"].cp.CancelPlan(
+            pb.CancelPlanRequest(plan_id="pay5", reason="changed mind")
+        )
+        plan = await wait_plan(team["root"].cp, "pay5", FINISHED)
+    assert plan.state == plans_pb2.PLAN_STATE_CANCELLED
+    (withdrawn,) = (
+        await team["alice"].cp.ListApprovals(
+            pb.ListApprovalsRequest(states=[observe_pb2.APPROVAL_STATE_CANCELLED])
+        )
+    ).approvals
+    assert withdrawn.approval_id == approval.approval_id and "pay5 cancelled" in withdrawn.reason
+    assert not (await team["alice"].cp.ListApprovals(pb.ListApprovalsRequest())).approvals
