@@ -1,41 +1,16 @@
-"""Human approvals: server-owned, bound to one call, single use, expiring.
-
-A decision the policy holds (PENDING_APPROVAL) gets an approval, committed
-in the same transaction as the decision. It records what it covers: the
-agent, the tool, a SHA-256 of the canonical arguments and the policy
-revision, plus what it needs from the approvals policy: the roles that may
-approve, how many distinct approvers, its time to live and an escalation
-chain.
-
-Operators resolve it (:meth:`Approvals.resolve`); who they are comes from
-authentication. When the quorum is reached it is APPROVED; one denial makes
-it DENIED; past its TTL without a quorum it is EXPIRED, and the held call is
-denied by default. Every SLA step of the escalation chain that passes
-unanswered adds that step's roles to the approvers, with an event.
-
-An APPROVED approval is used up by the call it covers (USED): a
-RequestToolCall presenting its id, or the plan step it held. It does not
-cover a call with other arguments, tool or agent, nor a call after a policy
-change that asks more of it (see :func:`covers`).
-
-Pending and approved approvals are kept in memory and in SQLite; a restart
-reloads them with their absolute deadlines, and one timer task expires and
-escalates them.
-"""
+"""The approval service: create, resolve, use, expire and escalate approvals."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
-import orjson
-
+from interlock.approvals.record import LIVE_STATES, UPSERT, Approval, new_approval_id
 from interlock.audit import APPROVALS_LOG
 from interlock.errors import (
     AlreadyExists,
@@ -49,128 +24,6 @@ from interlock.policy.engine import ApprovalRequirement
 from interlock.store import EventRecord, Store, WriteBatch
 
 log = logging.getLogger(__name__)
-
-STATES = ("PENDING", "APPROVED", "DENIED", "EXPIRED", "USED", "CANCELLED")
-LIVE_STATES = frozenset({"PENDING", "APPROVED"})
-
-
-UPSERT = "INSERT OR REPLACE INTO approvals VALUES (" + ",".join("?" * 21) + ")"
-
-
-def new_approval_id() -> str:
-    return f"apr_{os.urandom(12).hex()}"
-
-
-@dataclass
-class Approval:
-    approval_id: str
-    decision_id: str
-    plan_id: str
-    step_id: str
-    tool: str
-    agent_id: str
-    arguments_hash: str
-    policy_revision: str
-    requested_by: str
-    requirement: ApprovalRequirement
-    created_at: float
-    confidence: float
-    state: str = "PENDING"
-    approver_roles: list[str] = field(default_factory=list)
-    approvals: list[dict[str, Any]] = field(default_factory=list)
-    """Who approved: {"principal", "roles", "at", "reason"}, in order."""
-    escalation_level: int = 0
-    reason: str = ""
-    resolved_by: str = ""
-    resolved_at: float = 0.0
-    used_by_decision_id: str = ""
-
-    @property
-    def expires_at(self) -> float:
-        return self.created_at + self.requirement.ttl_seconds
-
-    @property
-    def approvals_required(self) -> int:
-        return self.requirement.approvals_required
-
-    @property
-    def approved_by(self) -> list[str]:
-        return [a["principal"] for a in self.approvals]
-
-    @property
-    def next_escalation_at(self) -> float | None:
-        steps = self.requirement.escalation
-        if self.state != "PENDING" or self.escalation_level >= len(steps):
-            return None
-        at = self.created_at + steps[self.escalation_level].after_seconds
-        return at if at < self.expires_at else None
-
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.approval_id,
-            self.state,
-            self.decision_id,
-            self.plan_id,
-            self.step_id,
-            self.tool,
-            self.agent_id,
-            self.arguments_hash,
-            self.policy_revision,
-            self.requested_by,
-            orjson.dumps(self.requirement.as_dict()).decode(),
-            orjson.dumps(self.approver_roles).decode(),
-            orjson.dumps(self.approvals).decode(),
-            self.escalation_level,
-            self.created_at,
-            self.expires_at,
-            self.confidence,
-            self.reason,
-            self.resolved_by,
-            self.resolved_at,
-            self.used_by_decision_id,
-        )
-
-    @classmethod
-    def from_row(cls, row: Any) -> Approval:
-        from interlock.policy.engine import parse_requirement
-
-        return cls(
-            approval_id=row["approval_id"],
-            decision_id=row["decision_id"],
-            plan_id=row["plan_id"],
-            step_id=row["step_id"],
-            tool=row["tool"],
-            agent_id=row["agent_id"],
-            arguments_hash=row["arguments_hash"],
-            policy_revision=row["policy_revision"],
-            requested_by=row["requested_by"],
-            requirement=parse_requirement(orjson.loads(row["requirement"])),
-            created_at=row["created_at"],
-            confidence=row["confidence"],
-            state=row["state"],
-            approver_roles=orjson.loads(row["approver_roles"]),
-            approvals=orjson.loads(row["approvals"]),
-            escalation_level=row["escalation_level"],
-            reason=row["reason"],
-            resolved_by=row["resolved_by"],
-            resolved_at=row["resolved_at"],
-            used_by_decision_id=row["used_by_decision_id"],
-        )
-
-
-def covers(approval: Approval, requirement: ApprovalRequirement | None, revision: str) -> bool:
-    """Whether an APPROVED approval still satisfies the policy in force.
-
-    Under the revision that asked for it, it does. Under another one, it does
-    when the approvers it has, with the roles they held, meet the new
-    requirement: a rule that was loosened or left alone keeps it valid, one
-    that asks for more approvers or other roles does not.
-    """
-    if revision == approval.policy_revision or requirement is None:
-        return True
-    roles = set(requirement.approver_roles)
-    qualified = [a for a in approval.approvals if roles & set(a.get("roles", []))]
-    return len(qualified) >= requirement.approvals_required
 
 
 class Approvals:
@@ -628,4 +481,4 @@ class Approvals:
                     await self._wake.wait()
 
 
-__all__ = ["APPROVALS_LOG", "Approval", "Approvals", "covers"]
+__all__ = ["Approvals"]
