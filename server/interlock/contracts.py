@@ -84,7 +84,7 @@ class Catalog:
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Catalog:
-        root = data.get("interlock", {})
+        root = _mapping(data.get("interlock", {}), "interlock")
         raw_tools = _mapping(root.get("catalog", {}), "interlock/catalog").get("tools", {})
         raw_tools = _mapping(raw_tools, "interlock/catalog: tools")
         if not raw_tools:

@@ -56,7 +56,8 @@ def new_decision_id() -> str:
     return f"dec_{_ID_PREFIX}{next(_ID_COUNTER):010x}"
 
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
+"""Ids: matched whole (``fullmatch``; ``$`` would let a trailing newline through)."""
 OUTCOMES = ("SUCCEEDED", "FAILED", "TIMED_OUT")
 
 
@@ -68,6 +69,11 @@ def canonical_json(value: Any) -> str:
 
 def sha256_hex(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+def fail_closed_reason(detail: str) -> str:
+    """The reason a decision gives when the policy could not be evaluated."""
+    return f"the policy could not be evaluated ({detail}); failing closed: the call is denied"
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,7 @@ def check_id(
     if not value:
         if required:
             violations.append(FieldViolation(name, "is required"))
-    elif not ID_PATTERN.match(value):
+    elif not ID_PATTERN.fullmatch(value):
         violations.append(
             FieldViolation(
                 name,
@@ -250,7 +256,7 @@ class DecisionService:
             "DENY",
             "MOCK",
             False,
-            (f"the policy could not be evaluated ({reason}); failing closed: the call is denied",),
+            (fail_closed_reason(reason),),
         )
         return denied, active.revision, True
 

@@ -13,6 +13,7 @@ import grpc
 from interlock import __version__
 from interlock.api.approvals import ApprovalRpcs
 from interlock.api.convert import (
+    check_duration,
     check_text,
     contract_pb,
     decision_pb,
@@ -87,6 +88,7 @@ class ControlPlane(PlanRpcs, ApprovalRpcs, pb_grpc.ControlPlaneServicer):
         self, request: pb.ReportToolResultRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReportToolResultResponse:
         check_text("error_message", request.error_message, self.decisions.config.max_string_length)
+        check_duration("duration", request.duration)
         outcome = enum_name(types_pb2.ToolOutcome, "TOOL_OUTCOME", request.outcome)
         if request.work_id:  # a plan step's work item, or a compensation
             if outcome not in ("SUCCEEDED", "FAILED", "TIMED_OUT"):

@@ -132,3 +132,16 @@ def check_text(name: str, value: str, limit: int) -> None:
     """Refuse a free-text field longer than ``limit`` (max_string_length)."""
     if len(value) > limit:
         raise InvalidArgument.field(name, f"is longer than {limit} characters")
+
+
+MAX_DURATION_SECONDS = 315_576_000_000
+"""google.protobuf.Duration's range: about 10,000 years."""
+
+
+def check_duration(name: str, value: duration_pb2.Duration) -> None:
+    """Refuse a negative duration or one outside the proto's range (it could not
+    be turned back into a Duration when read)."""
+    if not 0 <= value.seconds <= MAX_DURATION_SECONDS or not 0 <= value.nanos < 1_000_000_000:
+        raise InvalidArgument.field(
+            name, f"must be between 0 and {MAX_DURATION_SECONDS} seconds (google.protobuf.Duration)"
+        )

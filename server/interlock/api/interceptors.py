@@ -23,7 +23,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from interlock import logcontext
-from interlock.errors import DOMAIN, InterlockError
+from interlock.errors import DOMAIN, InterlockError, InvalidArgument
 from interlock.guard import Guard
 from interlock.logcontext import REQUEST_ID_HEADER
 from interlock.metrics import Metrics
@@ -31,29 +31,92 @@ from interlock.metrics import Metrics
 log = logging.getLogger(__name__)
 
 
+MAX_MESSAGE_CHARS = 1000
+MAX_FIELD_CHARS = 200
+MAX_DESCRIPTION_CHARS = 300
+MAX_DETAIL_BYTES = 5000
+"""Error text is cut to these sizes: messages quote request values, and the
+status trailer (the message twice, plus the details) must stay well under
+gRPC's 8 KiB metadata soft limit, or the client gets RESOURCE_EXHAUSTED
+instead of the error."""
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` as valid UTF-8 (lone surrogates escaped), at most ``limit`` characters."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def to_rpc_status(err: InterlockError) -> grpc.Status:
-    info = error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN, metadata=err.metadata)
-    details = [info]
+    info = error_details_pb2.ErrorInfo(
+        reason=clip(err.reason, MAX_FIELD_CHARS),
+        domain=DOMAIN,
+        metadata={
+            clip(k, MAX_FIELD_CHARS): clip(v, MAX_FIELD_CHARS) for k, v in err.metadata.items()
+        },
+    )
+    details: list[Any] = [info]
     if err.violations:
-        details.append(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
-                    )
-                    for v in err.violations
-                ]
+        shown: list[error_details_pb2.BadRequest.FieldViolation] = []
+        size = 0
+        for v in err.violations:
+            item = error_details_pb2.BadRequest.FieldViolation(
+                field=clip(v.field, MAX_FIELD_CHARS),
+                description=clip(v.description, MAX_DESCRIPTION_CHARS),
             )
-        )
+            size += item.ByteSize()
+            if size > MAX_DETAIL_BYTES:
+                left = len(err.violations) - len(shown)
+                shown.append(
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field="", description=f"and {left} more problem(s) not shown"
+                    )
+                )
+                break
+            shown.append(item)
+        details.append(error_details_pb2.BadRequest(field_violations=shown))
     packed = []
     for d in details:
         a = any_pb2.Any()
         a.Pack(d)
         packed.append(a)
     status = status_pb2.Status(
-        code=getattr(code_pb2, err.code.name), message=err.message, details=packed
+        code=getattr(code_pb2, err.code.name),
+        message=clip(err.message, MAX_MESSAGE_CHARS),
+        details=packed,
     )
     return rpc_status.to_status(status)
+
+
+class Undecodable:
+    """A request body the protobuf runtime could not parse (answered INVALID_ARGUMENT)."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _safe(deserializer: Any) -> Any:
+    """A request deserializer that hands the handler an :class:`Undecodable`
+    instead of raising: grpc.aio deserializes before any interceptor code runs,
+    and its own error would be UNKNOWN with a traceback."""
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:
+            return Undecodable(f"{type(exc).__name__}: {exc}")
+
+    return parse
+
+
+def _check_decoded(request: Any) -> None:
+    if isinstance(request, Undecodable):
+        raise InvalidArgument(
+            f"the request could not be decoded as its protobuf message ({request.problem})",
+            reason="UNDECODABLE_REQUEST",
+        )
 
 
 def _bind_request_id(context: grpc.aio.ServicerContext) -> None:
@@ -94,13 +157,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_safe(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_safe(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -138,6 +201,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             started = time.perf_counter()
             _bind_request_id(context)
             try:
+                _check_decoded(request)
                 if guard is not None:
                     await guard.admit(
                         method, request, context.invocation_metadata(), context.auth_context()
@@ -162,6 +226,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             started = time.perf_counter()
             _bind_request_id(context)
             try:
+                _check_decoded(request)
                 if guard is None:
                     async for item in inner(request, context):
                         yield item

@@ -33,7 +33,7 @@ MAX_PAGE = 100
 def _require_id(name: str, value: str) -> None:
     if not value:
         raise InvalidArgument.field(name, "is required")
-    if not ID_PATTERN.match(value):
+    if not ID_PATTERN.fullmatch(value):
         raise InvalidArgument.field(
             name, "must be 1-128 characters of letters, digits and _ . : @ -"
         )

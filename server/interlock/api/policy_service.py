@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from interlock.api.convert import dict_to_struct, mode_pb, struct_to_dict, timestamp, verdict_pb
-from interlock.decisions import DecisionService, ToolCall
+from interlock.decisions import DecisionService, ToolCall, fail_closed_reason
 from interlock.errors import InterlockError, InvalidArgument, PolicyLoadError
 from interlock.policy.bundle import PolicySet
 from interlock.policy.engine import PolicyDecision
@@ -97,9 +97,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             except PolicyLoadError:
                 raise
             except InterlockError as exc:
-                decision = PolicyDecision(
-                    "DENY", "MOCK", False, (f"the policy could not be evaluated ({exc.message})",)
-                )
+                decision = PolicyDecision("DENY", "MOCK", False, (fail_closed_reason(exc.message),))
         return pb.EvaluatePolicyResponse(
             verdict=verdict_pb(decision.verdict),
             mode=mode_pb(decision.mode),

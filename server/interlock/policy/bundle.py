@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -133,7 +134,46 @@ def _parse_data(path: str, content: str) -> Any:
         doc = {}
     if not isinstance(doc, dict):
         raise PolicyLoadError(f"{path}: a data document must be a mapping at the top level")
+    problem = _not_json(doc, "")
+    if problem:
+        raise PolicyLoadError(f"{path}: {problem}")
     return doc
+
+
+def _text_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from a "\ud800" escape
+        return False
+    return True
+
+
+def _not_json(value: Any, where: str) -> str:
+    """What keeps a parsed document from being JSON data (the engines take JSON), or ""."""
+    at = where or "the top level"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"at {at}: key {key!r} is not a string"
+            if not _text_ok(key):
+                return f"at {at}: a key is not valid Unicode (a lone surrogate escape)"
+            problem = _not_json(item, f"{where}.{key}" if where else key)
+            if problem:
+                return problem
+        return ""
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            problem = _not_json(item, f"{where}[{i}]")
+            if problem:
+                return problem
+        return ""
+    if isinstance(value, str):
+        return "" if _text_ok(value) else f"at {at}: text that is not valid Unicode"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"at {at}: {value} is not a JSON number"
+    if value is None or isinstance(value, (bool, int, float)):
+        return ""
+    return f"at {at}: a {type(value).__name__} is not JSON data (quote it)"
 
 
 def _place(data: dict[str, Any], path: str, doc: dict[str, Any]) -> None:
