@@ -154,6 +154,24 @@ def _violations(prefix: str, err: jsonschema.ValidationError) -> list[FieldViola
     return [FieldViolation(path, err.message)]
 
 
+def _remote_ref(schema: Any) -> str:
+    """The first $ref/$dynamicRef/$schema-free reference that is not local ("#..."), or ""."""
+    if isinstance(schema, Mapping):
+        for key, value in schema.items():
+            if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+                if not value.startswith("#"):
+                    return value
+            found = _remote_ref(value)
+            if found:
+                return found
+    elif isinstance(schema, list):
+        for item in schema:
+            found = _remote_ref(item)
+            if found:
+                return found
+    return ""
+
+
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise PolicyLoadError(f"{where}: must be a mapping")
@@ -190,6 +208,12 @@ def _contract(name: str, spec: Any) -> ToolContract:
             f"{where}: max_concurrency, rate_limit_per_minute and timeout_seconds must be positive"
         )
     schema = need("arguments_schema", Mapping)
+    remote = _remote_ref(schema)
+    if remote:
+        raise PolicyLoadError(
+            f"{where}: arguments_schema refers to {remote!r}; only local references "
+            '("#/...") are allowed: Interlock never fetches schemas'
+        )
     try:
         Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:

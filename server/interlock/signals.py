@@ -60,6 +60,8 @@ LOW_CONFIDENCE = 0.5
 """An approval below this confidence is a mismatch."""
 HIGH_CONFIDENCE = 0.9
 """A denial at or above this confidence is a mismatch."""
+EVIDENCE_ITEMS = 20
+"""At most this many plans, occurrences and step ids in a CONFLICT_PATTERN's evidence."""
 QUEUE_SIZE = 10_000
 """Signals waiting to be committed; beyond it new ones are dropped (and logged)."""
 
@@ -415,8 +417,13 @@ class SignalEngine:
                     "since": seen[0][0],
                     "until": now,
                 },
-                "plans": sorted({p for _, p, _ in seen if p} | set(plan_ids)),
-                "steps": [{"plan_id": p, "step_ids": list(s)} for _, p, s in seen],
+                # The most recent occurrences only: evidence stays small however
+                # many conflicts the window holds (count has the total).
+                "plans": sorted({p for _, p, _ in seen if p} | set(plan_ids))[-EVIDENCE_ITEMS:],
+                "steps": [
+                    {"plan_id": p, "step_ids": list(s)[:EVIDENCE_ITEMS]}
+                    for _, p, s in list(seen)[-EVIDENCE_ITEMS:]
+                ],
                 "agents": sorted(known),
                 "last_resolution": str(event.payload.get("resolution", "")),
             }

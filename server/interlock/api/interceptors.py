@@ -31,10 +31,10 @@ from interlock.metrics import Metrics
 log = logging.getLogger(__name__)
 
 
-MAX_MESSAGE_CHARS = 1000
-MAX_FIELD_CHARS = 200
-MAX_DESCRIPTION_CHARS = 300
-MAX_DETAIL_BYTES = 5000
+MAX_MESSAGE_BYTES = 1000
+MAX_FIELD_BYTES = 200
+MAX_DESCRIPTION_BYTES = 300
+MAX_DETAIL_BYTES = 3000
 """Error text is cut to these sizes: messages quote request values, and the
 status trailer (the message twice, plus the details) must stay well under
 gRPC's 8 KiB metadata soft limit, or the client gets RESOURCE_EXHAUSTED
@@ -42,17 +42,27 @@ instead of the error."""
 
 
 def clip(text: str, limit: int) -> str:
-    """``text`` as valid UTF-8 (lone surrogates escaped), at most ``limit`` characters."""
+    """``text`` as valid UTF-8 (lone surrogates escaped), cut to at most ``limit``
+    bytes as gRPC sends it: grpc-message percent-encodes every byte that is not
+    printable ASCII, so such a byte costs three."""
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    costs = [1 if " " <= c <= "~" else 3 * len(c.encode("utf-8")) for c in text]
+    if sum(costs) <= limit:
+        return text
+    used = 0
+    for i, cost in enumerate(costs):
+        used += cost
+        if used > limit - 3:  # keep room for "..."
+            return text[:i] + "..."
+    return text  # pragma: no cover - the sum above exceeded limit
 
 
 def to_rpc_status(err: InterlockError) -> grpc.Status:
     info = error_details_pb2.ErrorInfo(
-        reason=clip(err.reason, MAX_FIELD_CHARS),
+        reason=clip(err.reason, MAX_FIELD_BYTES),
         domain=DOMAIN,
         metadata={
-            clip(k, MAX_FIELD_CHARS): clip(v, MAX_FIELD_CHARS) for k, v in err.metadata.items()
+            clip(k, MAX_FIELD_BYTES): clip(v, MAX_FIELD_BYTES) for k, v in err.metadata.items()
         },
     )
     details: list[Any] = [info]
@@ -61,8 +71,8 @@ def to_rpc_status(err: InterlockError) -> grpc.Status:
         size = 0
         for v in err.violations:
             item = error_details_pb2.BadRequest.FieldViolation(
-                field=clip(v.field, MAX_FIELD_CHARS),
-                description=clip(v.description, MAX_DESCRIPTION_CHARS),
+                field=clip(v.field, MAX_FIELD_BYTES),
+                description=clip(v.description, MAX_DESCRIPTION_BYTES),
             )
             size += item.ByteSize()
             if size > MAX_DETAIL_BYTES:
@@ -82,7 +92,7 @@ def to_rpc_status(err: InterlockError) -> grpc.Status:
         packed.append(a)
     status = status_pb2.Status(
         code=getattr(code_pb2, err.code.name),
-        message=clip(err.message, MAX_MESSAGE_CHARS),
+        message=clip(err.message, MAX_MESSAGE_BYTES),
         details=packed,
     )
     return rpc_status.to_status(status)
