@@ -43,6 +43,9 @@ def test_data_documents_sit_at_their_folder_path() -> None:
         ({"p.rego": MODULE, "a/data.yaml": "- 1\n"}, "must be a mapping"),
         ({"p.rego": MODULE, "a/data.yaml": "b: 1\n", "a/b/data.yaml": "c: 1\n"}, "defined twice"),
         ({"../p.rego": MODULE}, "not a relative path"),
+        ({"p.rego": MODULE, "a/data.yaml": 'k: "\\ud800"\n'}, "at k: text that is not valid"),
+        ({"p.rego": MODULE, "a/data.yaml": "k: 2026-11-25\n"}, "a date is not JSON data"),
+        ({"p.rego": MODULE, "a/data.yaml": "k: [.nan]\n"}, r"at k\[0\]: nan is not a JSON"),
     ],
 )
 def test_broken_sets_name_the_file(files: dict[str, str], message: str) -> None:
@@ -76,6 +79,10 @@ def _catalog(**tool_overrides: object) -> dict:
         ({"arguments_schema": {"type": "objekt"}}, "not a valid JSON Schema"),
         ({"max_concurrency": 0}, "must be positive"),
         ({"required_permissions": [""]}, "non-empty strings"),
+        (
+            {"arguments_schema": {"properties": {"x": {"$ref": "http://127.0.0.1:1/s.json"}}}},
+            "only local references",
+        ),
     ],
 )
 def test_a_bad_contract_refuses_the_catalog(override: dict, message: str) -> None:
