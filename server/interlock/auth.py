@@ -29,7 +29,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,9 +216,10 @@ def dev_principal(metadata: Sequence[tuple[str, Any]] | None) -> Principal:
 def authenticate(
     directory: PrincipalDirectory | None,
     metadata: Sequence[tuple[str, Any]] | None,
-    auth_context: Mapping[str, Sequence[bytes]] | None,
+    auth_context: Callable[[], Mapping[str, Sequence[bytes]] | None],
 ) -> Principal:
-    """The caller's principal, or Unauthenticated saying what is missing or wrong."""
+    """The caller's principal, or Unauthenticated saying what is missing or wrong.
+    ``auth_context`` is called (it costs) only when no token names the caller."""
     if directory is None:
         return dev_principal(metadata)
     directory.refresh()
@@ -233,7 +234,7 @@ def authenticate(
                 reason="INVALID_TOKEN",
             )
         return Principal(principal.id, principal.kind, principal.roles, principal.agents, "token")
-    names = certificate_names(auth_context)
+    names = certificate_names(auth_context())
     if names:
         principal = directory.by_certificate(names)
         if principal is None:

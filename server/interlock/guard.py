@@ -89,10 +89,13 @@ class Guard:
     def guards(method: str) -> bool:
         return method.startswith(GUARDED_SERVICES)
 
-    async def admit(self, method: str, request: Any, metadata: Any, auth_context: Any) -> Principal:
-        """Let the call through as its principal, or raise the error that refuses it."""
+    async def admit(self, method: str, request: Any, context: Any) -> Principal:
+        """Let the call through as its principal, or raise the error that refuses it.
+        ``context`` is the call's grpc.aio ServicerContext (metadata, TLS peer)."""
         try:
-            principal = authenticate(self.directory, metadata, auth_context)
+            principal = authenticate(
+                self.directory, context.invocation_metadata(), context.auth_context
+            )
         except Unauthenticated as exc:
             self.metrics.auth_failures.labels(exc.reason.lower()).inc()
             log.warning("unauthenticated call to %s refused: %s", method, exc.message)

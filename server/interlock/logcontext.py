@@ -9,6 +9,7 @@ record, so the JSON log lines carry them and the text lines can show them.
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
 import os
 
@@ -18,8 +19,14 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 decision_id: contextvars.ContextVar[str] = contextvars.ContextVar("decision_id", default="")
 
 
+_PREFIX = os.urandom(6).hex()
+_COUNTER = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return f"req_{os.urandom(8).hex()}"
+    """A process-unique id: a random prefix per process and a counter (os.urandom
+    per call was a measurable share of a decision's CPU)."""
+    return f"req_{_PREFIX}{next(_COUNTER):08x}"
 
 
 class ContextFilter(logging.Filter):

@@ -213,9 +213,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             try:
                 _check_decoded(request)
                 if guard is not None:
-                    await guard.admit(
-                        method, request, context.invocation_metadata(), context.auth_context()
-                    )
+                    await guard.admit(method, request, context)
                 response = await inner(request, context)
             except grpc.aio.AbortError:
                 self._observe(method, context.code() or grpc.StatusCode.UNKNOWN, started)
@@ -241,9 +239,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     async for item in inner(request, context):
                         yield item
                 else:
-                    principal = await guard.admit(
-                        method, request, context.invocation_metadata(), context.auth_context()
-                    )
+                    principal = await guard.admit(method, request, context)
                     with guard.stream(principal):
                         async for item in inner(request, context):
                             yield item
