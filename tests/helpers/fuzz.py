@@ -53,7 +53,7 @@ from interlock.v1 import (
     policy_service_pb2,
 )
 
-from tests.helpers.process import CHANNEL_OPTIONS, INTERLOCK, clean_env, free_port
+from tests.helpers.process import CHANNEL_OPTIONS, INTERLOCK, clean_env, free_port, serve_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = ROOT / "policies"
@@ -165,21 +165,7 @@ class FuzzServer:
         self.starts += 1
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [
-                    str(INTERLOCK),
-                    "serve",
-                    "--listen",
-                    self.address,
-                    "--metrics-listen",
-                    "",
-                    "--data-dir",
-                    str(self.data_dir),
-                    "--policy-dir",
-                    str(self.policy_dir),
-                    "--policy-watch-interval-seconds",
-                    "0",
-                    "--no-fsync",
-                ],
+                serve_argv(self.address, self.data_dir, self.policy_dir, "--no-fsync"),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

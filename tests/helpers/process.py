@@ -35,6 +35,26 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def serve_argv(address: str, data_dir: Path, policy_dir: Path, *extra: str) -> list[str]:
+    """``interlock serve`` on ``address`` with its own data and policy folders,
+    no metrics port and no policy watcher."""
+    return [
+        str(INTERLOCK),
+        "serve",
+        "--listen",
+        address,
+        "--metrics-listen",
+        "",
+        "--data-dir",
+        str(data_dir),
+        "--policy-dir",
+        str(policy_dir),
+        "--policy-watch-interval-seconds",
+        "0",
+        *extra,
+    ]
+
+
 def clean_env() -> dict[str, str]:
     """The environment without the developer's INTERLOCK_* settings."""
     return {k: v for k, v in os.environ.items() if not k.startswith("INTERLOCK_")}
@@ -68,18 +88,7 @@ class ServerProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                str(INTERLOCK),
-                "serve",
-                "--listen",
-                self.address,
-                "--metrics-listen",
-                "",
-                "--data-dir",
-                str(self.data_dir),
-                "--policy-dir",
-                str(self.policy_dir),
-                "--policy-watch-interval-seconds",
-                "0",
+                *serve_argv(self.address, self.data_dir, self.policy_dir),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
