@@ -175,15 +175,10 @@ class Guard:
             return cached
         try:
             answer = parse_authz(await active.compiled.query(AUTHZ_ENTRYPOINT, policy_input))
-        except InterlockError as exc:
+        except Exception as exc:  # InterlockError from the engine, or an engine bug
+            detail = exc.message if isinstance(exc, InterlockError) else type(exc).__name__
             raise Unavailable(
-                f"the authorization policy could not be evaluated ({exc.message}); "
-                "failing closed: the call is refused",
-                reason="AUTHORIZATION_UNAVAILABLE",
-            ) from None
-        except Exception as exc:
-            raise Unavailable(
-                f"the authorization policy could not be evaluated ({type(exc).__name__}); "
+                f"the authorization policy could not be evaluated ({detail}); "
                 "failing closed: the call is refused",
                 reason="AUTHORIZATION_UNAVAILABLE",
             ) from None

@@ -57,15 +57,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from interlock import __version__
 from interlock.audit import write_json_atomically
 from interlock.metrics import Metrics
 from interlock.store import EventRecord
-
-if TYPE_CHECKING:
-    from interlock.approvals import Approvals
 
 log = logging.getLogger(__name__)
 
@@ -178,11 +175,6 @@ class Bucket:
                 return None
             return self.conflicts / max(1, self.plans_submitted)
         raise ValueError(metric)
-
-
-def pending_since(approvals: Approvals) -> list[float]:
-    """When each approval now PENDING was requested."""
-    return [a.created_at for a in list(approvals.live.values()) if a.state == "PENDING"]
 
 
 class HealthMonitor:
@@ -439,6 +431,5 @@ __all__ = [
     "HealthMonitor",
     "detect",
     "linear_score",
-    "pending_since",
     "status_of",
 ]

@@ -31,7 +31,7 @@ from interlock.config import ServerConfig
 from interlock.decisions import DecisionService
 from interlock.events import EventHub
 from interlock.guard import Guard
-from interlock.health import HealthMonitor, pending_since
+from interlock.health import HealthMonitor
 from interlock.metrics import Metrics
 from interlock.plans.orchestrator import Orchestrator
 from interlock.plans.summary import Summaries
@@ -110,7 +110,7 @@ class InterlockServer:
         self.health_monitor = HealthMonitor(
             engine_available=lambda: self.control_plane.engine_available,
             context=self._health_context,
-            approvals=lambda: pending_since(self.decisions.approvals),
+            approvals=self.decisions.approvals.pending_since,
             metrics=self.metrics,
             data_dir=data_dir,
             interval_seconds=config.health_interval_seconds,

@@ -26,6 +26,20 @@ from interlock.store import EventRecord, Store, WriteBatch
 log = logging.getLogger(__name__)
 
 
+_PAYLOAD_FIELDS = (
+    "approval_id",
+    "action",
+    "from_state",
+    "principal",
+    "reason",
+    "approver_roles",
+    "approvals_required",
+    "approved_by",
+    "arguments_hash",
+    "policy_revision",
+)
+
+
 class Approvals:
     def __init__(self, store: Store, metrics: Metrics) -> None:
         self.store = store
@@ -41,9 +55,11 @@ class Approvals:
         self._task: asyncio.Task[None] | None = None
         self.listeners: list[Callable[[Approval], None]] = []
         """Called after every committed change of state (the orchestrator wakes plans)."""
-        self.metrics.track_approvals(
-            lambda: [a.created_at for a in list(self.live.values()) if a.state == "PENDING"]
-        )
+        self.metrics.track_approvals(self.pending_since)
+
+    def pending_since(self) -> list[float]:
+        """When each approval now PENDING was requested (for the gauges and health)."""
+        return [a.created_at for a in list(self.live.values()) if a.state == "PENDING"]
 
     # Start and stop ------------------------------------------------------------
 
@@ -130,24 +146,6 @@ class Approvals:
         message: str,
         now: float,
     ) -> WriteBatch:
-        payload = {
-            "approval_id": a.approval_id,
-            "action": action,
-            "from_state": before,
-            "state": a.state,
-            "principal": principal,
-            "reason": reason,
-            "approver_roles": list(a.approver_roles),
-            "approvals_required": a.approvals_required,
-            "approved_by": a.approved_by,
-            "escalation_level": a.escalation_level,
-            "expires_at": a.expires_at,
-            "confidence": a.confidence,
-            "arguments_hash": a.arguments_hash,
-            "policy_revision": a.policy_revision,
-        }
-        if action in ("APPROVED", "DENIED"):
-            payload["resolution"] = "APPROVE" if action == "APPROVED" else "DENY"
         line = {
             "time": now,
             "approval_id": a.approval_id,
@@ -168,6 +166,16 @@ class Approvals:
             "policy_revision": a.policy_revision,
             "used_by_decision_id": a.used_by_decision_id,
         }
+        # The event's payload: the audit line's own fields, and what watchers and
+        # the learning signals read (state, expiry, confidence, resolution).
+        payload = {k: line[k] for k in _PAYLOAD_FIELDS} | {
+            "state": a.state,
+            "escalation_level": a.escalation_level,
+            "expires_at": a.expires_at,
+            "confidence": a.confidence,
+        }
+        if action in ("APPROVED", "DENIED"):
+            payload["resolution"] = "APPROVE" if action == "APPROVED" else "DENY"
         event = EventRecord(
             kind="APPROVAL",
             message=message,
@@ -397,8 +405,15 @@ class Approvals:
         self.metrics.approvals.labels("used").inc()
         self._notify(after)
 
+    async def withdraw(self, decision_id: str, why: str) -> None:
+        """Withdraw the live approval a held decision waits for, if any: its call
+        will not run (the plan was cancelled or failed)."""
+        approval = self.for_decision(decision_id)
+        if approval is not None:
+            await self.cancel(approval, why)
+
     async def cancel(self, approval: Approval, why: str) -> None:
-        """Withdraw a live approval whose call will not run (its plan was cancelled)."""
+        """Withdraw a live approval whose call will not run."""
         async with self._lock:
             approval = await self.get(approval.approval_id)
             if approval.state not in LIVE_STATES:
@@ -446,9 +461,6 @@ class Approvals:
     async def _tick(self, now: float) -> float | None:
         for approval in list(self.live.values()):
             if approval.state != "PENDING" or approval.approval_id in self._reserved:
-                continue
-            current = self.live.get(approval.approval_id)
-            if current is not approval:
                 continue
             if approval.expires_at <= now:
                 await self._expire(approval, now)

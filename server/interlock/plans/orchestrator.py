@@ -467,9 +467,7 @@ class Orchestrator(Dispatch):
         """A held step goes on once its approval is resolved: approved, it is
         decided again presenting the approval (which it uses up) and runs LIVE;
         denied or expired, it fails, and the plan rolls back."""
-        approval = self.approvals.for_decision(step.decision_id)
-        if approval is None:
-            approval = await self.approvals.stored_for_decision(step.decision_id)
+        approval = await self.approvals.stored_for_decision(step.decision_id)
         if approval is None or approval.state == "PENDING":
             return
         if approval.state == "APPROVED":
@@ -549,9 +547,7 @@ class Orchestrator(Dispatch):
                 continue
             self._release(step)
             if step.state == StepState.AWAITING_APPROVAL:
-                approval = self.approvals.for_decision(step.decision_id)
-                if approval is not None:
-                    await self.approvals.cancel(approval, f"plan {plan.plan_id} cancelled")
+                await self.approvals.withdraw(step.decision_id, f"plan {plan.plan_id} cancelled")
             await self.set_step(plan, step, StepState.CANCELLED, plan.cancel_requested)
         await self.set_plan(plan, PlanState.CANCELLED, plan.cancel_requested)
 

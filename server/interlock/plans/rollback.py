@@ -54,9 +54,7 @@ class Rollback:
             if step.state in NOT_STARTED and not (step.work_id and self.o.hub.is_out(step.work_id)):
                 self.o._release(step)
                 if step.state == StepState.AWAITING_APPROVAL:
-                    approval = self.o.approvals.for_decision(step.decision_id)
-                    if approval is not None:
-                        await self.o.approvals.cancel(approval, f"plan {plan.plan_id} failed")
+                    await self.o.approvals.withdraw(step.decision_id, f"plan {plan.plan_id} failed")
                 await self.o.set_step(
                     plan, step, StepState.CANCELLED, "the plan failed before this step ran"
                 )
