@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import grpc
 
-from interlock.api.convert import check_text, enum_name, timestamp
+from interlock.api.convert import check_text, enum_name, require_id, timestamp
 from interlock.approvals import STATES, Approval, Approvals
 from interlock.auth import current_principal
 from interlock.errors import FieldViolation, InvalidArgument
@@ -50,14 +50,6 @@ def approval_pb(a: Approval) -> observe_pb2.Approval:
     return out
 
 
-def _approval_id(value: str) -> str:
-    if not value:
-        raise InvalidArgument.of([FieldViolation("approval_id", "is required")])
-    if len(value) > 128:
-        raise InvalidArgument.of([FieldViolation("approval_id", "is longer than 128 characters")])
-    return value
-
-
 class ApprovalRpcs:
     approvals: Approvals
     max_string_length: int
@@ -79,7 +71,8 @@ class ApprovalRpcs:
     async def ResolveApproval(
         self, request: pb.ResolveApprovalRequest, context: grpc.aio.ServicerContext
     ) -> pb.ResolveApprovalResponse:
-        approval_id = _approval_id(request.approval_id)
+        require_id("approval_id", request.approval_id)
+        approval_id = request.approval_id
         resolution = enum_name(
             observe_pb2.ApprovalResolution, "APPROVAL_RESOLUTION", request.resolution
         )
@@ -95,7 +88,8 @@ class ApprovalRpcs:
     async def AwaitApproval(
         self, request: pb.AwaitApprovalRequest, context: grpc.aio.ServicerContext
     ) -> pb.AwaitApprovalResponse:
-        approval_id = _approval_id(request.approval_id)
+        require_id("approval_id", request.approval_id)
+        approval_id = request.approval_id
         wait = DEFAULT_AWAIT_SECONDS
         if request.HasField("timeout"):
             wait = request.timeout.ToNanoseconds() / 1e9

@@ -87,7 +87,7 @@ class ControlPlane(PlanRpcs, ApprovalRpcs, pb_grpc.ControlPlaneServicer):
     async def ReportToolResult(
         self, request: pb.ReportToolResultRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReportToolResultResponse:
-        check_text("error_message", request.error_message, self.decisions.config.max_string_length)
+        check_text("error_message", request.error_message, self.max_string_length)
         check_duration("duration", request.duration)
         outcome = enum_name(types_pb2.ToolOutcome, "TOOL_OUTCOME", request.outcome)
         if request.work_id:  # a plan step's work item, or a compensation

@@ -8,7 +8,7 @@ from typing import Any
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from interlock.contracts import ToolContract
-from interlock.decisions import DecisionRecord, ResultRecord
+from interlock.decisions import ID_PATTERN, DecisionRecord, ResultRecord
 from interlock.errors import InvalidArgument
 from interlock.v1 import types_pb2
 
@@ -126,6 +126,16 @@ def result_pb(r: ResultRecord) -> types_pb2.ToolResult:
         duration=duration(r.duration_seconds),
         reported_at=timestamp(r.reported_at),
     )
+
+
+def require_id(name: str, value: str) -> None:
+    """Refuse a missing id, or one outside the id pattern."""
+    if not value:
+        raise InvalidArgument.field(name, "is required")
+    if not ID_PATTERN.fullmatch(value):
+        raise InvalidArgument.field(
+            name, "must be 1-128 characters of letters, digits and _ . : @ -"
+        )
 
 
 def check_text(name: str, value: str, limit: int) -> None:

@@ -13,11 +13,11 @@ from interlock.api.convert import (
     duration,
     enum_name,
     enum_value,
+    require_id,
     struct_to_dict,
     timestamp,
 )
 from interlock.auth import current_principal
-from interlock.decisions import ID_PATTERN
 from interlock.errors import InvalidArgument, Unavailable
 from interlock.plans import spec as plan_spec
 from interlock.plans.model import Conflict
@@ -28,15 +28,6 @@ from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import plans_pb2, types_pb2
 
 MAX_PAGE = 100
-
-
-def _require_id(name: str, value: str) -> None:
-    if not value:
-        raise InvalidArgument.field(name, "is required")
-    if not ID_PATTERN.fullmatch(value):
-        raise InvalidArgument.field(
-            name, "must be 1-128 characters of letters, digits and _ . : @ -"
-        )
 
 
 def conflict_pb(c: Conflict) -> plans_pb2.Conflict:
@@ -122,7 +113,7 @@ class PlanRpcs:
     async def GetPlan(
         self, request: pb.GetPlanRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetPlanResponse:
-        _require_id("plan_id", request.plan_id)
+        require_id("plan_id", request.plan_id)
         return pb.GetPlanResponse(plan=plan_pb(await self.orchestrator.get(request.plan_id)))
 
     async def ListPlans(
@@ -145,7 +136,7 @@ class PlanRpcs:
     async def CancelPlan(
         self, request: pb.CancelPlanRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelPlanResponse:
-        _require_id("plan_id", request.plan_id)
+        require_id("plan_id", request.plan_id)
         check_text("reason", request.reason, self.orchestrator.config.max_string_length)
         plan = await self.orchestrator.cancel(
             request.plan_id, request.reason or "cancelled by request"
@@ -155,7 +146,7 @@ class PlanRpcs:
     async def PullWork(
         self, request: pb.PullWorkRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.PullWorkResponse]:
-        _require_id("agent_id", request.agent_id)
+        require_id("agent_id", request.agent_id)
         self.orchestrator.catalog.agent(request.agent_id)  # NOT_FOUND for an unknown agent
         async for offer in self.orchestrator.hub.stream(request.agent_id):
             yield pb.PullWorkResponse(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
 import yaml
@@ -13,16 +12,10 @@ import yaml
 from interlock.auth import KINDS, new_token, token_hash
 from interlock.cli.commands import _call, _emit
 from interlock.cli.common import EXIT_OK
-from interlock.cli.output import to_json
+from interlock.cli.output import _table, _time, to_json
 from interlock.v1 import control_plane_pb2, observe_pb2
 
 STATES = ("PENDING", "APPROVED", "DENIED", "EXPIRED", "USED", "CANCELLED")
-
-
-def _when(ts: Any) -> str:
-    if not ts.seconds:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts.seconds))
 
 
 def _state(a: observe_pb2.Approval) -> str:
@@ -34,11 +27,11 @@ def format_approval(a: observe_pb2.Approval) -> str:
     lines = [
         f"approval {a.approval_id}: {_state(a)}",
         f"  call:      {a.tool} by agent {a.agent_id} at confidence {a.confidence:g}, {where}",
-        f"  asked by:  {a.requested_by}, {_when(a.created_at)}; decision {a.decision_id}",
+        f"  asked by:  {a.requested_by}, {_time(a.created_at)}; decision {a.decision_id}",
         f"  needs:     {a.approvals_required} of role {' or '.join(a.approver_roles)}"
         + (f" (escalated {a.escalation_level}x)" if a.escalation_level else ""),
         f"  approved:  {', '.join(a.approved_by) or 'nobody yet'}",
-        f"  expires:   {_when(a.expires_at)}",
+        f"  expires:   {_time(a.expires_at)}",
         f"  covers:    arguments sha256 {a.arguments_hash}, policy {a.policy_revision[:12]}",
     ]
     if a.resolved_by or a.reason:
@@ -60,16 +53,12 @@ def format_approvals(approvals: list[observe_pb2.Approval]) -> str:
             f"{a.plan_id}/{a.step_id}" if a.plan_id else "-",
             f"{len(a.approved_by)}/{a.approvals_required}",
             ",".join(a.approver_roles),
-            _when(a.expires_at),
+            _time(a.expires_at),
         ]
         for a in approvals
     ]
     head = ["APPROVAL", "STATE", "TOOL", "AGENT", "PLAN/STEP", "OK", "ROLES", "EXPIRES"]
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    return "\n".join(
-        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in [head, *rows]
-    )
+    return _table(head, rows)
 
 
 def _state_name(text: str) -> str:
