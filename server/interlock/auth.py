@@ -24,6 +24,7 @@ authenticated and every caller is the dev principal (an admin, named by the
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import hashlib
 import logging
 import os
@@ -233,7 +234,7 @@ def authenticate(
                 else "malformed authorization header; expected 'Bearer <token>'",
                 reason="INVALID_TOKEN",
             )
-        return Principal(principal.id, principal.kind, principal.roles, principal.agents, "token")
+        return dataclasses.replace(principal, via="token")
     names = certificate_names(auth_context())
     if names:
         principal = directory.by_certificate(names)
@@ -242,9 +243,7 @@ def authenticate(
                 f"client certificate {names[0]!r} is not mapped to a principal",
                 reason="UNKNOWN_CERTIFICATE",
             )
-        return Principal(
-            principal.id, principal.kind, principal.roles, principal.agents, "certificate"
-        )
+        return dataclasses.replace(principal, via="certificate")
     raise Unauthenticated(
         "no credentials: send 'authorization: Bearer <token>' or a client certificate",
         reason="MISSING_CREDENTIALS",

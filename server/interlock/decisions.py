@@ -68,7 +68,12 @@ def canonical_json(value: Any) -> str:
 
 
 def sha256_hex(value: Any) -> str:
-    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+    return _hash(canonical_json(value))
+
+
+def _hash(as_json: str) -> str:
+    """SHA-256 (hex) of JSON text already made canonical."""
+    return hashlib.sha256(as_json.encode()).hexdigest()
 
 
 def fail_closed_reason(detail: str) -> str:
@@ -267,7 +272,7 @@ class DecisionService:
         reserved: Approval | None = None
         if call.approval_id:
             reserved = self.approvals.reserve(
-                call.approval_id, call.agent_id, call.tool, sha256_hex(dict(call.arguments))
+                call.approval_id, call.agent_id, call.tool, _hash(arguments_json)
             )
         try:
             return await self._decide(call, catalog, arguments_json, reserved, started)
@@ -313,7 +318,7 @@ class DecisionService:
                 step_id=call.step_id,
                 tool=call.tool,
                 agent_id=call.agent_id,
-                arguments_hash=sha256_hex(dict(call.arguments)),
+                arguments_hash=_hash(arguments_json),
                 policy_revision=revision,
                 requested_by=call.requested_by or call.agent_id,
                 requirement=decision.approval,
