@@ -35,13 +35,12 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
 from interlock.v1 import plans_pb2, types_pb2
-from interlock_client import InterlockClient, InterlockError, tls_credentials
+from interlock_client import InterlockClient, InterlockError, credentials_from_files
 
 log = logging.getLogger("agent_worker")
 
@@ -147,12 +146,6 @@ class Worker:
             self.busy = False
 
 
-def read_token(path: str | None) -> str | None:
-    if path:
-        return Path(path).read_text().strip()
-    return os.environ.get("INTERLOCK_TOKEN") or None
-
-
 async def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agent", required=True, help="the agent this worker runs for")
@@ -182,10 +175,9 @@ async def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
-    token = await asyncio.to_thread(read_token, args.token_file)
-    credentials = None
-    if args.ca_file or args.cert_file:
-        credentials = tls_credentials(args.ca_file, args.cert_file, args.key_file)
+    token, credentials = await asyncio.to_thread(
+        credentials_from_files, args.token_file, args.ca_file, args.cert_file, args.key_file
+    )
 
     async with InterlockClient(args.server, token=token, credentials=credentials) as client:
         worker = Worker(client, args.agent, set(args.fail), args.max_items)

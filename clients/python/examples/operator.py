@@ -24,11 +24,10 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from interlock.v1 import observe_pb2
-from interlock_client import InterlockClient, InterlockError, tls_credentials
+from interlock_client import InterlockClient, InterlockError, credentials_from_files
 
 log = logging.getLogger("operator")
 
@@ -137,14 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    token = (
-        Path(args.token_file).read_text().strip()
-        if args.token_file
-        else os.environ.get("INTERLOCK_TOKEN")
+    token, credentials = credentials_from_files(
+        args.token_file, args.ca_file, args.cert_file, args.key_file
     )
-    credentials = None
-    if args.ca_file or args.cert_file:
-        credentials = tls_credentials(args.ca_file, args.cert_file, args.key_file)
     return asyncio.run(operate(args, token, credentials))
 
 

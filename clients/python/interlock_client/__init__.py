@@ -39,6 +39,7 @@ from interlock_client.client import (
     DEFAULT_TIMEOUT,
     InterlockClient,
     PlanDocumentError,
+    credentials_from_files,
     plan_request,
     tls_credentials,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "InterlockError",
     "PlanDocumentError",
     "SyncInterlockClient",
+    "credentials_from_files",
     "plan_request",
     "tls_credentials",
 ]

@@ -22,6 +22,7 @@ Nor are the streams: their callers reconnect (see each method).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,6 +46,7 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_RETRIES = 2
 DEV_PRINCIPAL_HEADER = "x-interlock-dev-principal"
+TOKEN_ENV = "INTERLOCK_TOKEN"
 RETRY_BACKOFF_SECONDS = 0.1
 RETRY_BACKOFF_MAX_SECONDS = 1.0
 OUTCOMES = ("SUCCEEDED", "FAILED", "TIMED_OUT")
@@ -333,6 +335,25 @@ def tls_credentials(
         private_key=read(key_file),
         certificate_chain=read(cert_file),
     )
+
+
+def credentials_from_files(
+    token_file: str | None = None,
+    ca_file: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+) -> tuple[str | None, grpc.ChannelCredentials | None]:
+    """(token, credentials) as the example programs and the CLI take them: the
+    token from ``token_file``, else ``$INTERLOCK_TOKEN``; TLS credentials when a CA
+    or a client certificate is given (see :func:`tls_credentials`). Reads files:
+    call it before the event loop, or in a thread. Raises OSError when a file
+    cannot be read, ValueError when only one of cert_file/key_file is given."""
+    token = Path(token_file).read_text().strip() if token_file else None
+    token = token or os.environ.get(TOKEN_ENV) or None
+    credentials = None
+    if ca_file or cert_file or key_file:
+        credentials = tls_credentials(ca_file, cert_file, key_file)
+    return token, credentials
 
 
 def _with_timeout(method: Callable[..., Awaitable[_Response]], seconds: float) -> Any:

@@ -13,10 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import Message
-from interlock_client import InterlockClient, PlanDocumentError, plan_request, tls_credentials
+from interlock_client import (
+    InterlockClient,
+    PlanDocumentError,
+    credentials_from_files,
+    plan_request,
+)
 from interlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT
 
-from interlock.cli.common import _T, EXIT_OK, SERVER_ENV, TOKEN_ENV, UsageError
+from interlock.cli.common import _T, EXIT_OK, SERVER_ENV, UsageError
 from interlock.cli.output import (
     format_decision,
     format_evaluation,
@@ -90,20 +95,17 @@ def _target(args: argparse.Namespace) -> str:
 
 def connect(args: argparse.Namespace) -> InterlockClient:
     """A client configured by the connection flags (and INTERLOCK_* variables)."""
-    token = getattr(args, "token", None)
-    token_file = getattr(args, "token_file", None)
-    if token_file:
-        token = _read_text(token_file, "--token-file").strip()
-    token = token or os.environ.get(TOKEN_ENV) or None
     ca, cert, key = (getattr(args, f, None) for f in ("ca_file", "cert_file", "key_file"))
     if (cert is None) != (key is None):
         raise UsageError("--cert-file and --key-file go together")
-    credentials = None
-    if ca or cert:
-        try:
-            credentials = tls_credentials(ca, cert, key)
-        except OSError as exc:
-            raise UsageError(f"cannot read a TLS file: {exc}") from None
+    try:
+        token, credentials = credentials_from_files(
+            getattr(args, "token_file", None), ca, cert, key
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot read a credentials file: {exc}") from None
+    if not getattr(args, "token_file", None):  # --token-file wins over --token, then the env
+        token = getattr(args, "token", None) or token
     return InterlockClient(
         _target(args),
         timeout=getattr(args, "timeout", DEFAULT_TIMEOUT),

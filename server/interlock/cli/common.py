@@ -6,7 +6,6 @@ import logging
 from typing import TypeVar
 
 SERVER_ENV = "INTERLOCK_SERVER"
-TOKEN_ENV = "INTERLOCK_TOKEN"
 STOP_GRACE_SECONDS = 5.0
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 OUTCOME_CHOICES = ("succeeded", "failed", "timed_out")

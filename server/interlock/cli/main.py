@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from interlock_client import InterlockError
-from interlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT
+from interlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT, TOKEN_ENV
 
 from interlock import __version__
 from interlock.cli.approvals import add_approvals_parser, add_auth_parser
@@ -37,7 +37,6 @@ from interlock.cli.common import (
     EXIT_INTERRUPTED,
     OUTCOME_CHOICES,
     SERVER_ENV,
-    TOKEN_ENV,
     UsageError,
 )
 from interlock.cli.output import print_error
