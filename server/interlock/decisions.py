@@ -271,8 +271,8 @@ class DecisionService:
         arguments_json = self.validate(call, catalog)
         reserved: Approval | None = None
         if call.approval_id:
-            reserved = self.approvals.reserve(
-                call.approval_id, call.agent_id, call.tool, _hash(arguments_json)
+            reserved = await self.approvals.reserve(
+                call.approval_id, call.agent_id, call.tool, _hash(arguments_json), call.requested_by
             )
         try:
             return await self._decide(call, catalog, arguments_json, reserved, started)

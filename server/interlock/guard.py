@@ -11,10 +11,11 @@ rate-limit, authorize.
    (``data.interlock.authz.main``, see policies/interlock/authz) decides from
    the method, the principal and the request's facts. A refusal is
    PERMISSION_DENIED, committed as an ACCESS_DENIED event and an
-   access_denials.jsonl line, and counted. When the policy cannot be
-   evaluated the call is refused (UNAVAILABLE): fail closed. Answers are
-   cached per policy revision and input, as the policy is a pure function;
-   the cache is bypassed while the engine is known to be down.
+   access_denials.jsonl line (:mod:`interlock.denials`; a slow or failing
+   store does not change or hold up the refusal), and counted. When the
+   policy cannot be evaluated the call is refused (UNAVAILABLE): fail closed.
+   Answers are cached per policy revision and input, as the policy is a pure
+   function; the cache is bypassed while the engine is known to be down.
 
 In the insecure development mode (no principals file) step 3 is skipped:
 the dev principal may do anything.
@@ -33,9 +34,9 @@ from typing import Any
 import orjson
 
 from interlock.approvals import Approvals
-from interlock.audit import ACCESS_DENIALS
 from interlock.auth import Principal, PrincipalDirectory, authenticate, current_principal
 from interlock.config import ServerConfig
+from interlock.denials import Denial, DenialLog
 from interlock.errors import (
     InterlockError,
     PermissionDenied,
@@ -46,7 +47,7 @@ from interlock.errors import (
 from interlock.metrics import Metrics
 from interlock.policy.engine import AUTHZ_ENTRYPOINT, parse_authz
 from interlock.policy.manager import PolicyManager
-from interlock.store import EventRecord, Store, WriteBatch
+from interlock.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class Guard:
         self.approvals = approvals
         self.metrics = metrics
         self.directory = directory
+        self.denials = DenialLog(store)
         self._buckets: dict[str, _Bucket] = {}
         self._streams: Counter[str] = Counter()
         self._cache: OrderedDict[str, tuple[bool, str]] = OrderedDict()
@@ -194,26 +196,19 @@ class Guard:
             return
         self.metrics.authz_denied.labels(name).inc()
         reason = reason or f"{principal.id} may not call {name}"
-        now = time.time()
-        line = {
-            "time": now,
-            "method": name,
-            "principal": principal.id,
-            "kind": principal.kind,
-            "via": principal.via,
-            "agent_id": policy_input["request"].get("agent_id", ""),
-            "approval_id": getattr(request, "approval_id", "") if name == "ResolveApproval" else "",
-            "reason": reason,
-            "policy_revision": self.policies.active.revision,
-        }
-        event = EventRecord(
-            kind="ACCESS_DENIED",
-            message=f"{name} by {principal.id} denied: {reason}",
-            agent_id=line["agent_id"],
-            payload={k: line[k] for k in ("method", "principal", "kind", "via", "reason")},
-            time=now,
+        await self.denials.record(
+            Denial(
+                method=name,
+                principal=principal.id,
+                code="NOT_AUTHORIZED",
+                reason=reason,
+                kind=principal.kind,
+                via=principal.via,
+                agent_id=policy_input["request"].get("agent_id", ""),
+                approval_id=request.approval_id if name == "ResolveApproval" else "",
+                policy_revision=self.policies.active.revision,
+            )
         )
-        await self.store.commit(WriteBatch(events=[event], audit=[(ACCESS_DENIALS, line)]))
         log.warning("%s by %s denied: %s", name, principal.id, reason)
         raise PermissionDenied(reason, reason="NOT_AUTHORIZED")
 

@@ -25,6 +25,10 @@ Plans and approvals:
 ``interlock_approvals_total{event}``
     Approval lifecycle events: requested, approved, denied, expired,
     escalated, used.
+``interlock_approvals_refused_total{reason}``
+    Approval misuse refused, by reason code (APPROVAL_NOT_USABLE,
+    APPROVAL_MISMATCH, ALREADY_APPROVED_BY_YOU, ...); each is also an
+    access_denials.jsonl line.
 
 Security:
 
@@ -201,6 +205,12 @@ class Metrics:
             "interlock_approvals_total",
             "Approval lifecycle events: requested, approved, denied, expired, escalated, used.",
             ["event"],
+            registry=r,
+        )
+        self.approvals_refused = Counter(
+            "interlock_approvals_refused_total",
+            "Approval misuse refused (reuse, mismatch, approving twice), by reason code.",
+            ["reason"],
             registry=r,
         )
         self.auth_failures = Counter(

@@ -1,4 +1,10 @@
-"""The approval service: create, resolve, use, expire and escalate approvals."""
+"""The approval service: create, resolve, use, expire and escalate approvals.
+
+Misuse it refuses (presenting an approval that does not cover the call or is
+no longer usable; resolving one already resolved; approving twice) is put on
+the record as an access denial (:mod:`interlock.denials`) before the caller
+gets the refusal, which stays as it was.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +18,12 @@ from typing import Any
 
 from interlock.approvals.record import LIVE_STATES, UPSERT, Approval, new_approval_id
 from interlock.audit import APPROVALS_LOG
+from interlock.denials import Denial, DenialLog, caller
 from interlock.errors import (
     AlreadyExists,
     FailedPrecondition,
     FieldViolation,
+    InterlockError,
     InvalidArgument,
     NotFound,
 )
@@ -44,6 +52,7 @@ class Approvals:
     def __init__(self, store: Store, metrics: Metrics) -> None:
         self.store = store
         self.metrics = metrics
+        self.denials = DenialLog(store)
         self.live: dict[str, Approval] = {}
         """PENDING and APPROVED approvals by id."""
         self._by_decision: dict[str, str] = {}
@@ -282,27 +291,33 @@ class Approvals:
         if not approve and not reason.strip():
             raise InvalidArgument.of([FieldViolation("reason", "is required to deny")])
         async with self._lock:
-            return await self._resolve(approval_id, approve, reason, principal, roles)
+            outcome = await self._resolve(approval_id, approve, reason, principal, roles)
+        if isinstance(outcome, Approval):
+            return outcome
+        refusal, approval = outcome
+        await self._refused("ResolveApproval", refusal, principal, approval)
+        raise refusal
 
     async def _resolve(
         self, approval_id: str, approve: bool, reason: str, principal: str, roles: Iterable[str]
-    ) -> Approval:
+    ) -> Approval | tuple[InterlockError, Approval]:
+        """The approval as resolved, or the refusal (and the approval it refers to)."""
         approval = await self.get(approval_id)
         now = time.time()
         if approval.state == "PENDING" and approval.expires_at <= now:
             approval = await self._expire(approval, now)
         if approval.state != "PENDING":
-            raise FailedPrecondition(
+            return FailedPrecondition(
                 f"approval {approval_id} is already {approval.state}"
                 + (f" ({approval.reason})" if approval.reason else ""),
                 reason=f"APPROVAL_{approval.state}",
-            )
+            ), approval
         if principal in approval.approved_by:
-            raise AlreadyExists(
+            return AlreadyExists(
                 f"{principal} already approved {approval_id}; it needs "
                 f"{approval.approvals_required} distinct approvers",
                 reason="ALREADY_APPROVED_BY_YOU",
-            )
+            ), approval
         after = replace(approval, approvals=list(approval.approvals))
         after.resolved_at = now
         if not approve:
@@ -345,10 +360,28 @@ class Approvals:
 
     # Using -----------------------------------------------------------------------
 
-    def reserve(self, approval_id: str, agent_id: str, tool: str, arguments_hash: str) -> Approval:
+    async def reserve(
+        self, approval_id: str, agent_id: str, tool: str, arguments_hash: str, principal: str
+    ) -> Approval:
         """Check that an approval may be used by this call and hold it for the
         call (until :meth:`use` or :meth:`release`). Raises FAILED_PRECONDITION
-        naming why it does not cover the call."""
+        naming why it does not cover the call, once that is on the record."""
+        try:
+            return self._reserve(approval_id, agent_id, tool, arguments_hash)
+        except FailedPrecondition as refusal:
+            await self._refused(
+                "RequestToolCall",
+                refusal,
+                principal,
+                self.live.get(approval_id),
+                approval_id=approval_id,
+                agent_id=agent_id,
+                tool=tool,
+                arguments_hash=arguments_hash,
+            )
+            raise
+
+    def _reserve(self, approval_id: str, agent_id: str, tool: str, arguments_hash: str) -> Approval:
         approval = self.live.get(approval_id)
         if approval is None:
             raise FailedPrecondition(
@@ -386,6 +419,40 @@ class Approvals:
             )
         self._reserved.add(approval_id)
         return approval
+
+    async def _refused(
+        self,
+        method: str,
+        refusal: InterlockError,
+        principal: str,
+        approval: Approval | None,
+        *,
+        approval_id: str = "",
+        agent_id: str = "",
+        tool: str = "",
+        arguments_hash: str = "",
+    ) -> None:
+        """Put a refused misuse on the record: a denial line and event, a log
+        line and a count. ``approval`` is the approval referred to, when known;
+        the call's own agent, tool and arguments hash default to its."""
+        self.metrics.approvals_refused.labels(refusal.reason).inc()
+        log.info("%s by %s refused (%s): %s", method, principal, refusal.reason, refusal.message)
+        kind, via = caller(principal)
+        await self.denials.record(
+            Denial(
+                method=method,
+                principal=principal,
+                code=refusal.reason,
+                reason=refusal.message,
+                kind=kind,
+                via=via,
+                agent_id=agent_id or (approval.agent_id if approval else ""),
+                tool=tool or (approval.tool if approval else ""),
+                approval_id=approval_id or (approval.approval_id if approval else ""),
+                decision_id=approval.decision_id if approval else "",
+                arguments_hash=arguments_hash or (approval.arguments_hash if approval else ""),
+            )
+        )
 
     def release(self, approval_id: str) -> None:
         self._reserved.discard(approval_id)
