@@ -24,6 +24,7 @@ from prometheus_client import start_http_server
 
 from interlock.api.control_plane import ControlPlane
 from interlock.api.interceptors import ServerInterceptor
+from interlock.api.limits import RequestLimits, request_types
 from interlock.api.policy_service import PolicyService
 from interlock.audit import AuditLog
 from interlock.auth import PrincipalDirectory
@@ -129,6 +130,15 @@ class InterlockServer:
             self.directory,
             engine_available=lambda: self.decisions.engine_available,
         )
+        self.request_limits = RequestLimits(
+            config,
+            request_types(
+                (
+                    control_plane_pb2.DESCRIPTOR.services_by_name["ControlPlane"],
+                    policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"],
+                )
+            ),
+        )
         self.port = 0
         self.metrics_port = 0
         self._grpc: grpc.aio.Server | None = None
@@ -166,7 +176,7 @@ class InterlockServer:
         self.metrics.policy_loaded.set(self.policies.active.loaded_at)
 
         server = grpc.aio.server(
-            interceptors=[ServerInterceptor(self.metrics, self.guard)],
+            interceptors=[ServerInterceptor(self.metrics, self.guard, self.request_limits)],
             options=[
                 # A second server on a busy port must fail, not split the traffic.
                 ("grpc.so_reuseport", 0),

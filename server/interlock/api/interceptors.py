@@ -1,8 +1,10 @@
 """Cross-cutting concerns for every RPC: the security gate, error mapping, metrics.
 
-Every Interlock RPC first passes the :class:`~interlock.guard.Guard`
-(authentication, limits, authorization); streams hold a per-principal slot
-while open.
+Every request is first held to its RPC's size and count limits
+(:mod:`interlock.api.limits`): its size before it is parsed, the counts of its
+repeated fields before anything else. Every Interlock RPC then passes the
+:class:`~interlock.guard.Guard` (authentication, limits, authorization);
+streams hold a per-principal slot while open.
 
 Interlock's errors become their status code with a ``google.rpc.Status``
 carrying ``ErrorInfo`` (reason, domain) and, for bad input, ``BadRequest``
@@ -23,6 +25,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from interlock import logcontext
+from interlock.api.limits import RequestLimits
 from interlock.errors import DOMAIN, InterlockError, InvalidArgument
 from interlock.guard import Guard
 from interlock.logcontext import REQUEST_ID_HEADER
@@ -45,7 +48,8 @@ def clip(text: str, limit: int) -> str:
     """``text`` as valid UTF-8 (lone surrogates escaped), cut to at most ``limit``
     bytes as gRPC sends it: grpc-message percent-encodes every byte that is not
     printable ASCII, so such a byte costs three."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    # Each character costs at least one byte: the rest can never be shown.
+    text = text[: limit + 1].encode("utf-8", "backslashreplace").decode("utf-8")
     costs = [1 if " " <= c <= "~" else 3 * len(c.encode("utf-8")) for c in text]
     if sum(costs) <= limit:
         return text
@@ -105,14 +109,24 @@ class Undecodable:
         self.problem = problem
 
 
-def _safe(deserializer: Any) -> Any:
+class Oversize:
+    """A request body larger than its RPC accepts, left unparsed (RESOURCE_EXHAUSTED)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def _safe(deserializer: Any, max_bytes: int | None = None) -> Any:
     """A request deserializer that hands the handler an :class:`Undecodable`
     instead of raising: grpc.aio deserializes before any interceptor code runs,
-    and its own error would be UNKNOWN with a traceback."""
+    and its own error would be UNKNOWN with a traceback. A body over
+    ``max_bytes`` is not parsed at all: the handler gets an :class:`Oversize`."""
     if deserializer is None:
         return None
 
     def parse(data: bytes) -> Any:
+        if max_bytes is not None and len(data) > max_bytes:
+            return Oversize(len(data))
         try:
             return deserializer(data)
         except Exception as exc:
@@ -140,9 +154,12 @@ def _bind_request_id(context: grpc.aio.ServicerContext) -> None:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, metrics: Metrics, guard: Guard | None = None) -> None:
+    def __init__(
+        self, metrics: Metrics, guard: Guard | None = None, limits: RequestLimits | None = None
+    ) -> None:
         self.metrics = metrics
         self.guard = guard
+        self.limits = limits
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
         self._counters: dict[tuple[str, grpc.StatusCode], Any] = {}
         self._histograms: dict[str, Any] = {}
@@ -164,19 +181,33 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return wrapped
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        max_bytes = self.limits.max_bytes(method) if self.limits is not None else None
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, handler.unary_unary),
-                request_deserializer=_safe(handler.request_deserializer),
+                request_deserializer=_safe(handler.request_deserializer, max_bytes),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 self._stream(method, handler.unary_stream),
-                request_deserializer=_safe(handler.request_deserializer),
+                request_deserializer=_safe(handler.request_deserializer, max_bytes),
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+    def _check_request(self, method: str, request: Any) -> None:
+        """The first step of every call: a body that parsed, within its RPC's limits."""
+        _check_decoded(request)
+        if self.limits is None:
+            return
+        try:
+            if isinstance(request, Oversize):
+                self.limits.check_size(method, request.size)
+            self.limits.check_counts(request)
+        except InterlockError:
+            self.metrics.limits_exceeded.labels("request").inc()
+            raise
 
     def _observe(self, method: str, code: grpc.StatusCode, started: float) -> None:
         key = (method, code)
@@ -211,7 +242,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             started = time.perf_counter()
             _bind_request_id(context)
             try:
-                _check_decoded(request)
+                self._check_request(method, request)
                 if guard is not None:
                     await guard.admit(method, request, context)
                 response = await inner(request, context)
@@ -234,7 +265,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             started = time.perf_counter()
             _bind_request_id(context)
             try:
-                _check_decoded(request)
+                self._check_request(method, request)
                 if guard is None:
                     async for item in inner(request, context):
                         yield item
