@@ -59,6 +59,8 @@ def new_decision_id() -> str:
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 """Ids: matched whole (``fullmatch``; ``$`` would let a trailing newline through)."""
 OUTCOMES = ("SUCCEEDED", "FAILED", "TIMED_OUT")
+LIVE_RECHECKS = 16
+"""How often a LIVE answer is re-evaluated when the LIVE count moved meanwhile."""
 
 
 def canonical_json(value: Any) -> str:
@@ -95,6 +97,15 @@ class ToolCall:
     """An APPROVED approval the call presents (used up if it covers the call)."""
     requested_by: str = ""
     """The authenticated principal asking (recorded on an approval it needs)."""
+    orchestrated: bool = False
+    """A plan step the orchestrator hands to a worker: a LIVE decision counts
+    toward the LIVE cap until the orchestrator releases it (a result, a final
+    state, or a new decision at hand-off), not until a timeout runs out."""
+    supersedes: str = ""
+    """The decision this one replaces (a step checked again at hand-off)."""
+    prior_approval: Approval | None = None
+    """The approval the superseded decision used: it still covers the same call
+    when it covers the policy in force (:func:`~interlock.approvals.covers`)."""
 
 
 @dataclass
@@ -117,6 +128,8 @@ class DecisionRecord:
     arguments: Mapping[str, Any] = field(default_factory=dict)
     approval_id: str = ""
     """The approval the call waits for (PENDING_APPROVAL) or used up (ALLOW)."""
+    supersedes: str = ""
+    """The earlier decision of the same plan step that this one replaces."""
 
 
 @dataclass
@@ -155,7 +168,10 @@ class DecisionService:
         self.policies = policies
         self.store = store
         self.metrics = metrics
-        self._live: dict[str, float] = {}  # decision id -> when it stops counting as in flight
+        self._live: dict[str, float] = {}
+        """LIVE decisions in flight: decision id -> when it stops counting (a
+        direct call: its tool's timeout after the decision; an orchestrated
+        step: never, until :meth:`release_live`)."""
         self.cache = DecisionCache(config.decision_cache_size)
         self.engine_available = True
         """Set by the server's engine monitor; False bypasses the decision cache."""
@@ -205,6 +221,16 @@ class DecisionService:
             del self._live[decision_id]
         self.metrics.live_in_flight.set(len(self._live))
         return len(self._live)
+
+    def hold_live(self, decision_id: str) -> None:
+        """Count an orchestrated LIVE step until :meth:`release_live` (restart)."""
+        self._live[decision_id] = math.inf
+        self.metrics.live_in_flight.set(len(self._live))
+
+    def release_live(self, decision_id: str) -> None:
+        """An orchestrated LIVE step ended (or was decided again): it stops counting."""
+        if self._live.pop(decision_id, None) is not None:
+            self.metrics.live_in_flight.set(len(self._live))
 
     def build_input(
         self, call: ToolCall, catalog: Catalog, *, live_in_flight: int | None = None
@@ -288,14 +314,46 @@ class DecisionService:
         reserved: Approval | None,
         started: float,
     ) -> DecisionRecord:
-        policy_input = self.build_input(call, catalog)
-        input_hash = sha256_hex(policy_input)
-        decision, revision, fail_closed = await self.evaluate(policy_input, input_hash)
+        for _attempt in range(LIVE_RECHECKS):
+            counted = self.live_in_flight()
+            policy_input = self.build_input(call, catalog, live_in_flight=counted)
+            input_hash = sha256_hex(policy_input)
+            decision, revision, fail_closed = await self.evaluate(policy_input, input_hash)
+            # The LIVE cap is exact: other LIVE decisions may have been made while
+            # this one was evaluated; if so, ask again with the new count. Nothing
+            # awaits between this check and the registration of a LIVE decision
+            # below, so two decisions never both take the last LIVE slot.
+            if decision.mode != "LIVE" or self.live_in_flight() <= counted:
+                break
+        else:
+            decision = PolicyDecision(
+                "DENY",
+                "MOCK",
+                False,
+                (
+                    f"the count of LIVE executions kept changing over {LIVE_RECHECKS} "
+                    "evaluations; denied rather than risk exceeding the LIVE cap",
+                ),
+            )
         decision_id = new_decision_id()
         now = time.time()
         approval: Approval | None = None
         approval_batch: WriteBatch | None = None
-        if decision.verdict == "PENDING_APPROVAL" and reserved is not None:
+        prior = call.prior_approval
+        if decision.verdict == "PENDING_APPROVAL" and reserved is None and prior is not None:
+            if covers(prior, decision.approval, revision):
+                who = ", ".join(prior.approved_by)
+                decision = PolicyDecision(
+                    "ALLOW",
+                    decision.mode,
+                    False,
+                    (
+                        *decision.reasons,
+                        f"approved by {who} (approval {prior.approval_id}, given before "
+                        "this step was handed out)",
+                    ),
+                )
+        elif decision.verdict == "PENDING_APPROVAL" and reserved is not None:
             if not covers(reserved, decision.approval, revision):
                 raise FailedPrecondition(
                     f"approval {reserved.approval_id} was given under policy revision "
@@ -342,7 +400,10 @@ class DecisionService:
             step_id=call.step_id,
             fail_closed=fail_closed,
             arguments=dict(call.arguments),
-            approval_id=approval.approval_id if approval is not None else "",
+            approval_id=approval.approval_id
+            if approval is not None
+            else (prior.approval_id if prior is not None and decision.verdict == "ALLOW" else ""),
+            supersedes=call.supersedes,
         )
         logcontext.decision_id.set(record.decision_id)
         if fail_closed:
@@ -365,8 +426,11 @@ class DecisionService:
             )
         live_deadline = None
         if record.verdict == "ALLOW" and record.mode == "LIVE":
-            live_deadline = record.decided_at + catalog.tool(call.tool).timeout_seconds
-            self._live[record.decision_id] = live_deadline
+            if call.orchestrated:
+                self.hold_live(record.decision_id)
+            else:
+                live_deadline = record.decided_at + catalog.tool(call.tool).timeout_seconds
+                self._live[record.decision_id] = live_deadline
         batch = self._decision_batch(
             record, live_deadline, arguments_json, time.perf_counter() - started
         )
@@ -416,6 +480,8 @@ class DecisionService:
             "input_hash": r.input_hash,
             "fail_closed": r.fail_closed,
         }
+        if r.supersedes:
+            line["supersedes"] = r.supersedes
         transition = {
             "time": r.decided_at,
             "decision_id": r.decision_id,
@@ -477,7 +543,7 @@ class DecisionService:
                             "confidence",
                         )
                     }
-                    | {"latency_seconds": latency_seconds},
+                    | {"latency_seconds": latency_seconds, "supersedes": r.supersedes},
                 )
             ],
             audit=[(TOOL_EXECUTION_LOG, line), (STATE_TRANSITIONS, transition)],

@@ -4,8 +4,23 @@ Mixed into :class:`~interlock.plans.orchestrator.Orchestrator`. A DRY_RUN or
 LIVE step is offered when its tool has a free slot: fewer items out than its
 ``max_concurrency`` and fewer dispatches than its ``rate_limit_per_minute`` in
 the last minute, across all plans (the run-time side of the RESOURCE and
-RATE_LIMIT resolutions). The deadline starts when a worker receives the
-item. A worker's report finishes the step; the plan's task does the rest.
+RATE_LIMIT resolutions). A plan waiting for a slot is woken when one frees
+(a report, a timeout, a withdrawal), not by polling.
+
+The moment of hand-off decides (:meth:`Dispatch._handoff`): right before a
+worker receives a step's item, the step's decision is checked again. A
+decision made in this process under the policy revision in force now stands
+(the policy is a pure function of its input, the switches are fixed for the
+process, and a LIVE decision has held its place under the LIVE cap since it
+was made). Otherwise (the policy was reloaded, or the step was decided before
+a restart) the step is decided again under the policy, switches, cap and
+approvals in force, the new decision naming the old one (``supersedes``):
+the worker gets the new mode, or nothing if the step is now MOCK, denied or
+held for approval. A compensation is not re-decided: it undoes a LIVE step
+that already ran, under the decision that let that step run.
+
+The deadline starts when a worker receives the item. A worker's report
+finishes the step; the plan's task does the rest.
 """
 
 from __future__ import annotations
@@ -51,6 +66,8 @@ class Dispatch:
     _work: dict[str, tuple[str, str]]
     _out_by_tool: Counter[str]
     _dispatch_times: dict[str, deque[float]]
+    _slot_waiters: dict[str, set[str]]
+    """Plans with a step waiting for a slot of the tool, woken when one frees."""
 
     @property
     def catalog(self) -> Catalog:
@@ -64,6 +81,9 @@ class Dispatch:
     async def set_step(
         self, plan: PlanRun, step: StepRun, state: StepState, message: str = ""
     ) -> None:
+        raise NotImplementedError
+
+    async def redecide(self, plan: PlanRun, step: StepRun) -> None:
         raise NotImplementedError
 
     # Dispatch ------------------------------------------------------------------------
@@ -80,6 +100,7 @@ class Dispatch:
     async def _dispatch(self, plan: PlanRun, step: StepRun, *, compensation: bool = False) -> bool:
         now = time.time()
         if not self._slot_free(step.tool, now):
+            self._slot_waiters.setdefault(step.tool, set()).add(plan.plan_id)
             return False
         step.work_id = new_work_id()
         step.attempt += 1
@@ -130,15 +151,34 @@ class Dispatch:
         if step.work_id and self._work.pop(step.work_id, None) is not None:
             self._out_by_tool[step.tool] -= 1
             self.hub.withdraw(step.work_id)
+            for plan_id in self._slot_waiters.pop(step.tool, ()):
+                waiting = self.plans.get(plan_id)
+                if waiting is not None:
+                    waiting.changed.set()
 
-    def _on_delivered(self, offer: WorkOffer) -> None:
+    async def _handoff(self, offer: WorkOffer) -> WorkOffer | None:
+        """The item to hand to a worker now, checked under the policy in force;
+        None when the step is no longer to be sent."""
         found = self._find(offer.work_id)
         if found is None:
-            return
+            return None
         plan, step = found
-        step.deadline = time.time() + self.timeout_of(step.tool)
-        step.message = ""
-        asyncio.get_running_loop().create_task(self.set_step(plan, step, StepState.DISPATCHED))
+        async with plan.lock:  # the plan's task does not act on the step meanwhile
+            if step.work_id != offer.work_id or step.state != StepState.DECIDED:
+                return None
+            current = self.decisions.policies.active.revision
+            if not step.compensates and step.decided_under != current:
+                await self.redecide(plan, step)
+                if step.state != StepState.DECIDED or step.mode == "MOCK":
+                    self._release(step)  # completed as MOCK, denied, or held for approval
+                    step.work_id = ""
+                    return None
+            # Out from now on: recorded before the worker can act on it, so a
+            # restart never offers a LIVE item twice.
+            step.deadline = time.time() + self.timeout_of(step.tool)
+            step.message = ""
+            await self.set_step(plan, step, StepState.DISPATCHED)
+            return self._offer(plan, step, offer.compensation)
 
     def _on_lost(self, offer: WorkOffer) -> None:
         found = self._find(offer.work_id)

@@ -67,6 +67,8 @@ CLOSE_WAIT_SECONDS = 5.0
 CANCEL_WAIT_SECONDS = 2.0
 """How long CancelPlan waits for the plan to settle before answering."""
 FAILED_STATES = frozenset({StepState.FAILED, StepState.TIMED_OUT, StepState.AMBIGUOUS})
+HOLDS_LIVE = frozenset({StepState.DECIDED, StepState.DISPATCHED})
+"""States in which a step's LIVE decision counts toward the LIVE cap."""
 
 
 class Orchestrator(Dispatch):
@@ -82,13 +84,14 @@ class Orchestrator(Dispatch):
         self.store = store
         self.summaries = summaries
         self.plans: dict[str, PlanRun] = {}
-        self.hub = WorkHub(on_lost=self._on_lost, on_delivered=self._on_delivered)
+        self.hub = WorkHub(on_lost=self._on_lost, on_handoff=self._handoff)
         self.rollback = Rollback(self)
         self.metrics = decisions.metrics
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._work: dict[str, tuple[str, str]] = {}
         self._out_by_tool: Counter[str] = Counter()
         self._dispatch_times: dict[str, deque[float]] = {}
+        self._slot_waiters: dict[str, set[str]] = {}
         self._closing = False
         self._restored: set[str] = set()
         """Work ids that were out when the server stopped: never offered again."""
@@ -129,6 +132,9 @@ class Orchestrator(Dispatch):
         step.updated_at = time.time()
         if message:
             step.message = message
+        if state not in HOLDS_LIVE and step.decision_id and not step.compensates:
+            # A LIVE step counts toward the cap until it ends (or is decided again).
+            self.decisions.release_live(step.decision_id)
         event = EventRecord(
             kind="STATE_TRANSITION",
             plan_id=plan.plan_id,
@@ -314,7 +320,8 @@ class Orchestrator(Dispatch):
                 await self.set_plan(plan, PlanState.RUNNING)
             while not plan.finished and not self._closing:
                 plan.changed.clear()
-                wake = await self._advance(plan)
+                async with plan.lock:
+                    wake = await self._advance(plan)
                 if plan.finished or self._closing:
                     break
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a
@@ -422,7 +429,15 @@ class Orchestrator(Dispatch):
                 )
                 await self.summaries.conflicts_changed(self)
 
-    async def _decide(self, plan: PlanRun, step: StepRun, approval_id: str = "") -> None:
+    async def _decide(
+        self,
+        plan: PlanRun,
+        step: StepRun,
+        approval_id: str = "",
+        *,
+        supersedes: str = "",
+        prior_approval: Approval | None = None,
+    ) -> None:
         call = ToolCall(
             agent_id=step.agent_id,
             tool=step.tool,
@@ -433,21 +448,34 @@ class Orchestrator(Dispatch):
             check_schema=step.arguments is not None,
             approval_id=approval_id,
             requested_by=plan.submitted_by,
+            orchestrated=True,
+            supersedes=supersedes,
+            prior_approval=prior_approval,
         )
         try:
             record = await self.decisions.decide(call)
         except FailedPrecondition as exc:
             if approval_id and exc.reason == "APPROVAL_POLICY_CHANGED":
                 # The policy now asks more than the approval gave: ask again.
-                await self._decide(plan, step)
+                await self._decide(plan, step, supersedes=supersedes)
                 return
             await self.set_step(plan, step, StepState.FAILED, exc.message)
             return
         except InterlockError as exc:
             await self.set_step(plan, step, StepState.FAILED, exc.message)
             return
+        if step.finished:  # cancelled while it was being decided: the decision goes unused
+            self.decisions.release_live(record.decision_id)
+            return
+        was = step.mode
         step.decision_id, step.mode = record.decision_id, record.mode
+        step.decided_under = record.policy_revision
         reasons = "; ".join(record.reasons)
+        if supersedes:
+            reasons = (
+                f"decided again at hand-off under policy {record.policy_revision[:12]} "
+                f"(was {was} by {supersedes}): {record.verdict} {record.mode}; {reasons}"
+            )
         if record.verdict == "DENY":
             await self.set_step(plan, step, StepState.FAILED, f"denied: {reasons}")
         elif record.verdict == "PENDING_APPROVAL":
@@ -462,6 +490,20 @@ class Orchestrator(Dispatch):
             await self._complete_mock(plan, step)
         else:
             await self.set_step(plan, step, StepState.DECIDED, reasons)
+
+    async def redecide(self, plan: PlanRun, step: StepRun) -> None:
+        """Decide a step again before it is handed out (the policy changed since
+        its decision, or it was decided before a restart). The approval its
+        decision used still covers it when it covers the policy in force."""
+        old = step.decision_id
+        prior = None
+        if old:
+            rows = await self.store.query(
+                "SELECT * FROM approvals WHERE used_by_decision_id = ?", (old,)
+            )
+            prior = Approval.from_row(rows[0]) if rows else None
+        self.decisions.release_live(old)
+        await self._decide(plan, step, supersedes=old, prior_approval=prior)
 
     async def _approval_outcome(self, plan: PlanRun, step: StepRun) -> None:
         """A held step goes on once its approval is resolved: approved, it is
@@ -585,19 +627,23 @@ class Orchestrator(Dispatch):
             self.plans[plan.plan_id] = plan
             await self._apply_stored_results(plan)
             for step in plan.steps.values():
-                if step.state in (StepState.DECIDED, StepState.DISPATCHED) and step.work_id:
-                    if step.mode == "LIVE" or step.compensates:
-                        # Out with a worker when we stopped: keep it, never offer it again;
-                        # a report may still come, else its deadline makes it AMBIGUOUS.
-                        self._work[step.work_id] = (plan.plan_id, step.step_id)
-                        self._out_by_tool[step.tool] += 1
-                        step.state = StepState.DISPATCHED
-                        self._restored.add(step.work_id)
-                        if not step.deadline:
-                            step.deadline = time.time() + self.timeout_of(step.tool)
-                    else:
-                        step.work_id = ""
-                        step.state = StepState.DECIDED
+                if step.state == StepState.DISPATCHED and (step.mode == "LIVE" or step.compensates):
+                    # Out with a worker when we stopped: keep it, never offer it again;
+                    # a report may still come, else its deadline makes it AMBIGUOUS.
+                    if not step.compensates:
+                        self.decisions.hold_live(step.decision_id)
+                    self._work[step.work_id] = (plan.plan_id, step.step_id)
+                    self._out_by_tool[step.tool] += 1
+                    self._restored.add(step.work_id)
+                    if not step.deadline:
+                        step.deadline = time.time() + self.timeout_of(step.tool)
+                elif step.state in (StepState.DECIDED, StepState.DISPATCHED):
+                    # Not handed out (DECIDED: DISPATCHED is recorded before a worker
+                    # receives an item), or MOCK/DRY_RUN work that is safe to offer again.
+                    step.work_id = ""
+                    step.state = StepState.DECIDED
+                    if step.mode == "LIVE" and not step.compensates:
+                        self.decisions.hold_live(step.decision_id)
             self._start(plan)
         if rows:
             log.info("resumed %d plan(s) after a restart", len(rows))

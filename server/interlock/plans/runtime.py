@@ -61,6 +61,9 @@ class StepRun:
     message: str = ""
     result: dict[str, Any] = field(default_factory=dict)
     updated_at: float = field(default_factory=time.time)
+    decided_under: str = ""
+    """The policy revision this process decided the step under (not stored: a
+    step restored after a restart is decided again before it is handed out)."""
 
     @property
     def finished(self) -> bool:
@@ -132,6 +135,9 @@ class PlanRun:
     updated_at: float = field(default_factory=time.time)
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     """Set whenever something the plan waits for happens."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    """Held by the plan's task while it advances, and by a hand-off that decides
+    a step again, so the two never act on a step at once."""
     cancel_requested: str = ""
     submitted_by: str = ""
     """The authenticated principal that submitted the plan (asks for its approvals)."""

@@ -2,9 +2,15 @@
 
 An agent's worker opens ``PullWork(agent_id)`` and receives work items. Work
 for an agent with no open worker waits in its queue, in the order it was
-offered. A worker that goes away leaves its unreported items to the
+offered. The moment of hand-off decides: right before an item is written to
+a worker's stream, the ``on_handoff`` callback checks it again under the
+policy in force then and returns the item to send (perhaps with a new
+decision and mode) or None (the step is no longer to be sent). A worker that
+goes away leaves the items it received and did not report to the
 ``on_lost`` callback: the orchestrator offers a MOCK/DRY_RUN item again and
 marks a LIVE one AMBIGUOUS, since a LIVE call is never silently repeated.
+Items it was assigned but never received are offered again to the agent's
+other workers, or wait for the next one.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,16 +46,21 @@ class _Worker:
         self.agent_id = agent_id
         self.queue: asyncio.Queue[WorkOffer | None] = asyncio.Queue()
         self.assigned: dict[str, WorkOffer] = {}
+        self.delivered: set[str] = set()
+        """Work ids written to this worker's stream."""
 
 
 class WorkHub:
     def __init__(
         self,
         on_lost: Callable[[WorkOffer], None],
-        on_delivered: Callable[[WorkOffer], None],
+        on_handoff: Callable[[WorkOffer], Awaitable[WorkOffer | None]],
     ) -> None:
+        """``on_handoff`` checks an item right before its worker receives it and
+        records that it is out; ``on_lost`` takes a received, unreported item
+        whose worker went away."""
         self._on_lost = on_lost
-        self._on_delivered = on_delivered
+        self._on_handoff = on_handoff
         self._waiting: dict[str, deque[WorkOffer]] = {}
         self._workers: dict[str, list[_Worker]] = {}
         self._owner: dict[str, _Worker] = {}
@@ -77,6 +88,7 @@ class WorkHub:
         worker = self._owner.pop(work_id, None)
         if worker is not None:
             worker.assigned.pop(work_id, None)
+            worker.delivered.discard(work_id)
 
     def withdraw(self, work_id: str) -> None:
         """Take back an item that is no longer wanted (cancelled or timed out)."""
@@ -87,8 +99,9 @@ class WorkHub:
                     queue.remove(offer)
 
     def is_out(self, work_id: str) -> bool:
-        """True while a worker holds the item."""
-        return work_id in self._owner
+        """True while a worker holds the item: it was written to its stream."""
+        worker = self._owner.get(work_id)
+        return worker is not None and work_id in worker.delivered
 
     async def stream(self, agent_id: str) -> AsyncIterator[WorkOffer]:
         """Register a worker and yield its items until it goes away or the hub closes."""
@@ -102,18 +115,28 @@ class WorkHub:
                 item = await worker.queue.get()
                 if item is None:
                     break
-                if item.work_id in worker.assigned:  # not withdrawn meanwhile
-                    self._on_delivered(item)
-                    yield item
+                if item.work_id not in worker.assigned:  # withdrawn meanwhile
+                    continue
+                checked = await self._on_handoff(item)
+                if checked is None or item.work_id not in worker.assigned or self._closed:
+                    continue  # no longer to be sent (withdrawn or decided otherwise)
+                worker.assigned[checked.work_id] = checked
+                worker.delivered.add(checked.work_id)
+                yield checked
         finally:
             self._workers[agent_id].remove(worker)
             if not self._workers[agent_id]:
                 del self._workers[agent_id]
             for offer in list(worker.assigned.values()):
                 self._owner.pop(offer.work_id, None)
-                if not self._closed:  # at shutdown the store keeps the item for the restart
+                if self._closed:  # at shutdown the store keeps the item for the restart
+                    continue
+                if offer.work_id in worker.delivered:
                     self._on_lost(offer)
+                else:  # never received: someone else may take it
+                    self.offer(offer)
             worker.assigned.clear()
+            worker.delivered.clear()
 
     def close(self) -> None:
         self._closed = True
