@@ -73,8 +73,17 @@ async def test_a_healthy_server_scores_high(server: Running) -> None:
         "conflicts",
         "rollbacks",
         "approval_backlog",
+        "store",
+        "audit_files",
+        "audit_chain",
     }
     assert sum(c.weight for c in h.components) == pytest.approx(1.0)
+    conditions = {c.name: c for c in h.components if c.weight == 0}
+    assert {n: c.score for n, c in conditions.items()} == {
+        "store": 100,
+        "audit_files": 100,
+        "audit_chain": 100,
+    }
     success = next(c for c in h.components if c.name == "tool_success")
     assert success.score == 100 and "5/5" in success.detail
     latency = next(c for c in h.components if c.name == "decision_latency")

@@ -46,11 +46,12 @@ import logging
 import os
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
@@ -145,6 +146,15 @@ def last_seq(path: Path) -> int:
 
 
 class AuditLog:
+    """The JSONL files as the store's writer thread writes them.
+
+    Lines are collected by :meth:`append` and written by :meth:`flush`, one
+    ``os.write`` per file (no user-space buffer). A write that fails (a full
+    disk) is cut back: the file is truncated to the size it had before, its
+    last whole line, and the error is raised; the lines stay in the store's
+    outbox and :meth:`recover` appends them once the file can grow again.
+    """
+
     def __init__(
         self,
         directory: str | os.PathLike[str],
@@ -158,50 +168,91 @@ class AuditLog:
         self.fsync = fsync
         self.fsync_interval = fsync_interval
         self.rotate_bytes = rotate_bytes
-        self._files: dict[str, IO[str]] = {}
+        self._fds: dict[str, int] = {}
         self._sizes: dict[str, int] = {}
+        """Each open file's size in whole lines written (what a cut goes back to)."""
+        self._pending: dict[str, bytearray] = {}
         self._unsynced: set[str] = set()
         self._last_fsync = time.monotonic()
+        self._open_lock = threading.Lock()
+        """Held while a file is opened or rotated, so :meth:`written_sizes` sees whole lines."""
 
-    def _file(self, name: str) -> IO[str]:
-        handle = self._files.get(name)
-        if handle is None:
-            path = self.directory / name
-            if path.exists() and path.stat().st_size > 0:
-                with open(path, "rb") as f:
-                    f.seek(-1, os.SEEK_END)
-                    torn = f.read(1) != b"\n"
-                if torn:  # a line cut by a crash: end it so the next line stands alone
-                    with open(path, "a", encoding="utf-8") as f:
-                        f.write("\n")
-            handle = open(path, "a", encoding="utf-8")
-            self._files[name] = handle
-            self._sizes[name] = path.stat().st_size
-        return handle
+    def _fd(self, name: str) -> int:
+        fd = self._fds.get(name)
+        if fd is None:
+            with self._open_lock:
+                path = self.directory / name
+                _cut_torn_tail(path)  # a line cut by a crash: the outbox has it whole
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                self._fds[name] = fd
+                self._sizes[name] = os.fstat(fd).st_size
+        return fd
+
+    def _close_file(self, name: str) -> None:
+        fd = self._fds.pop(name, None)
+        self._sizes.pop(name, None)
+        if fd is not None:
+            os.close(fd)
 
     def _rotate(self, name: str) -> None:
         """Close the current file and rename it ``<name>.<n>``; the chain goes on."""
-        handle = self._files.pop(name)
-        handle.flush()
+        fd = self._fds[name]
         if self.fsync:
-            os.fsync(handle.fileno())
-        handle.close()
-        self._unsynced.discard(name)
-        done = parts(self.directory, name)
-        n = int(done[-1].name.rsplit(".", 1)[1]) + 1 if done else 1
-        os.replace(self.directory / name, self.directory / f"{name}.{n}")
+            os.fsync(fd)
+        with self._open_lock:
+            self._close_file(name)
+            self._unsynced.discard(name)
+            done = parts(self.directory, name)
+            n = int(done[-1].name.rsplit(".", 1)[1]) + 1 if done else 1
+            os.replace(self.directory / name, self.directory / f"{name}.{n}")
         log.info("audit: rotated %s to %s.%d", name, name, n)
 
     def append(self, name: str, line: str) -> None:
-        """Write one serialized line; it reaches the OS at the next :meth:`flush`."""
-        data = line + "\n"
-        size = len(data.encode())
-        self._file(name)
-        if self._sizes[name] > 0 and self._sizes[name] + size > self.rotate_bytes:
+        """Collect one serialized line; it is written at the next :meth:`flush`.
+
+        Raises OSError when rotating (which writes out the lines collected
+        so far) fails.
+        """
+        data = (line + "\n").encode()
+        pending = self._pending.setdefault(name, bytearray())
+        self._fd(name)
+        size = self._sizes[name] + len(pending)
+        if size > 0 and size + len(data) > self.rotate_bytes:
+            self._write_out(name)
             self._rotate(name)
-        self._file(name).write(data)
-        self._sizes[name] += size
+            pending = self._pending.setdefault(name, bytearray())
+        pending += data
+
+    def _write_out(self, name: str) -> None:
+        """Write a file's collected lines; on failure cut it back to its last whole line."""
+        data = self._pending.pop(name, None)
+        if not data:
+            return
+        fd = self._fd(name)
+        start = self._sizes[name]
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:
+            self._cut(name, start)
+            raise
+        self._sizes[name] = start + len(data)
         self._unsynced.add(name)
+
+    def _cut(self, name: str, size: int) -> None:
+        """Truncate a file back to ``size`` bytes after a failed write."""
+        try:
+            os.ftruncate(self._fds[name], size)
+        except OSError:
+            # Not even a truncate: close it; reopening cuts the torn tail.
+            log.exception("audit: could not cut %s back to its last whole line", name)
+            with self._open_lock:
+                self._close_file(name)
+
+    def discard(self) -> None:
+        """Forget the lines collected and not written (the outbox keeps them)."""
+        self._pending.clear()
 
     def heads(self, conn: sqlite3.Connection) -> dict[str, str]:
         """Each file's last ``hash``: the outbox's last line, else the file's last line."""
@@ -216,8 +267,19 @@ class AuditLog:
         return heads
 
     def flush(self) -> None:
-        for name in self._unsynced:
-            self._files[name].flush()
+        """Write every collected line to the operating system.
+
+        Every file is tried; a file whose write fails is cut back to its last
+        whole line, and the first error is raised after the others are written.
+        """
+        error: OSError | None = None
+        for name in list(self._pending):
+            try:
+                self._write_out(name)
+            except OSError as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
     def sync_due(self) -> bool:
         return bool(self._unsynced) and time.monotonic() - self._last_fsync >= self.fsync_interval
@@ -227,13 +289,13 @@ class AuditLog:
         self.flush()
         if self.fsync:
             for name in sorted(self._unsynced):
-                os.fsync(self._files[name].fileno())
+                os.fsync(self._fds[name])
         self._unsynced.clear()
         self._last_fsync = time.monotonic()
 
-    def recover(self, conn: sqlite3.Connection) -> int:
-        """Re-append lines the store committed but a file lost; return how many."""
-        restored = 0
+    def missing(self, conn: sqlite3.Connection) -> dict[str, list[str]]:
+        """The lines the store committed beyond each file's last whole line."""
+        found: dict[str, list[str]] = {}
         for name in FILES:
             after = last_seq(self.directory / name)
             rows = conn.execute(
@@ -241,20 +303,121 @@ class AuditLog:
                 (name, after),
             ).fetchall()
             if rows:
-                _cut_torn_tail(self.directory / name)
-            for (line,) in rows:
+                found[name] = [line for (line,) in rows]
+        return found
+
+    def recover(self, conn: sqlite3.Connection) -> int:
+        """Re-append lines the store committed but a file lacks; return how many.
+
+        At start-up (after a crash) and, while the files lag the store (a full
+        disk), on every tick of the store's writer. Raises OSError when a file
+        still cannot be written; what was written stays, whole lines only.
+        """
+        self.discard()
+        restored = 0
+        for name, lines in self.missing(conn).items():
+            self._close_file(name)  # reopen: cut a torn tail, learn the size again
+            self._unsynced.discard(name)
+            for line in lines:
                 self.append(name, line)
-            restored += len(rows)
+            restored += len(lines)
+        self.sync()
         if restored:
-            self.sync()
-            log.warning("audit: restored %d line(s) lost from the JSONL files", restored)
+            log.warning("audit: restored %d line(s) the JSONL files lacked", restored)
         return restored
 
+    def check_tails(self, conn: sqlite3.Connection) -> dict[str, str]:
+        """Check the end of each file's chain against the store (cheap; at start-up).
+
+        The last whole lines of each file (up to 64 KiB) must hash right and
+        link up, and the last one must be the store's line for its ``seq``.
+        Returns what is wrong, by file.
+        """
+        problems: dict[str, str] = {}
+        for name in FILES:
+            wrong = _check_tail(self.directory, name, conn)
+            if wrong is not None:
+                problems[name] = wrong
+        return problems
+
+    def written_sizes(self) -> dict[str, int]:
+        """Each current file's size in whole lines, as the writer knows it."""
+        with self._open_lock:
+            sizes = dict(self._sizes)
+            for name in FILES:
+                if name not in sizes:
+                    path = self.directory / name
+                    sizes[name] = path.stat().st_size if path.exists() else 0
+        return sizes
+
+    def verify_written(self) -> dict[str, str]:
+        """:func:`verify_file` for every file, up to what the writer has written.
+
+        Safe while the server runs (a line being appended is not read). A file
+        rotated during the check is checked again. Returns what is wrong, by file.
+        """
+        problems: dict[str, str] = {}
+        for name in FILES:
+            for _attempt in range(2):
+                report = verify_file(self.directory, name, limit=self.written_sizes()[name])
+                if report.ok:
+                    problems.pop(name, None)
+                    break
+                problems[name] = str(report.problem)
+        return problems
+
     def close(self) -> None:
-        self.sync()
-        for handle in self._files.values():
-            handle.close()
-        self._files.clear()
+        try:
+            self.sync()
+        finally:
+            for name in list(self._fds):
+                self._close_file(name)
+
+
+def _check_tail(directory: Path, name: str, conn: sqlite3.Connection) -> str | None:
+    path = next((p for p in reversed(chain_files(directory, name)) if _has_data(p)), None)
+    if path is None:
+        return None
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - TAIL_BYTES))
+        start = f.tell()
+        tail = f.read()
+    raw_lines = tail.split(b"\n")
+    if start > 0:
+        raw_lines = raw_lines[1:]  # the first may be the end of a longer line
+    if raw_lines and not tail.endswith(b"\n"):
+        raw_lines = raw_lines[:-1]  # torn by a crash: restored from the outbox
+    prev: dict[str, Any] | None = None
+    for raw in raw_lines:
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            return f"{path.name}: a line near the end is not JSON (edited?)"
+        if not isinstance(record, dict) or "hash" not in record or "seq" not in record:
+            return f"{path.name}: a line near the end is not an audit record"
+        if record["hash"] != record_hash(record):
+            return f"{path.name}: the line of seq {record['seq']} does not hash right (edited?)"
+        if prev is not None and record.get("prev_hash") != prev["hash"]:
+            return (
+                f"{path.name}: the line of seq {record['seq']} does not follow the line before it"
+            )
+        prev = record
+    if prev is None:
+        return None
+    row = conn.execute(
+        "SELECT line FROM audit_outbox WHERE file = ? AND seq = ?", (name, prev["seq"])
+    ).fetchone()
+    if row is None:
+        return f"{path.name}: the last line (seq {prev['seq']}) is not in the store"
+    if json.loads(row[0]).get("hash") != prev["hash"]:
+        return f"{path.name}: the last line (seq {prev['seq']}) differs from the store's copy"
+    return None
+
+
+def _has_data(path: Path) -> bool:
+    return path.exists() and path.stat().st_size > 0
 
 
 def _cut_torn_tail(path: Path) -> None:
@@ -317,10 +480,17 @@ class FileReport:
         }
 
 
-def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
-    """(line number, bytes, ended by a newline) for each line of a file."""
+def _lines(path: Path, limit: int | None = None) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number, bytes, ended by a newline) for each line of a file's
+    first ``limit`` bytes (all of it when None)."""
     with open(path, "rb") as f:
+        left = limit
         for number, raw in enumerate(f, start=1):
+            if left is not None:
+                if left <= 0:
+                    return
+                raw = raw[:left]
+                left -= len(raw)
             ended = raw.endswith(b"\n")
             yield number, raw.rstrip(b"\n"), ended
 
@@ -354,8 +524,13 @@ def _check(
     return record, None
 
 
-def verify_file(directory: str | os.PathLike[str], name: str) -> FileReport:
-    """Check a file's chain across its rotated parts; stop at the first problem."""
+def verify_file(
+    directory: str | os.PathLike[str], name: str, *, limit: int | None = None
+) -> FileReport:
+    """Check a file's chain across its rotated parts; stop at the first problem.
+
+    ``limit``: read only the current file's first ``limit`` bytes.
+    """
     directory = Path(directory)
     report = FileReport(name)
     prev_hash, prev_seq = GENESIS, None
@@ -364,7 +539,7 @@ def verify_file(directory: str | os.PathLike[str], name: str) -> FileReport:
         if not path.exists():
             continue
         report.parts.append(path.name)
-        for number, raw, ended in _lines(path):
+        for number, raw, ended in _lines(path, limit if path == directory / name else None):
             if not raw.strip():
                 report.problem = Problem(path.name, number, "empty line")
                 return report

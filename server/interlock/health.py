@@ -31,6 +31,14 @@ unavailable the score is capped at 25 and the status is UNHEALTHY (every call
 fails closed). Otherwise the status is HEALTHY at >= 80, DEGRADED at >= 50,
 else UNHEALTHY.
 
+Readiness conditions (:mod:`interlock.readiness`) other than the engine are
+components of weight 0 scoring 100 while they hold and 0 while they fail,
+their ``detail`` the reason: ``store``, ``audit_files``, ``audit_chain``.
+While one that gates serving fails (the store cannot commit, the audit files
+cannot be written) the score is capped at 25 and the status is UNHEALTHY,
+as for the engine; a failing warning (a broken audit chain) keeps the status
+at DEGRADED at best.
+
 Anomalies: for each of success_rate, decision_latency (mean per bucket),
 fail_closed_rate and conflict_rate, the buckets of the window that hold data
 for it form a series. An exponentially weighted mean and variance (alpha 0.3;
@@ -62,6 +70,7 @@ from typing import Any
 from interlock import __version__
 from interlock.audit import write_json_atomically
 from interlock.metrics import Metrics
+from interlock.readiness import ENGINE, Condition
 from interlock.store import EventRecord
 
 log = logging.getLogger(__name__)
@@ -184,6 +193,7 @@ class HealthMonitor:
         engine_available: Callable[[], bool],
         context: Callable[[], dict[str, Any]],
         approvals: Callable[[], Iterable[float]],
+        conditions: Callable[[], Iterable[Condition]] = tuple,
         metrics: Metrics | None = None,
         data_dir: Path | None = None,
         interval_seconds: float = 5.0,
@@ -193,8 +203,10 @@ class HealthMonitor:
     ) -> None:
         """``context`` gives the fixed GetHealth fields (engine, policy_revision,
         started_at, decisions); ``approvals`` the times since which the steps
-        now AWAITING_APPROVAL have waited."""
+        now AWAITING_APPROVAL have waited; ``conditions`` the readiness
+        conditions (the engine's is :attr:`engine_available`)."""
         self.engine_available = engine_available
+        self.conditions = conditions
         self.context = context
         self.approvals = approvals
         self.metrics = metrics
@@ -341,6 +353,16 @@ class HealthMonitor:
             f"{len(waiting)} steps awaiting approval"
             + (f", oldest waiting {oldest:.0f}s" if waiting else ""),
         )
+        for condition in self.conditions():
+            if condition.name != ENGINE:
+                out.append(
+                    {
+                        "name": condition.name,
+                        "score": 100.0 if condition.ok else 0.0,
+                        "weight": 0.0,
+                        "detail": condition.reason,
+                    }
+                )
         return out
 
     def anomalies(self, now: float) -> list[dict[str, Any]]:
@@ -374,10 +396,15 @@ class HealthMonitor:
         components = self.components(now)
         available = self.engine_available()
         score = round(sum(c["score"] * c["weight"] for c in components), 1)
-        if not available:
+        failing = [c for c in self.conditions() if not c.ok and c.name != ENGINE]
+        blocked = any(c.gates for c in failing)
+        if not available or blocked:
             score = min(score, ENGINE_DOWN_CAP)
+        status = status_of(score, available and not blocked)
+        if failing and status == "HEALTHY":
+            status = "DEGRADED"
         doc: dict[str, Any] = {
-            "status": status_of(score, available),
+            "status": status,
             "score": score,
             "components": components,
             "anomalies": self.anomalies(now),

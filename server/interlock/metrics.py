@@ -151,6 +151,12 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=r,
         )
+        self.audit_lag = Gauge(
+            "interlock_audit_lag_lines",
+            "Audit lines committed to the store that the JSONL files lack (0 unless a "
+            "file could not be written, e.g. a full disk; they catch up by themselves).",
+            registry=r,
+        )
         self.health_score = Gauge(
             "interlock_health_score",
             "The health score, 0-100 (see docs/health.md).",

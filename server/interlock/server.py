@@ -5,6 +5,10 @@ and server reflection (so ``grpcurl`` works), and Prometheus ``/metrics`` over
 HTTP. Shutdown: health goes NOT_SERVING, open event streams end, then
 ``server.stop(grace)``, then the policy engine and the store (which syncs the
 audit files) close.
+
+The gRPC health status is the AND of the readiness conditions
+(:mod:`interlock.readiness`: the engine, the store, the audit files), each
+with its reason in GetHealth; :meth:`InterlockServer.set_condition` marks one.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from interlock.policy.embedded import EmbeddedEngine
 from interlock.policy.engine import PolicyEngine
 from interlock.policy.manager import PolicyManager, ReloadOutcome
 from interlock.policy.opa import OpaEngine
+from interlock.readiness import AUDIT_CHAIN, AUDIT_FILES, ENGINE, STORE, Readiness
 from interlock.signals import SignalEngine
 from interlock.store import EventRecord, Store, WriteBatch
 from interlock.v1 import (
@@ -108,10 +113,15 @@ class InterlockServer:
             signals=self.signals,
         )
         self.health = health.aio.HealthServicer()
+        self.readiness = Readiness()
+        self._serving_lock = asyncio.Lock()
+        self._serving_tasks: set[asyncio.Task[None]] = set()
+        self.store.on_condition = self.set_condition
         self.health_monitor = HealthMonitor(
             engine_available=lambda: self.control_plane.engine_available,
             context=self._health_context,
             approvals=self.decisions.approvals.pending_since,
+            conditions=self.readiness.conditions,
             metrics=self.metrics,
             data_dir=data_dir,
             interval_seconds=config.health_interval_seconds,
@@ -144,6 +154,7 @@ class InterlockServer:
         self._grpc: grpc.aio.Server | None = None
         self._http: Any = None
         self._monitor: asyncio.Task[None] | None = None
+        self._chain_check: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         """Start everything; on failure, stop what was started and re-raise."""
@@ -167,6 +178,10 @@ class InterlockServer:
                 self.config.listen,
             )
         self.store.start()
+        self.set_condition(STORE, True, "every commit succeeds")
+        self.set_condition(AUDIT_FILES, True, "the files hold every committed line")
+        self._report_chains(self.store.chain_problems, "the tail of every chain matches the store")
+        self._chain_check = asyncio.create_task(self._check_chains(), name="audit-chain-check")
         self.decisions.restore()
         await self.events.start()
         await self.signals.start()
@@ -245,31 +260,74 @@ class InterlockServer:
             "decisions": dict(self.decisions.decision_counts),
         }
 
+    def set_condition(self, name: str, ok: bool, reason: str = "", *, gates: bool = True) -> None:
+        """Mark a readiness condition (see :mod:`interlock.readiness`); call on the event loop.
+
+        The gRPC health status of ``""`` and every service becomes the AND of
+        the conditions that gate (at once for this object; the health
+        servicer follows in a task), and GetHealth shows ``reason``.
+        ``engine`` also sets whether decisions may use the engine (fail
+        closed otherwise); the engine probe marks it back when it answers.
+        """
+        changed = self.readiness.set(name, ok, reason, gates=gates)
+        if name == ENGINE:
+            self.control_plane.engine_available = ok
+            self.decisions.engine_available = ok
+            self.metrics.engine_up.labels(self.policies.engine.name).set(1 if ok else 0)
+        if changed:
+            task = asyncio.create_task(self._apply_serving(), name="serving-status")
+            self._serving_tasks.add(task)
+            task.add_done_callback(self._serving_tasks.discard)
+
+    async def _apply_serving(self) -> None:
+        async with self._serving_lock:  # the latest state wins, whatever the order of tasks
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if self.readiness.serving
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            for name in ("", *SERVICE_NAMES):
+                await self.health.set(name, status)
+
     async def _set_serving(self, available: bool) -> None:
-        self.control_plane.engine_available = available
-        self.decisions.engine_available = available
-        self.metrics.engine_up.labels(self.policies.engine.name).set(1 if available else 0)
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if available
-            else health_pb2.HealthCheckResponse.NOT_SERVING
+        engine = self.policies.engine.name
+        self.set_condition(
+            ENGINE, available, f"{engine} engine {'answers' if available else 'is unavailable'}"
         )
-        for name in ("", *SERVICE_NAMES):
-            await self.health.set(name, status)
+        await self._apply_serving()
 
     async def _watch_engine(self) -> None:
-        was = self.control_plane.engine_available
         while True:
             await asyncio.sleep(ENGINE_CHECK_SECONDS)
             now = await self.policies.engine.available()
-            if now != was:
+            if now != self.readiness.holds(ENGINE):  # also undoes a mark from elsewhere
                 log.warning(
                     "policy engine %s is %s",
                     self.policies.engine.name,
                     "back" if now else "UNAVAILABLE",
                 )
                 await self._set_serving(now)
-                was = now
+
+    def _report_chains(self, problems: dict[str, str], fine: str) -> None:
+        if problems:
+            reason = "audit chain broken: " + "; ".join(
+                f"{name}: {problem}" for name, problem in sorted(problems.items())
+            )
+            self.set_condition(AUDIT_CHAIN, False, reason, gates=False)
+        elif self.readiness.holds(AUDIT_CHAIN):
+            self.set_condition(AUDIT_CHAIN, True, fine, gates=False)
+
+    async def _check_chains(self) -> None:
+        """Verify every audit chain whole, in a thread, once after start-up."""
+        try:
+            problems = await asyncio.to_thread(self.audit.verify_written)
+        except OSError as exc:
+            log.error("audit: could not check the chains: %s", exc)
+            return
+        for name, problem in sorted(problems.items()):
+            log.error("audit: the chain of %s is broken: %s", name, problem)
+        problems = {**self.store.chain_problems, **problems}
+        self._report_chains(problems, "every chain verifies (checked at start-up)")
 
     async def _on_reload(self, outcome: ReloadOutcome) -> None:
         result = "refused" if not outcome.ok else ("applied" if outcome.changed else "unchanged")
@@ -303,11 +361,12 @@ class InterlockServer:
     async def stop(self, grace: float = 5.0) -> None:
         """Drain and stop; safe to call twice or after a failed start."""
         await self.health.enter_graceful_shutdown()
-        monitor, self._monitor = self._monitor, None
-        if monitor is not None:
-            monitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await monitor
+        for task in (self._monitor, self._chain_check):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._monitor = self._chain_check = None
         await self.health_monitor.stop()
         # Streams of events never end on their own: end them before the grace period.
         await self.events.close()

@@ -12,6 +12,18 @@ share the cost of the fsync. The audit files are fsynced on the interval the
 start-up. A batch that breaks a constraint (a result reported twice) is
 rolled back alone to its savepoint and its caller gets the error.
 
+Faults (a full disk). A caller is told its write failed (UNAVAILABLE) only
+when the transaction did not commit, and told it committed only when it did.
+When the COMMIT succeeds but a JSONL file cannot be written, the file is cut
+back to its last whole line, the callers are answered (their lines are in the
+outbox), and the files *lag*: no line is appended directly until, on a tick
+of the writer (every ``audit_fsync_interval_seconds``), :meth:`AuditLog.recover`
+has appended every line they lack, in order, so the chains stay whole. While
+the store cannot commit, the writer probes it on the same tick. Both states
+are reported as the readiness conditions ``store`` and ``audit_files``
+(:mod:`interlock.readiness`) through :attr:`Store.on_condition`, and the lag
+as the gauge ``interlock_audit_lag_lines``.
+
 Events get their sequence number here, so the event log is strictly ordered.
 """
 
@@ -31,7 +43,7 @@ from typing import Any
 import orjson
 
 from interlock.audit import GENESIS, AuditLog, seal
-from interlock.errors import AlreadyExists, InterlockError
+from interlock.errors import AlreadyExists, Unavailable
 from interlock.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -129,6 +141,10 @@ CREATE TABLE IF NOT EXISTS approvals (
     resolved_at REAL NOT NULL,
     used_by_decision_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS store_probe (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS approvals_decision ON approvals(decision_id);
 CREATE INDEX IF NOT EXISTS approvals_state ON approvals(state);
 CREATE TABLE IF NOT EXISTS events (
@@ -216,6 +232,15 @@ class Store:
         """Called on the event loop with each committed batch's events."""
         self._heads: dict[str, str] = {}
         """Each audit file's last committed line's ``hash`` (the writer thread's)."""
+        self.on_condition: Callable[[str, bool, str], None] | None = None
+        """Called on the event loop with (name, holds, reason) when the ``store``
+        or ``audit_files`` condition changes (see :mod:`interlock.readiness`)."""
+        self.chain_problems: dict[str, str] = {}
+        """What the start-up check found wrong at the end of each audit chain."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._store_error: str | None = None
+        self._audit_error: str | None = None
+        self._last_attempt = 0.0
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -226,11 +251,22 @@ class Store:
         return conn
 
     def start(self) -> None:
+        """Open the store, check and repair the audit files, start the writer.
+
+        Call on the event loop that is to receive :attr:`on_condition`.
+        """
+        self._loop = asyncio.get_running_loop()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write = self._connect()
         write.executescript(SCHEMA)
         _migrate(write)
-        self.audit.recover(write)
+        self.chain_problems = self.audit.check_tails(write)
+        for name, problem in self.chain_problems.items():
+            log.error("audit: the chain of %s is broken: %s", name, problem)
+        try:
+            self.audit.recover(write)
+        except OSError as exc:  # a full disk at start-up: catch up later
+            self._audit_failed(write, exc)
         self._heads = self.audit.heads(write)
         self._read = self._connect()
         self._thread = threading.Thread(
@@ -251,8 +287,7 @@ class Store:
             try:
                 first = self._queue.get(timeout=self.audit.fsync_interval)
             except queue.Empty:
-                if self.audit.sync_due():
-                    self._sync_audit()
+                self._tick(conn)
                 continue
             if first is None:
                 break
@@ -267,16 +302,103 @@ class Store:
                     break
                 pending.append(item)
             self._write(conn, pending)
-            if self.audit.sync_due():
-                self._sync_audit()
-        self.audit.close()
+            self._tick(conn)
+        if self._audit_error is not None:
+            self._catch_up(conn)
+        try:
+            self.audit.close()
+        except OSError:
+            log.exception("audit: could not sync the files at shutdown; the outbox holds the lines")
         conn.close()
 
-    def _sync_audit(self) -> None:
+    def _tick(self, conn: sqlite3.Connection) -> None:
+        """Probe a failing store, catch up lagging files, fsync the files when due."""
+        if self._store_error is not None or self._audit_error is not None:
+            now = time.monotonic()
+            if now - self._last_attempt >= self.audit.fsync_interval:
+                self._last_attempt = now
+                if self._store_error is not None:
+                    self._probe(conn)
+                if self._audit_error is not None:
+                    self._catch_up(conn)
+        if self._audit_error is None and self.audit.sync_due():
+            try:
+                self.audit.sync()
+            except OSError as exc:
+                self._audit_failed(conn, exc)
+
+    def _probe(self, conn: sqlite3.Connection) -> None:
         try:
-            self.audit.sync()
-        except OSError:
-            log.exception("audit: fsync failed; the store still holds every line")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "INSERT OR REPLACE INTO store_probe (id, at) VALUES (1, ?)", (time.time(),)
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(conn)
+            self._store_failed(exc)
+        else:
+            self._store_ok()
+
+    def _store_failed(self, exc: BaseException) -> None:
+        reason = f"the store cannot commit: {exc}"
+        if self._store_error is None:
+            log.error("store: %s; callers are told their writes failed", reason)
+            self._notify("store", False, reason)
+        self._store_error = reason
+
+    def _store_ok(self) -> None:
+        if self._store_error is not None:
+            self._store_error = None
+            log.warning("store: commits again")
+            self._notify("store", True, "every commit succeeds")
+
+    def _audit_failed(self, conn: sqlite3.Connection, exc: OSError) -> None:
+        """A file could not be written or fsynced: lag behind the outbox from now on."""
+        self.audit.discard()
+        try:
+            lag = sum(len(lines) for lines in self.audit.missing(conn).values())
+        except (OSError, sqlite3.Error):
+            lag = -1
+        if self.metrics is not None and lag >= 0:
+            self.metrics.audit_lag.set(lag)
+        reason = (
+            f"the audit files cannot be written ({exc}); the store's outbox holds the "
+            "lines they lack (interlock_audit_lag_lines) until they can grow again"
+        )
+        if self._audit_error is None:
+            log.error("audit: %s; they are appended as soon as the files can grow", reason)
+            self._notify("audit_files", False, reason)
+        self._audit_error = reason
+
+    def _catch_up(self, conn: sqlite3.Connection) -> None:
+        try:
+            restored = self.audit.recover(conn)
+        except (OSError, sqlite3.Error) as exc:
+            if isinstance(exc, OSError):
+                self._audit_failed(conn, exc)
+            return
+        self._audit_error = None
+        if self.metrics is not None:
+            self.metrics.audit_lag.set(0)
+        log.warning("audit: the files caught up with the store (%d line(s) appended)", restored)
+        self._notify("audit_files", True, "the files hold every committed line")
+
+    def _notify(self, name: str, ok: bool, reason: str) -> None:
+        callback, loop = self.on_condition, self._loop
+        if callback is None or loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(callback, name, ok, reason)
+        except RuntimeError:  # the loop has closed: nobody is left to tell
+            pass
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
 
     def _write(self, conn: sqlite3.Connection, pending: list[_Pending]) -> None:
         outcomes: list[BaseException | list[EventRecord]] = []
@@ -328,18 +450,23 @@ class Store:
                     conn.execute(f"RELEASE b{i}")
                     outcomes.append(AlreadyExists(f"already recorded: {exc}"))
             conn.execute("COMMIT")
+        except Exception as exc:  # nothing committed: nobody is acknowledged
+            if self._store_error is None:  # once, not for every batch of a full disk
+                log.exception("store write failed")
+            self._rollback(conn)
+            self._store_failed(exc)
+            outcomes = [Unavailable(f"the store could not commit: {exc}")] * len(pending)
+        else:
             self._heads = heads
-            for lines in written:
-                for name, line in lines:
-                    self.audit.append(name, line)
-            self.audit.flush()
-        except Exception as exc:  # the disk failed: nobody is acknowledged
-            log.exception("store write failed")
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            outcomes = [InterlockError(f"the store could not commit: {exc}")] * len(pending)
+            self._store_ok()
+            if self._audit_error is None:  # lagging files catch up from the outbox instead
+                try:
+                    for lines in written:
+                        for name, line in lines:
+                            self.audit.append(name, line)
+                    self.audit.flush()
+                except OSError as exc:  # committed all the same: the outbox holds the lines
+                    self._audit_failed(conn, exc)
         if self.metrics is not None:
             self.metrics.store_batch.observe(len(pending))
         # One wake-up per event loop for the whole batch, not one per caller.
