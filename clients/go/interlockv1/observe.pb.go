@@ -223,6 +223,8 @@ const (
 	SignalKind_SIGNAL_KIND_APPROVAL_MISMATCH       SignalKind = 2
 	SignalKind_SIGNAL_KIND_EXECUTION_MODE_ANALYSIS SignalKind = 3
 	SignalKind_SIGNAL_KIND_CONFLICT_PATTERN        SignalKind = 4
+	// How a tool's pre-execution checks (argument schema, DRY_RUN) predicted its LIVE outcomes.
+	SignalKind_SIGNAL_KIND_VALIDATION_OUTCOME SignalKind = 5
 )
 
 // Enum value maps for SignalKind.
@@ -233,6 +235,7 @@ var (
 		2: "SIGNAL_KIND_APPROVAL_MISMATCH",
 		3: "SIGNAL_KIND_EXECUTION_MODE_ANALYSIS",
 		4: "SIGNAL_KIND_CONFLICT_PATTERN",
+		5: "SIGNAL_KIND_VALIDATION_OUTCOME",
 	}
 	SignalKind_value = map[string]int32{
 		"SIGNAL_KIND_UNSPECIFIED":             0,
@@ -240,6 +243,7 @@ var (
 		"SIGNAL_KIND_APPROVAL_MISMATCH":       2,
 		"SIGNAL_KIND_EXECUTION_MODE_ANALYSIS": 3,
 		"SIGNAL_KIND_CONFLICT_PATTERN":        4,
+		"SIGNAL_KIND_VALIDATION_OUTCOME":      5,
 	}
 )
 
@@ -1009,14 +1013,15 @@ const file_interlock_v1_observe_proto_rawDesc = "" +
 	"\x12ApprovalResolution\x12#\n" +
 	"\x1fAPPROVAL_RESOLUTION_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bAPPROVAL_RESOLUTION_APPROVE\x10\x01\x12\x1c\n" +
-	"\x18APPROVAL_RESOLUTION_DENY\x10\x02*\xb9\x01\n" +
+	"\x18APPROVAL_RESOLUTION_DENY\x10\x02*\xdd\x01\n" +
 	"\n" +
 	"SignalKind\x12\x1b\n" +
 	"\x17SIGNAL_KIND_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cSIGNAL_KIND_TOOL_RELIABILITY\x10\x01\x12!\n" +
 	"\x1dSIGNAL_KIND_APPROVAL_MISMATCH\x10\x02\x12'\n" +
 	"#SIGNAL_KIND_EXECUTION_MODE_ANALYSIS\x10\x03\x12 \n" +
-	"\x1cSIGNAL_KIND_CONFLICT_PATTERN\x10\x04*\x81\x01\n" +
+	"\x1cSIGNAL_KIND_CONFLICT_PATTERN\x10\x04\x12\"\n" +
+	"\x1eSIGNAL_KIND_VALIDATION_OUTCOME\x10\x05*\x81\x01\n" +
 	"\fHealthStatus\x12\x1d\n" +
 	"\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1a\n" +

@@ -50,6 +50,7 @@ class SignalKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SIGNAL_KIND_APPROVAL_MISMATCH: _ClassVar[SignalKind]
     SIGNAL_KIND_EXECUTION_MODE_ANALYSIS: _ClassVar[SignalKind]
     SIGNAL_KIND_CONFLICT_PATTERN: _ClassVar[SignalKind]
+    SIGNAL_KIND_VALIDATION_OUTCOME: _ClassVar[SignalKind]
 
 class HealthStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -85,6 +86,7 @@ SIGNAL_KIND_TOOL_RELIABILITY: SignalKind
 SIGNAL_KIND_APPROVAL_MISMATCH: SignalKind
 SIGNAL_KIND_EXECUTION_MODE_ANALYSIS: SignalKind
 SIGNAL_KIND_CONFLICT_PATTERN: SignalKind
+SIGNAL_KIND_VALIDATION_OUTCOME: SignalKind
 HEALTH_STATUS_UNSPECIFIED: HealthStatus
 HEALTH_STATUS_HEALTHY: HealthStatus
 HEALTH_STATUS_DEGRADED: HealthStatus

@@ -219,6 +219,8 @@ export enum SignalKind {
   SIGNAL_KIND_APPROVAL_MISMATCH = 2,
   SIGNAL_KIND_EXECUTION_MODE_ANALYSIS = 3,
   SIGNAL_KIND_CONFLICT_PATTERN = 4,
+  /** SIGNAL_KIND_VALIDATION_OUTCOME - How a tool's pre-execution checks (argument schema, DRY_RUN) predicted its LIVE outcomes. */
+  SIGNAL_KIND_VALIDATION_OUTCOME = 5,
   UNRECOGNIZED = -1,
 }
 
@@ -239,6 +241,9 @@ export function signalKindFromJSON(object: any): SignalKind {
     case 4:
     case "SIGNAL_KIND_CONFLICT_PATTERN":
       return SignalKind.SIGNAL_KIND_CONFLICT_PATTERN;
+    case 5:
+    case "SIGNAL_KIND_VALIDATION_OUTCOME":
+      return SignalKind.SIGNAL_KIND_VALIDATION_OUTCOME;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -258,6 +263,8 @@ export function signalKindToJSON(object: SignalKind): string {
       return "SIGNAL_KIND_EXECUTION_MODE_ANALYSIS";
     case SignalKind.SIGNAL_KIND_CONFLICT_PATTERN:
       return "SIGNAL_KIND_CONFLICT_PATTERN";
+    case SignalKind.SIGNAL_KIND_VALIDATION_OUTCOME:
+      return "SIGNAL_KIND_VALIDATION_OUTCOME";
     case SignalKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
