@@ -387,8 +387,8 @@ def _check_tail(directory: Path, name: str, conn: sqlite3.Connection) -> str | N
     raw_lines = tail.split(b"\n")
     if start > 0:
         raw_lines = raw_lines[1:]  # the first may be the end of a longer line
-    if raw_lines and not tail.endswith(b"\n"):
-        raw_lines = raw_lines[:-1]  # torn by a crash: restored from the outbox
+    if raw_lines:
+        raw_lines.pop()  # after the last newline: empty, or a line a crash tore (restored)
     prev: dict[str, Any] | None = None
     for raw in raw_lines:
         try:

@@ -311,7 +311,7 @@ class InterlockServer:
     def _report_chains(self, problems: dict[str, str], fine: str) -> None:
         if problems:
             reason = "audit chain broken: " + "; ".join(
-                f"{name}: {problem}" for name, problem in sorted(problems.items())
+                problem for _, problem in sorted(problems.items())
             )
             self.set_condition(AUDIT_CHAIN, False, reason, gates=False)
         elif self.readiness.holds(AUDIT_CHAIN):
