@@ -18,7 +18,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,7 +174,17 @@ class DecisionService:
         step: never, until :meth:`release_live`)."""
         self.cache = DecisionCache(config.decision_cache_size)
         self.engine_available = True
-        """Set by the server's engine monitor; False bypasses the decision cache."""
+        """False from the first failed evaluation or probe until a probe answers:
+        while False, no answer comes from the decision cache."""
+        self.engine_failures = 0
+        """Failed decision evaluations so far: a probe that overlapped one does
+        not mark the engine up."""
+        self.on_engine_failure: Callable[[str], None] | None = None
+        """Told (on the event loop) when an evaluation fails: the server marks
+        the engine down at once, without waiting for its next probe."""
+        self.on_schema_failure: Callable[[str, str, list[str]], None] | None = None
+        """Told (on the event loop) when a call is refused for breaking its tool's
+        argument schema: (tool, agent, the violations' fields), for the learning signals."""
         engine = policies.engine.name
         self._evaluation_seconds = metrics.policy_evaluation.labels(engine)
         self._fail_closed = metrics.fail_closed.labels(engine)
@@ -255,14 +265,22 @@ class DecisionService:
     # Deciding --------------------------------------------------------------
 
     async def evaluate(
-        self, policy_input: dict[str, Any], input_hash: str | None = None
+        self,
+        policy_input: dict[str, Any],
+        input_hash: str | None = None,
+        *,
+        live: bool = False,
     ) -> tuple[PolicyDecision, str, bool]:
         """Evaluate on the active set; on any failure, a fail-closed DENY.
 
         With an input hash, a decision the active revision already made for
         the same input comes from the cache (a policy is a pure function),
-        except while the engine is known to be down: then every call goes to
-        the engine and fails closed, as it would without a cache.
+        except while the engine is known to be down: from the first failed
+        evaluation (here) or probe (the server's monitor) until a probe
+        answers again, every call goes to the engine and fails closed, as it
+        would without a cache. A cached answer is never served after a
+        failure was seen. ``live``: a decision's evaluation, whose failure
+        marks the engine down (the playground's does not).
         """
         active = self.policies.active
         if input_hash is not None and self.engine_available:
@@ -283,6 +301,8 @@ class DecisionService:
         finally:
             self._evaluation_seconds.observe(time.perf_counter() - started)
         self._fail_closed.inc()
+        if live:
+            self._engine_failed(reason)
         denied = PolicyDecision(
             "DENY",
             "MOCK",
@@ -291,10 +311,24 @@ class DecisionService:
         )
         return denied, active.revision, True
 
+    def _engine_failed(self, reason: str) -> None:
+        self.engine_failures += 1
+        was = self.engine_available
+        self.engine_available = False  # from now on, no answer from the cache
+        if was:
+            log.warning("policy evaluation failed; engine marked down until it answers: %s", reason)
+        if self.on_engine_failure is not None:
+            self.on_engine_failure(reason)
+
     async def decide(self, call: ToolCall) -> DecisionRecord:
         started = time.perf_counter()
         catalog = self.policies.active.catalog
-        arguments_json = self.validate(call, catalog)
+        try:
+            arguments_json = self.validate(call, catalog)
+        except InvalidArgument as exc:
+            if exc.reason == "ARGUMENTS_SCHEMA" and self.on_schema_failure is not None:
+                self.on_schema_failure(call.tool, call.agent_id, [v.field for v in exc.violations])
+            raise
         reserved: Approval | None = None
         if call.approval_id:
             reserved = await self.approvals.reserve(
@@ -318,7 +352,9 @@ class DecisionService:
             counted = self.live_in_flight()
             policy_input = self.build_input(call, catalog, live_in_flight=counted)
             input_hash = sha256_hex(policy_input)
-            decision, revision, fail_closed = await self.evaluate(policy_input, input_hash)
+            decision, revision, fail_closed = await self.evaluate(
+                policy_input, input_hash, live=True
+            )
             # The LIVE cap is exact: other LIVE decisions may have been made while
             # this one was evaluated; if so, ask again with the new count. Nothing
             # awaits between this check and the registration of a LIVE decision

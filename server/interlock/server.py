@@ -117,6 +117,7 @@ class InterlockServer:
         self._serving_lock = asyncio.Lock()
         self._serving_tasks: set[asyncio.Task[None]] = set()
         self.store.on_condition = self.set_condition
+        self.decisions.on_engine_failure = self._engine_failed
         self.health_monitor = HealthMonitor(
             engine_available=lambda: self.control_plane.engine_available,
             context=self._health_context,
@@ -289,6 +290,11 @@ class InterlockServer:
             for name in ("", *SERVICE_NAMES):
                 await self.health.set(name, status)
 
+    def _engine_failed(self, reason: str) -> None:
+        """An evaluation failed: the engine is down from now until a probe answers."""
+        engine = self.policies.engine.name
+        self.set_condition(ENGINE, False, f"{engine} engine failed an evaluation: {reason}")
+
     async def _set_serving(self, available: bool) -> None:
         engine = self.policies.engine.name
         self.set_condition(
@@ -299,7 +305,10 @@ class InterlockServer:
     async def _watch_engine(self) -> None:
         while True:
             await asyncio.sleep(ENGINE_CHECK_SECONDS)
+            failures = self.decisions.engine_failures
             now = await self.policies.engine.available()
+            if now and self.decisions.engine_failures != failures:
+                continue  # an evaluation failed while this probe ran: it is not the last word
             if now != self.readiness.holds(ENGINE):  # also undoes a mark from elsewhere
                 log.warning(
                     "policy engine %s is %s",
