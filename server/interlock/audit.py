@@ -11,7 +11,10 @@ to the operating system, and only then answers the callers. The files
 themselves are fsynced at most ``audit_fsync_interval_seconds`` later (and on
 shutdown), so a process crash loses nothing and a power loss can cut only the
 newest lines off a file; at the next start :meth:`AuditLog.recover`
-re-appends every line the outbox has beyond a file's last ``seq``.
+re-appends every line the outbox has beyond a file's last ``seq``. A write
+that fails (a full disk) is cut back to the file's last whole line, and the
+store's writer calls :meth:`AuditLog.recover` on its ticks until the files
+have caught up (docs/audit.md, "Faults").
 
 Files in this issue:
 
