@@ -16,6 +16,11 @@
 #   principal holding one of its approver roles, never by the principal that
 #   asked nor by one acting as the agent whose call it is; only admins reload
 #   policy.
+#
+#   Deny by default: a call is allowed only when an `_allowed` rule
+#   positively allows it and nothing denies it. An input with a field
+#   missing (no principal id, no kind, no method, an approval without its
+#   requester) is denied, with a reason, whatever else it holds.
 package interlock.authz
 
 import data.interlock.config
@@ -33,69 +38,185 @@ _planning := {"SubmitPlan", "CancelPlan"}
 
 _known := ((_reads | _as_agent) | _planning) | {"ResolveApproval", "ReloadPolicies", "EvaluatePolicy"}
 
-_p := input.principal
+_p := object.get(input, "principal", {})
 
-_admin if _p.kind == "admin"
+# The input's facts, with a stand-in when one is missing, so every denial
+# below can be phrased (sprintf of a missing value leaves a rule undefined).
+_method := object.get(input, "method", "")
 
-_staff if _p.kind in {"operator", "admin"}
+_id := object.get(_p, "id", "")
 
-_acts_as(agent) if agent in _p.agents
+_kind := object.get(_p, "kind", "")
+
+_agent_id := object.get(input, ["request", "agent_id"], "")
+
+_approval := object.get(input, "approval", {})
+
+_who := _id if _valid_id
+
+else := "a principal without an id"
+
+# (regopy's sprintf of an empty string emits invalid JSON: name it instead.)
+_agent_name := _agent_id if {
+	is_string(_agent_id)
+	_agent_id != ""
+}
+
+else := "(none)"
+
+_valid_id if {
+	is_string(_id)
+	_id != ""
+}
+
+_valid_principal if {
+	_valid_id
+	_kind in _kinds
+}
+
+_admin if _kind == "admin"
+
+_staff if _kind in {"operator", "admin"}
+
+_acts_as(agent) if {
+	is_string(agent)
+	agent != ""
+	agent in object.get(_p, "agents", [])
+}
 
 _planner if {
-	some role in _p.roles
+	some role in object.get(_p, "roles", [])
 	role in config.authz.planner_roles
 }
 
-denials contains sprintf("unknown principal kind %v", [_p.kind]) if not _p.kind in _kinds
-
-denials contains sprintf("no rule allows %v", [input.method]) if not input.method in _known
-
-denials contains sprintf("%v may not act as agent %v", [_p.id, input.request.agent_id]) if {
-	input.method in _as_agent
-	not _admin
-	not _acts_as(input.request.agent_id)
+_holds_approver_role if {
+	some role in object.get(_p, "roles", [])
+	role in object.get(_approval, "approver_roles", [])
 }
 
-denials contains sprintf("%v may not %v: it takes an operator, an admin or a planner role", [_p.id, input.method]) if {
-	input.method in _planning
+# What positively allows a call. Nothing else does.
+
+_allowed if _method in _reads
+
+_allowed if {
+	_method in _as_agent
+	_admin
+}
+
+_allowed if {
+	_method in _as_agent
+	_acts_as(_agent_id)
+}
+
+_allowed if {
+	_method in _planning
+	_staff
+}
+
+_allowed if {
+	_method in _planning
+	_planner
+}
+
+_allowed if {
+	_method == "ResolveApproval"
+	_holds_approver_role
+	is_string(_approval.requested_by)
+	_approval.requested_by != _id
+	is_string(_approval.agent_id)
+	not _acts_as(_approval.agent_id)
+}
+
+_allowed if {
+	_method == "ReloadPolicies"
+	_admin
+}
+
+_allowed if {
+	_method == "EvaluatePolicy"
+	_staff
+}
+
+# Why a call is refused, in words.
+
+denials contains "the principal has no id" if not _valid_id
+
+denials contains sprintf("unknown principal kind %v", [_kind]) if {
+	_kind != ""
+	not _kind in _kinds
+}
+
+denials contains sprintf("%v has no principal kind", [_who]) if _kind == ""
+
+denials contains "the call names no method" if _method == ""
+
+denials contains sprintf("no rule allows %v", [_method]) if {
+	_method != ""
+	not _method in _known
+}
+
+denials contains sprintf("%v may not act as agent %v", [_who, _agent_name]) if {
+	_method in _as_agent
+	not _admin
+	not _acts_as(_agent_id)
+}
+
+denials contains sprintf("%v may not %v: it takes an operator, an admin or a planner role", [_who, _method]) if {
+	_method in _planning
 	not _staff
 	not _planner
 }
 
 # (concat, not sprintf, around a concat: regopy then emits invalid JSON.)
-denials contains concat("", [_p.id, " holds none of the roles that may approve this call (", concat(", ", input.approval.approver_roles), ")"]) if {
-	input.method == "ResolveApproval"
+denials contains concat("", [_who, " holds none of the roles that may approve this call (", concat(", ", _approver_roles), ")"]) if {
+	_method == "ResolveApproval"
 	not _holds_approver_role
 }
 
-denials contains sprintf("%v asked for this call and may not resolve its approval", [_p.id]) if {
-	input.method == "ResolveApproval"
-	input.approval.requested_by == _p.id
+denials contains sprintf("%v asked for this call and may not resolve its approval", [_who]) if {
+	_method == "ResolveApproval"
+	_approval.requested_by == _id
 }
 
-denials contains sprintf("%v acts as agent %v, whose call this is, and may not resolve its approval", [_p.id, input.approval.agent_id]) if {
-	input.method == "ResolveApproval"
-	_acts_as(input.approval.agent_id)
+denials contains sprintf("%v acts as agent %v, whose call this is, and may not resolve its approval", [_who, _approval.agent_id]) if {
+	_method == "ResolveApproval"
+	_acts_as(_approval.agent_id)
 }
 
-denials contains sprintf("%v may not %v: it takes an admin", [_p.id, input.method]) if {
-	input.method == "ReloadPolicies"
+denials contains "the approval does not say who asked for it or whose call it is" if {
+	_method == "ResolveApproval"
+	not _names_parties
+}
+
+denials contains sprintf("%v may not %v: it takes an admin", [_who, _method]) if {
+	_method == "ReloadPolicies"
 	not _admin
 }
 
-denials contains sprintf("%v may not %v: it takes an operator or an admin", [_p.id, input.method]) if {
-	input.method == "EvaluatePolicy"
+denials contains sprintf("%v may not %v: it takes an operator or an admin", [_who, _method]) if {
+	_method == "EvaluatePolicy"
 	not _staff
 }
 
-_holds_approver_role if {
-	some role in _p.roles
-	role in input.approval.approver_roles
+_approver_roles := [r | some r in object.get(_approval, "approver_roles", []); is_string(r)]
+
+_names_parties if {
+	is_string(_approval.requested_by)
+	is_string(_approval.agent_id)
 }
 
 # METADATA
 # entrypoint: true
-# description: "{allow, reason}: allowed when nothing denies the call."
+# description: |
+#   {allow, reason}: allowed only when a rule allows the call and nothing
+#   denies it; otherwise refused with every denial (or, when none applies,
+#   "no rule allows ...").
 main := {"allow": true, "reason": ""} if {
+	_valid_principal
+	_allowed
 	count(denials) == 0
-} else := {"allow": false, "reason": concat("; ", sort(denials))}
+} else := {"allow": false, "reason": _reason}
+
+_reason := concat("; ", sort(denials)) if count(denials) > 0
+
+else := sprintf("no rule allows %v for %v", [_method, _who])

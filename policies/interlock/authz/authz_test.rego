@@ -81,3 +81,73 @@ test_unknown_method_and_kind_denied if {
 	authz.main.reason == "no rule allows Frobnicate" with input as _call("Frobnicate", _admin)
 	not authz.main.allow with input as _call("ListTools", json.patch(_agent, [{"op": "replace", "path": "/kind", "value": "robot"}]))
 }
+
+# Deny by default: an input with a field missing is refused, with a reason.
+
+test_empty_input_denied if {
+	r := authz.main with input as {}
+	not r.allow
+	contains(r.reason, "the principal has no id")
+	contains(r.reason, "the call names no method")
+}
+
+test_principal_without_id_denied if {
+	r := authz.main with input as _call("ListPlans", object.remove(_admin, ["id"]))
+	not r.allow
+	r.reason == "the principal has no id"
+}
+
+test_principal_with_empty_or_non_string_id_denied if {
+	not authz.main.allow with input as _call("ListPlans", json.patch(_admin, [{"op": "replace", "path": "/id", "value": ""}]))
+	not authz.main.allow with input as _call("ListPlans", json.patch(_admin, [{"op": "replace", "path": "/id", "value": 7}]))
+}
+
+test_principal_without_kind_denied if {
+	r := authz.main with input as _call("ListPlans", object.remove(_operator, ["kind"]))
+	not r.allow
+	r.reason == "alice has no principal kind"
+}
+
+test_no_principal_denied if {
+	r := authz.main with input as {"method": "ListPlans", "request": {}}
+	not r.allow
+	contains(r.reason, "the principal has no id")
+}
+
+test_no_method_denied if {
+	r := authz.main with input as {"principal": _admin, "request": {}}
+	not r.allow
+	r.reason == "the call names no method"
+}
+
+test_as_agent_without_request_denied if {
+	r := authz.main with input as {"method": "PullWork", "principal": _agent}
+	not r.allow
+	r.reason == "agent1 may not act as agent (none)"
+}
+
+test_resolve_without_approval_denied if {
+	r := authz.main with input as {"method": "ResolveApproval", "principal": _operator, "request": {}}
+	not r.allow
+	contains(r.reason, "alice holds none of the roles that may approve this call ()")
+	contains(r.reason, "the approval does not say who asked for it")
+}
+
+test_resolve_without_requester_denied if {
+	partial := json.patch(_approval(_operator), [{"op": "remove", "path": "/approval/requested_by"}])
+	r := authz.main with input as partial
+	not r.allow
+	r.reason == "the approval does not say who asked for it or whose call it is"
+}
+
+test_resolve_without_agent_denied if {
+	not authz.main.allow with input as json.patch(_approval(_operator), [{"op": "remove", "path": "/approval/agent_id"}])
+}
+
+test_nothing_denies_but_nothing_allows if {
+	# A known method with a valid principal and no rule for it cannot happen
+	# today; the fallback reason still names the method and the caller.
+	r := authz.main with authz._allowed as false with input as _call("ListPlans", _agent)
+	not r.allow
+	r.reason == "no rule allows ListPlans for agent1"
+}
