@@ -85,7 +85,12 @@ async def test_partial_inputs_are_denied_on_both_engines(opa: OpaProcess) -> Non
         # below come from what is missing.
         for whole in (
             {"method": "ListPlans", "principal": ADMIN, "request": {}},
-            {"method": "ResolveApproval", "principal": OPERATOR, "request": {}, "approval": APPROVAL},
+            {
+                "method": "ResolveApproval",
+                "principal": OPERATOR,
+                "request": {},
+                "approval": APPROVAL,
+            },
         ):
             assert parse_authz(local.query_sync(AUTHZ_ENTRYPOINT, whole)) == (True, "")
             assert parse_authz(await remote.query(AUTHZ_ENTRYPOINT, whole)) == (True, "")
