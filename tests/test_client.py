@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import inspect
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ from interlock.server import InterlockServer
 from interlock.v1 import (
     control_plane_pb2,
     control_plane_pb2_grpc,
+    observe_pb2,
     policy_service_pb2,
     policy_service_pb2_grpc,
     types_pb2,
@@ -221,6 +223,38 @@ async def test_sync_client_works_beside_a_running_loop(target: str) -> None:
 
     # The blocking client runs in a worker thread so this loop keeps serving.
     assert await asyncio.to_thread(use) == "button_click"
+
+
+ASYNC_ONLY = {"control_plane", "policy_service"}
+"""The raw grpc.aio stubs: bound to the asyncio client's loop, so not mirrored."""
+
+
+def _surface(client: object) -> set[str]:
+    return {name for name in dir(client) if not name.startswith("_")}
+
+
+def test_sync_client_mirrors_every_method_of_the_async_client(target: str) -> None:
+    async_client = InterlockClient(target)  # opens no channel until its first call
+    with SyncInterlockClient(target) as sync_client:
+        assert _surface(sync_client) == _surface(async_client) - ASYNC_ONLY
+        for name in sorted(_surface(sync_client)):
+            async_member = getattr(InterlockClient, name, None)
+            if not callable(async_member):
+                continue
+            sync_params = inspect.signature(getattr(SyncInterlockClient, name)).parameters
+            async_params = inspect.signature(async_member).parameters
+            assert list(sync_params.values()) == list(async_params.values()), name
+
+
+def test_sync_client_streams_events_and_lists_signals(tmp_path: Path) -> None:
+    with server_in_thread(tmp_path) as target, SyncInterlockClient(target, timeout=10) as client:
+        decision = client.request_tool_call("agent1", "vision_inspect", {"target": "x"}, 0.9)
+        events = client.watch_events(kinds=["DECISION"], timeout=10)
+        first = next(events)
+        events.close()
+        assert first.kind == observe_pb2.EVENT_KIND_DECISION
+        assert first.decision_id == decision.decision_id
+        assert list(client.list_signals(kinds=["TOOL_RELIABILITY"]).signals) == []
 
 
 # Retries, deadlines and metadata, against a fake server ----------------------------

@@ -16,7 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Coroutine,
+    Generator,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from typing import Any, TypeVar
 
 import grpc
@@ -37,7 +45,9 @@ class SyncInterlockClient:
 
     Same arguments, same methods, same return values and errors
     (:class:`~interlock_client.errors.InterlockError`); each method blocks until
-    the call finishes. Safe to use from several threads at once.
+    the call finishes. Safe to use from several threads at once. The raw
+    ``control_plane`` and ``policy_service`` stubs are the asyncio client's alone:
+    they belong to the background loop and cannot be awaited from another thread.
     """
 
     def __init__(
@@ -71,6 +81,14 @@ class SyncInterlockClient:
     @property
     def target(self) -> str:
         return self._client.target
+
+    @property
+    def timeout(self) -> float:
+        return self._client.timeout
+
+    @property
+    def retries(self) -> int:
+        return self._client.retries
 
     def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
         with self._lock:
@@ -151,6 +169,24 @@ class SyncInterlockClient:
             )
         )
 
+    def watch_events(
+        self,
+        after_seq: int = 0,
+        *,
+        plan_id: str = "",
+        agent_id: str = "",
+        kinds: Iterable[str | int] = (),
+        timeout: float | None = None,
+    ) -> Generator[observe_pb2.Event, None, None]:
+        """A blocking generator of events (see the asyncio client); ``close()`` it (or
+        leave the ``for`` loop) to end the stream. Never retried: resume with
+        ``after_seq`` set to the last ``seq`` received."""
+        return self._blocking(
+            self._client.watch_events(
+                after_seq, plan_id=plan_id, agent_id=agent_id, kinds=kinds, timeout=timeout
+            )
+        )
+
     def submit_plan(self, plan: Mapping[str, Any]) -> plans_pb2.Plan:
         return self._run(self._client.submit_plan(plan))
 
@@ -171,7 +207,10 @@ class SyncInterlockClient:
         """A blocking generator of the agent's work items; ``close()`` it (or leave
         the ``for`` loop) to end the stream. As in the asyncio client, it is never
         retried: on ``InterlockError`` or when it ends, call it again."""
-        stream = self._client.pull_work(agent_id, timeout=timeout)
+        return self._blocking(self._client.pull_work(agent_id, timeout=timeout))
+
+    def _blocking(self, stream: AsyncGenerator[_T, None]) -> Generator[_T, None, None]:
+        """Iterate an async generator of the client from this thread, one item a ``next()``."""
         try:
             while True:
                 item = self._run(_next_or_none(stream))
@@ -219,6 +258,11 @@ class SyncInterlockClient:
 
     def get_health(self) -> control_plane_pb2.GetHealthResponse:
         return self._run(self._client.get_health())
+
+    def list_signals(
+        self, kinds: Iterable[str | int] = (), tool: str = "", limit: int = 0
+    ) -> control_plane_pb2.ListSignalsResponse:
+        return self._run(self._client.list_signals(kinds, tool, limit))
 
     def policy_status(self) -> policy_service_pb2.GetPolicyStatusResponse:
         return self._run(self._client.policy_status())
