@@ -15,7 +15,7 @@ from tests.helpers.security import Stubs, channel, write_principals
 from tests.test_approvals import EMAIL, TRANSFER, request
 from tests.test_cli import run
 
-OPERATOR = ROOT / "clients" / "python" / "examples" / "operator.py"
+OPERATOR = ROOT / "clients" / "python" / "examples" / "approver.py"
 
 
 async def test_operators_list_approve_and_deny_from_the_cli(

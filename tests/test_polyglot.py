@@ -43,7 +43,7 @@ from tests.test_plans_api import spec, step
 GO_WORKER = ROOT / "clients" / "go" / "bin" / "agent-worker"
 TS_WORKER = ROOT / "clients" / "typescript" / "dist" / "examples" / "agent_worker.js"
 PY_WORKER = ROOT / "clients" / "python" / "examples" / "agent_worker.py"
-OPERATOR = ROOT / "clients" / "python" / "examples" / "operator.py"
+OPERATOR = ROOT / "clients" / "python" / "examples" / "approver.py"
 FORM = {"form_id": "signup", "fields": {"email": "a@example.com"}}
 LIVE, DRY_RUN = types_pb2.EXECUTION_MODE_LIVE, types_pb2.EXECUTION_MODE_DRY_RUN
 

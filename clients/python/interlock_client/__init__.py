@@ -31,7 +31,7 @@ approval; authentication is a token, or TLS credentials for mutual TLS::
     decision = await client.request_tool_call(..., approval_id=approval.approval_id)
 
 ``clients/python/examples/agent_worker.py`` is a complete worker and
-``clients/python/examples/operator.py`` an operator approving from the terminal.
+``clients/python/examples/approver.py`` an operator approving from the terminal.
 """
 
 from interlock_client.client import (

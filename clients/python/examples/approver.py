@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An example operator: approves or denies held calls from the terminal.
 
-    python clients/python/examples/operator.py [--server HOST:PORT] [--token-file F]
+    python clients/python/examples/approver.py [--server HOST:PORT] [--token-file F]
         [--ca-file F [--cert-file F --key-file F]] [--plan ID] [--yes | --deny-all]
         [--count N]
 
