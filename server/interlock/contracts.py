@@ -49,6 +49,10 @@ class ToolContract:
         }
 
 
+AGENTS_FILE = "policies/interlock/agents/data.yaml"
+"""Where agents are registered (data.interlock.agents); unknown-agent errors name it."""
+
+
 @dataclass(frozen=True)
 class Agent:
     id: str
@@ -110,7 +114,10 @@ class Catalog:
         try:
             return self.agents[agent_id]
         except KeyError:
-            raise NotFound(f"unknown agent {agent_id!r}", reason="UNKNOWN_AGENT") from None
+            raise NotFound(
+                f"unknown agent {agent_id!r}: agents are registered in {AGENTS_FILE}",
+                reason="UNKNOWN_AGENT",
+            ) from None
 
     def check_arguments(
         self, tool: str, arguments: Mapping[str, Any], *, prefix: str = "arguments"
@@ -243,4 +250,4 @@ def _agent(agent_id: str, spec: Any) -> Agent:
     return Agent(agent_id, str(spec.get("description", "")), tuple(perms))
 
 
-__all__ = ["RISKS", "Agent", "Catalog", "ToolContract"]
+__all__ = ["AGENTS_FILE", "RISKS", "Agent", "Catalog", "ToolContract"]

@@ -26,6 +26,15 @@ from interlock.v1 import control_plane_pb2, plans_pb2
 
 from tests.conftest import POLICIES
 
+
+def unknown(agent: str, permissions: str) -> str:
+    """The unknown-agent problem: where agents are registered and the entry to add."""
+    return (
+        f"unknown agent {agent!r}: agents are registered in policies/interlock/agents/data.yaml; "
+        f"add the entry {agent}: {{description: ..., permissions: [{permissions}]}}"
+    )
+
+
 PHASE21_EXAMPLE: dict[str, Any] = {
     "plan_id": "plan_1",
     "agent_assignments": {"agent1": ["vision_inspect", "form_fill"], "agent2": ["button_click"]},
@@ -228,7 +237,7 @@ def phase21(**changes: Any) -> dict[str, Any]:
                     "agent3": ["button_click"],
                 }
             ),
-            {"phase21.agent_assignments.agent3": "unknown agent 'agent3'"},
+            {"phase21.agent_assignments.agent3": unknown("agent3", "ui.click")},
             id="unknown-agent",
         ),
         pytest.param(
@@ -353,7 +362,7 @@ def test_phase21_reports_every_problem_at_once(catalog: Catalog) -> None:
             "phase21.agent_assignments.agent2[1]",
             "'delete_record' is assigned to agent2 but missing from execution_order",
         ),
-        ("phase21.agent_assignments.agent3", "unknown agent 'agent3'"),
+        ("phase21.agent_assignments.agent3", unknown("agent3", "crm.read")),
         ("phase21.confidence_scores.crm_lookup", "is required: 'crm_lookup' is in execution_order"),
         ("phase21.confidence_scores.form_fill", "must be a number, not string"),
         (
@@ -485,7 +494,7 @@ def nested(depth: int) -> dict[str, Any]:
         ),
         pytest.param(
             spec(spec_step("look", "crm_lookup", "ghost")),
-            {"spec.steps[0].agent_id": "unknown agent 'ghost'"},
+            {"spec.steps[0].agent_id": unknown("ghost", "crm.read")},
             id="unknown-agent",
         ),
         pytest.param(
@@ -641,7 +650,7 @@ def test_spec_reports_every_problem_at_once(catalog: Catalog) -> None:
             "spec.steps[0].depends_on[0]",
             "dependency cycle: a -> c -> b -> a (each step depends on the next)",
         ),
-        ("spec.steps[1].agent_id", "unknown agent 'ghost'"),
+        ("spec.steps[1].agent_id", unknown("ghost", "")),
         ("spec.steps[1].confidence", "must be a number, not boolean"),
         ("spec.steps[1].depends_on[1]", "must be a string, not number"),
         ("spec.steps[1].depends_on[2]", "step 'b' cannot depend on itself"),
@@ -668,7 +677,7 @@ def test_a_long_report_is_cut_and_counted(catalog: Catalog) -> None:
     steps = [spec_step(f"s{i}", "crm_lookup", "ghost") for i in range(100)]
     found = violations(parse_spec(spec(*steps)), catalog)
     assert len(found) == MAX_VIOLATIONS
-    assert found[0] == FieldViolation("spec.steps[0].agent_id", "unknown agent 'ghost'")
+    assert found[0] == FieldViolation("spec.steps[0].agent_id", unknown("ghost", "crm.read"))
     assert found[-2].field == f"spec.steps[{MAX_VIOLATIONS - 2}].agent_id"
     assert found[-1] == FieldViolation(
         "spec", f"{100 - MAX_VIOLATIONS + 1} more problems not listed"
@@ -690,7 +699,7 @@ def test_plans_built_in_code_get_the_paths_of_their_format(catalog: Catalog) -> 
         source_format="phase21",
     )
     assert [(v.field, v.description) for v in violations(phase21_plan, catalog)] == [
-        ("phase21.agent_assignments.agent9", "unknown agent 'agent9'")
+        ("phase21.agent_assignments.agent9", unknown("agent9", "ui.click"))
     ]
 
 
@@ -775,7 +784,7 @@ def test_spec_proto_reports_a_nan_argument_with_the_other_problems(catalog: Cata
     plan = from_proto(request)
     assert [(v.field, v.description) for v in violations(plan, catalog)] == [
         ("spec.plan_id", "is required"),
-        ("spec.steps[0].agent_id", "unknown agent 'nobody'"),
+        ("spec.steps[0].agent_id", unknown("nobody", "crm.read")),
         ("spec.steps[0].arguments.record_id", "must be a finite number (not NaN or infinity)"),
     ]
 

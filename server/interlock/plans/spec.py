@@ -56,14 +56,14 @@ import heapq
 import math
 import re
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from interlock_client.jsonpaths import json_type, member
 
 from interlock.api.convert import struct_to_dict
-from interlock.contracts import Catalog
+from interlock.contracts import AGENTS_FILE, Catalog
 from interlock.decisions import check_id
 from interlock.errors import FieldViolation, InvalidArgument
 from interlock.plans.model import PlanSpec, StepSpec
@@ -610,8 +610,12 @@ def _step_doc(i: int, step: plans_pb2.StepSpec, problems: list[FieldViolation]) 
 class _Report:
     """Collects validation problems, skipping fields whose problem was noted while parsing."""
 
-    def __init__(self, source: _Source) -> None:
+    def __init__(
+        self, source: _Source, plan: PlanSpec, schema_failed: SchemaFailed | None = None
+    ) -> None:
         self.source = source
+        self.plan = plan
+        self.schema_failed = schema_failed
         self.violations: list[FieldViolation] = list(source.problems)
 
     def usable(self, index: int, name: str) -> bool:
@@ -641,13 +645,46 @@ def _path_key(path: str) -> list[str]:
     return [part.zfill(20) if k % 2 else part for k, part in enumerate(_DIGITS.split(path))]
 
 
-def validate(plan: PlanSpec, catalog: Catalog, *, max_steps: int = MAX_STEPS) -> None:
+def agent_entry(agent_id: str, permissions: list[str]) -> str:
+    """The one-line YAML entry that registers ``agent_id`` with ``permissions``."""
+    return f"{agent_id}: {{description: ..., permissions: [{', '.join(permissions)}]}}"
+
+
+def unknown_agent(agent_id: str, plan: PlanSpec, catalog: Catalog) -> str:
+    """Why ``agent_id`` is refused, where agents are registered, and the entry to add
+    (with the permissions the plan's steps of that agent require)."""
+    needed = sorted(
+        {
+            p
+            for step in plan.steps
+            if step.agent_id == agent_id and step.tool in catalog.tools
+            for p in catalog.tools[step.tool].required_permissions
+        }
+    )
+    return (
+        f"unknown agent {agent_id!r}: agents are registered in {AGENTS_FILE}; "
+        f"add the entry {agent_entry(agent_id, needed)}"
+    )
+
+
+SchemaFailed = Callable[[str, str, list[str]], None]
+"""Told of each step refused for breaking its tool's argument schema: (tool, agent, fields)."""
+
+
+def validate(
+    plan: PlanSpec,
+    catalog: Catalog,
+    *,
+    max_steps: int = MAX_STEPS,
+    schema_failed: SchemaFailed | None = None,
+) -> None:
     """Raise one InvalidArgument (reason INVALID_PLAN) naming every problem of the plan.
 
     A plan with more than ``max_steps`` steps is refused without looking at its steps.
+    ``schema_failed`` is told of each step whose arguments break its tool's schema.
     """
     source = _source_of(plan)
-    report = _Report(source)
+    report = _Report(source, plan, schema_failed)
     if report.usable(_PLAN, "plan_id"):
         check_id(source.plan_id, plan.plan_id, report.violations)
     if not plan.steps and report.usable(_PLAN, "steps"):
@@ -687,7 +724,7 @@ def _check_step(i: int, step: StepSpec, catalog: Catalog, report: _Report) -> No
         if not step.agent_id:
             report.add(paths.agent_id, "is required")
         elif step.agent_id not in catalog.agents:
-            report.add(paths.agent_id, f"unknown agent {step.agent_id!r}")
+            report.add(paths.agent_id, unknown_agent(step.agent_id, report.plan, catalog))
     if report.usable(i, "confidence"):
         _check_confidence(step.confidence, paths.confidence, report)
     if step.arguments is not None:
@@ -718,6 +755,8 @@ def _check_arguments(step: StepSpec, path: str, catalog: Catalog | None, report:
         catalog.check_arguments(step.tool, arguments, prefix=path)
     except InvalidArgument as err:
         report.violations.extend(err.violations)
+        if report.schema_failed is not None:
+            report.schema_failed(step.tool, step.agent_id, [v.field for v in err.violations])
 
 
 def _check_json(value: object, path: str, depth: int, problems: list[FieldViolation]) -> None:
@@ -873,11 +912,15 @@ def topological_order(plan: PlanSpec) -> list[str]:
 
 
 __all__ = [
+    "AGENTS_FILE",
     "MAX_STEPS",
+    "SchemaFailed",
+    "agent_entry",
     "from_proto",
     "parse_json_plan",
     "parse_phase21",
     "parse_spec",
     "topological_order",
+    "unknown_agent",
     "validate",
 ]
