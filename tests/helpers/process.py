@@ -81,14 +81,15 @@ class ServerProcess:
         """The current (or last) process's output."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    async def start(self) -> grpc.aio.Channel:
-        """Start the server; return a fresh channel once its health check says SERVING."""
+    async def start(self, *extra: str) -> grpc.aio.Channel:
+        """Start the server (``extra``: more ``interlock serve`` flags for this start);
+        return a fresh channel once its health check says SERVING."""
         assert self.proc is None, "the server is already running"
         self.starts += 1
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                *serve_argv(self.address, self.data_dir, self.policy_dir),
+                *serve_argv(self.address, self.data_dir, self.policy_dir, *extra),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
