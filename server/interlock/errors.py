@@ -13,8 +13,9 @@
     └── PolicyEvaluationError      INTERNAL (an engine failed to evaluate; decisions fail closed)
 
 The error-mapping interceptor (:mod:`interlock.api.interceptors`) turns these
-into a ``google.rpc.Status`` with an ``ErrorInfo`` and, for bad input, a
-``BadRequest`` listing every offending field.
+into a ``google.rpc.Status`` with an ``ErrorInfo``, for bad input a
+``BadRequest`` listing every offending field, and, when the error names a
+``retry_delay`` (a rate limit), a ``RetryInfo`` with it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class InterlockError(Exception):
         reason: str | None = None,
         violations: list[FieldViolation] | None = None,
         metadata: dict[str, str] | None = None,
+        retry_delay: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -54,6 +56,9 @@ class InterlockError(Exception):
             self.reason = reason
         self.violations = list(violations or [])
         self.metadata = dict(metadata or {})
+        self.retry_delay = retry_delay
+        """Seconds after which the call may succeed if retried (a rate limit's
+        wait); sent as ``google.rpc.RetryInfo``, where client libraries look."""
 
 
 class InvalidArgument(InterlockError):

@@ -130,6 +130,7 @@ class Guard:
                 f"retry in {wait:.3f}s",
                 reason="RATE_LIMITED",
                 metadata={"retry_after_seconds": f"{wait:.3f}"},
+                retry_delay=wait,
             )
         bucket.tokens -= 1.0
 

@@ -7,9 +7,10 @@ repeated fields before anything else. Every Interlock RPC then passes the
 streams hold a per-principal slot while open.
 
 Interlock's errors become their status code with a ``google.rpc.Status``
-carrying ``ErrorInfo`` (reason, domain) and, for bad input, ``BadRequest``
-field violations. Anything unexpected becomes INTERNAL with a generic message;
-the details go to the log only.
+carrying ``ErrorInfo`` (reason, domain), for bad input ``BadRequest`` field
+violations, and for a rate limit ``RetryInfo`` with the wait (where gRPC
+client libraries look for it). Anything unexpected becomes INTERNAL with a
+generic message; the details go to the log only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -70,6 +71,10 @@ def to_rpc_status(err: InterlockError) -> grpc.Status:
         },
     )
     details: list[Any] = [info]
+    if err.retry_delay is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(round(max(0.0, err.retry_delay) * 1e9))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
     if err.violations:
         shown: list[error_details_pb2.BadRequest.FieldViolation] = []
         size = 0
