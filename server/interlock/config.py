@@ -60,6 +60,12 @@ class ServerConfig:
     eval_threads: int = 2
     """Threads evaluating the embedded engine (regopy releases the GIL while it works)."""
 
+    evaluate_timeout_seconds: float = 1.0
+    """Longest an EvaluatePolicy (playground) evaluation may run in its sandbox process; past it the process is replaced and the call gets DEADLINE_EXCEEDED."""
+
+    evaluate_workers: int = 2
+    """Sandbox processes (at a lower CPU priority) that run EvaluatePolicy, apart from the engine that makes live decisions."""
+
     decision_cache_size: int = 4096
     """Decisions kept per (policy revision, input hash); a repeated input skips the engine. 0 disables."""
 
@@ -220,6 +226,8 @@ def _check(config: ServerConfig) -> None:
         raise ConfigError("decision_cache_size: must not be negative")
     if config.eval_threads < 1:
         raise ConfigError("eval_threads: must be at least 1")
+    if config.evaluate_timeout_seconds <= 0 or config.evaluate_workers < 1:
+        raise ConfigError("evaluate_timeout_seconds must be positive and evaluate_workers >= 1")
     if config.opa_timeout_seconds <= 0:
         raise ConfigError("opa_timeout_seconds: must be positive")
     if config.max_argument_bytes < 2:

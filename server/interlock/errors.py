@@ -8,6 +8,7 @@
     │   └── PolicyLoadError        a policy set that does not compile or check
     ├── PermissionDenied           PERMISSION_DENIED
     ├── ResourceExhausted          RESOURCE_EXHAUSTED
+    ├── DeadlineExceeded           DEADLINE_EXCEEDED (a playground evaluation past its time limit)
     ├── Unavailable                UNAVAILABLE (the policy engine cannot be reached)
     ├── Unimplemented              UNIMPLEMENTED (a method the server does not serve)
     └── PolicyEvaluationError      INTERNAL (an engine failed to evaluate; decisions fail closed)
@@ -112,6 +113,11 @@ class ResourceExhausted(InterlockError):
     reason = "RESOURCE_EXHAUSTED"
 
 
+class DeadlineExceeded(InterlockError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "DEADLINE_EXCEEDED"
+
+
 class Unavailable(InterlockError):
     code = grpc.StatusCode.UNAVAILABLE
     reason = "UNAVAILABLE"
@@ -131,6 +137,7 @@ class PolicyEvaluationError(InterlockError):
 __all__ = [
     "DOMAIN",
     "AlreadyExists",
+    "DeadlineExceeded",
     "FailedPrecondition",
     "FieldViolation",
     "InterlockError",

@@ -44,6 +44,7 @@ from interlock.policy.embedded import EmbeddedEngine
 from interlock.policy.engine import PolicyEngine
 from interlock.policy.manager import PolicyManager, ReloadOutcome
 from interlock.policy.opa import OpaEngine
+from interlock.policy.sandbox import PolicySandbox
 from interlock.readiness import AUDIT_CHAIN, AUDIT_FILES, ENGINE, STORE, Readiness
 from interlock.signals import SignalEngine
 from interlock.store import EventRecord, Store, WriteBatch
@@ -100,6 +101,10 @@ class InterlockServer:
             on_reload=self._on_reload,
         )
         self.decisions = DecisionService(config, self.policies, self.store, self.metrics)
+        self.sandbox = PolicySandbox(
+            workers=config.evaluate_workers,
+            timeout_seconds=config.evaluate_timeout_seconds,
+        )
         self.started_at = time.time()
         self.events = EventHub(self.store, registry=self.metrics.registry)
         self.orchestrator = Orchestrator(config, self.decisions, self.store, Summaries(data_dir))
@@ -187,6 +192,7 @@ class InterlockServer:
         await self.events.start()
         await self.signals.start()
         await self.policies.start()
+        await self.sandbox.start()
         await self.decisions.approvals.start()
         await self.orchestrator.restore()
         self.metrics.policy_loaded.set(self.policies.active.loaded_at)
@@ -202,7 +208,7 @@ class InterlockServer:
         )
         control_plane_pb2_grpc.add_ControlPlaneServicer_to_server(self.control_plane, server)
         policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(
-            PolicyService(self.policies, self.decisions), server
+            PolicyService(self.policies, self.decisions, self.sandbox), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -386,6 +392,7 @@ class InterlockServer:
             await grpc_server.stop(grace)
         await self.signals.close()  # commits the signals still queued, briefly
         await self.policies.close()
+        await self.sandbox.close()
         await self.store.close()
         http, self._http = self._http, None
         if http is not None:

@@ -1,25 +1,47 @@
-"""The PolicyService: status, reload, and evaluation that changes nothing."""
+"""The PolicyService: status, reload, and evaluation that changes nothing.
+
+EvaluatePolicy (the playground) never evaluates on the engine that makes live
+decisions when that engine is in this process: an inline set, whatever the
+engine, and the active set on the embedded engine are evaluated in the
+:class:`~interlock.policy.sandbox.PolicySandbox` under its time limit. With
+``engine: opa`` the active set is asked of OPA (a process of its own, the
+trusted set, the same answer RequestToolCall gets), under the same time
+limit. Inline sets are never uploaded to the OPA that serves live decisions.
+"""
 
 from __future__ import annotations
+
+import asyncio
 
 import grpc
 
 from interlock.api.convert import dict_to_struct, mode_pb, struct_to_dict, timestamp, verdict_pb
 from interlock.decisions import DecisionService, ToolCall, fail_closed_reason
-from interlock.errors import InterlockError, InvalidArgument, PolicyLoadError
+from interlock.errors import (
+    DeadlineExceeded,
+    InterlockError,
+    InvalidArgument,
+    PolicyLoadError,
+    ResourceExhausted,
+)
 from interlock.policy.bundle import PolicySet
 from interlock.policy.engine import PolicyDecision
 from interlock.policy.manager import PolicyManager
+from interlock.policy.sandbox import PolicySandbox, timed_out
 from interlock.v1 import policy_service_pb2 as pb
 from interlock.v1 import policy_service_pb2_grpc as pb_grpc
 
-MAX_POLICY_FILES = 256
+SANDBOX_ENGINE = "embedded"
+"""The engine the sandbox evaluates on, as EvaluatePolicy reports it."""
 
 
 class PolicyService(pb_grpc.PolicyServiceServicer):
-    def __init__(self, policies: PolicyManager, decisions: DecisionService) -> None:
+    def __init__(
+        self, policies: PolicyManager, decisions: DecisionService, sandbox: PolicySandbox
+    ) -> None:
         self.policies = policies
         self.decisions = decisions
+        self.sandbox = sandbox
 
     async def GetPolicyStatus(
         self, request: pb.GetPolicyStatusRequest, context: grpc.aio.ServicerContext
@@ -58,11 +80,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         self, request: pb.EvaluatePolicyRequest, context: grpc.aio.ServicerContext
     ) -> pb.EvaluatePolicyResponse:
         given: PolicySet | None = None
-        if request.HasField("policy_set"):
-            if len(request.policy_set.files) > MAX_POLICY_FILES:
-                raise InvalidArgument.field(
-                    "policy_set.files", f"more than {MAX_POLICY_FILES} files"
-                )
+        if request.HasField("policy_set"):  # its file count is bounded by api.limits
             given = PolicySet.from_files(dict(request.policy_set.files))
         which = request.WhichOneof("input")
         if which is None:
@@ -88,22 +106,30 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         else:
             policy_input = struct_to_dict(request.raw_input, "raw_input")
 
-        if given is None:
-            decision, revision, _ = await self.decisions.evaluate(policy_input)
-        else:
-            revision = given.revision
+        active = self.policies.active
+        in_sandbox = given is not None or self.policies.engine.name == SANDBOX_ENGINE
+        policy_set = given or active.policy_set
+        revision = policy_set.revision
+        if in_sandbox:
             try:
-                decision = await self.policies.evaluate_with(given, policy_input)
-            except PolicyLoadError:
+                decision = await self.sandbox.evaluate(policy_set, policy_input)
+            except (PolicyLoadError, DeadlineExceeded, ResourceExhausted):
                 raise
             except InterlockError as exc:
                 decision = PolicyDecision("DENY", "MOCK", False, (fail_closed_reason(exc.message),))
+        else:
+            limit = self.sandbox.timeout_seconds
+            try:
+                async with asyncio.timeout(limit):
+                    decision, revision, _ = await self.decisions.evaluate(policy_input)
+            except TimeoutError:
+                raise timed_out(limit) from None
         return pb.EvaluatePolicyResponse(
             verdict=verdict_pb(decision.verdict),
             mode=mode_pb(decision.mode),
             needs_approval=decision.needs_approval,
             reasons=list(decision.reasons),
             revision=revision,
-            engine=self.policies.engine.name,
+            engine=SANDBOX_ENGINE if in_sandbox else self.policies.engine.name,
             input=dict_to_struct(policy_input),
         )
