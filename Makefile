@@ -86,9 +86,14 @@ lint: $(VENV)/.installed opa ## ruff, mypy --strict, opa fmt/check --strict
 policy-test: opa ## Run the Rego unit tests (opa test)
 	$(OPA) test policies -v
 
+.PHONY: alerts
+alerts: prometheus ## Check the Prometheus config and alert rules, and run their unit tests (promtool)
+	cd deploy && promtool check config prometheus.yml
+	cd deploy/prometheus && promtool test rules alerts_test.yml
+
 .PHONY: test
 test: install prometheus ## Run every check and test: stubs, lint, policy tests, pytest, the Go and TypeScript clients
-	$(MAKE) --no-print-directory proto-check lint policy-test
+	$(MAKE) --no-print-directory proto-check lint policy-test alerts
 	$(MAKE) --no-print-directory go-proto-check go-lint ts-install ts-proto-check ts-lint
 	$(MAKE) --no-print-directory go-worker ts-build go-test ts-test
 	INTERLOCK_OPA_BIN=$(OPA) INTERLOCK_GRPCURL_BIN=$(GRPCURL) $(PY) -m pytest

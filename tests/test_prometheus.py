@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import socket
 import time
@@ -39,7 +40,14 @@ TEMPLATE_VARIABLES = {
     "${__range}": "1m",
     "${datasource}": "prometheus",
     "$datasource": "prometheus",
+    # What Grafana sends for the job and instance variables: the job this test
+    # scrapes as, and "All" (the variables' allValue).
+    "${job}": "interlock",
+    "$job": "interlock",
+    "${instance}": ".*",
+    "$instance": ".*",
 }
+METRIC = re.compile(r"\b(?:interlock|process|python)_[a-z_]+\b(\{[^}]*\})?")
 
 
 def prometheus_binary() -> str:
@@ -49,17 +57,25 @@ def prometheus_binary() -> str:
     return found
 
 
-def dashboard_queries() -> list[tuple[str, str]]:
-    """(panel title, PromQL) for every target of every panel, variables substituted."""
+def dashboard_panels() -> list[dict[str, Any]]:
+    """Every panel of the dashboard, those inside collapsed rows too."""
     doc = json.loads(DASHBOARD.read_text())
     panels: list[dict[str, Any]] = []
     for panel in doc["panels"]:
         panels.append(panel)
-        panels.extend(panel.get("panels", []))  # panels inside collapsed rows
+        panels.extend(panel.get("panels", []))
+    return panels
+
+
+def dashboard_queries(substitute: bool = True) -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every target of every panel, variables substituted."""
     out = []
-    for panel in panels:
+    for panel in dashboard_panels():
         for target in panel.get("targets", []):
             expr = target["expr"]
+            if not substitute:
+                out.append((panel["title"], expr))
+                continue
             for name in sorted(TEMPLATE_VARIABLES, key=len, reverse=True):
                 expr = expr.replace(name, TEMPLATE_VARIABLES[name])
             assert "$" not in expr, f"unknown template variable in {expr!r}"
@@ -96,7 +112,27 @@ def test_the_dashboard_has_the_expected_panels() -> None:
     assert len(titles) >= 12
     doc = json.loads(DASHBOARD.read_text())
     assert doc["schemaVersion"] >= 39
-    assert [v["type"] for v in doc["templating"]["list"]] == ["datasource"]
+    variables = {v["name"]: v for v in doc["templating"]["list"]}
+    assert [v["type"] for v in variables.values()] == ["datasource", "query", "query"]
+    assert variables["instance"]["query"]["query"] == (
+        'label_values(interlock_build_info{job=~"$job"}, instance)'
+    )
+
+
+def test_every_query_is_scoped_to_the_chosen_job_and_instances() -> None:
+    unscoped = [
+        f"{title}: {expr}"
+        for title, expr in dashboard_queries(substitute=False)
+        for match in METRIC.finditer(expr)
+        if 'job=~"$job"' not in (match.group(1) or "")
+        or 'instance=~"$instance"' not in (match.group(1) or "")
+    ]
+    assert not unscoped, "series not filtered by $job and $instance:\n" + "\n".join(unscoped)
+
+
+def test_every_panel_says_what_it_shows() -> None:
+    missing = [p["title"] for p in dashboard_panels() if len(p.get("description", "")) < 40]
+    assert not missing, f"panels without a description: {missing}"
 
 
 async def make_load(start_server: StartServer, opa: OpaProcess) -> int:

@@ -40,9 +40,19 @@ Security:
 ``interlock_limits_exceeded_total{limit}``
     Calls refused by a limit (RESOURCE_EXHAUSTED): rate, streams.
 
+The process:
+
+``interlock_build_info{version,engine,store}``
+    Always 1; its labels say which build serves, on which policy engine and
+    store (join on it: ``* on(instance) group_left(version) interlock_build_info``).
+``process_*``, ``python_info``, ``python_gc_*``
+    The client library's process and platform collectors (CPU, memory, open
+    file descriptors, start time; the Python version; garbage collection),
+    on this registry as on the library's default one.
+
 Deployment: ``deploy/prometheus.yml`` scrapes this endpoint and
 ``deploy/grafana/interlock-dashboard.json`` charts every metric here; see
-``deploy/README.md``.
+``deploy/README.md``; ``deploy/prometheus/alerts.yml`` alerts on them.
 """
 
 from __future__ import annotations
@@ -50,7 +60,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from interlock import __version__
 
 LATENCY_BUCKETS = (
     0.0001,
@@ -71,9 +91,26 @@ LATENCY_BUCKETS = (
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    """Every metric of one server, on ``registry`` (a new one by default).
+
+    ``engine`` and ``store`` label ``interlock_build_info``.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, engine: str, store: str
+    ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.build_info = Gauge(
+            "interlock_build_info",
+            "Always 1: the version, policy engine and store of this server.",
+            ["version", "engine", "store"],
+            registry=r,
+        )
+        self.build_info.labels(__version__, engine, store).set(1)
         self.decisions = Counter(
             "interlock_decisions_total",
             "Tool-call decisions, by verdict, execution mode and tool.",

@@ -86,7 +86,7 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
 class InterlockServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = Metrics(engine=config.engine, store="sqlite")
         data_dir = Path(config.data_dir)
         self.audit = AuditLog(
             data_dir, fsync=config.fsync, fsync_interval=config.audit_fsync_interval_seconds
