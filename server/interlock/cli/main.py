@@ -15,6 +15,7 @@ from interlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT, TOKEN_ENV
 from interlock import __version__
 from interlock.cli.approvals import add_approvals_parser, add_auth_parser
 from interlock.cli.audit import add_audit_parser
+from interlock.cli.batch import add_parser as add_run_plans_parser
 from interlock.cli.commands import (
     _target,
     cmd_decide,
@@ -372,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_approvals_parser(commands, client)
     add_auth_parser(commands)
     add_audit_parser(commands)
+    add_run_plans_parser(commands)
     return parser
 
 
