@@ -1,10 +1,10 @@
 """Wiring: build the store, engine, policy manager and servicers; serve gRPC.
 
 Serves the ControlPlane and PolicyService, the standard gRPC health service
-and server reflection (so ``grpcurl`` works), and Prometheus ``/metrics`` over
-HTTP. Shutdown: health goes NOT_SERVING, open event streams end, then
-``server.stop(grace)``, then the policy engine and the store (which syncs the
-audit files) close.
+(Check, Watch, List), server reflection v1 and v1alpha (so ``grpcurl`` works)
+and Prometheus ``/metrics`` over HTTP. Shutdown: health goes NOT_SERVING, open
+event streams end, then ``server.stop(grace)``, then the policy engine and the
+store (which syncs the audit files) close.
 
 The gRPC health status is the AND of the readiness conditions
 (:mod:`interlock.readiness`: the engine, the store, the audit files), each
@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
 
+from interlock.api import reflection
 from interlock.api.control_plane import ControlPlane
+from interlock.api.health_service import HealthService
 from interlock.api.interceptors import ServerInterceptor
 from interlock.api.limits import RequestLimits, request_types
 from interlock.api.policy_service import PolicyService
@@ -117,7 +118,7 @@ class InterlockServer:
             orchestrator=self.orchestrator,
             signals=self.signals,
         )
-        self.health = health.aio.HealthServicer()
+        self.health = HealthService()
         self.readiness = Readiness()
         self._serving_lock = asyncio.Lock()
         self._serving_tasks: set[asyncio.Task[None]] = set()
@@ -215,7 +216,6 @@ class InterlockServer:
             (
                 *SERVICE_NAMES,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
             ),
             server,
         )

@@ -15,9 +15,11 @@ generic message; the details go to the log only.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -27,6 +29,7 @@ from grpc_status import rpc_status
 
 from interlock import logcontext
 from interlock.api.limits import RequestLimits
+from interlock.auth import Principal
 from interlock.errors import DOMAIN, InterlockError, InvalidArgument
 from interlock.guard import Guard
 from interlock.logcontext import REQUEST_ID_HEADER
@@ -186,20 +189,38 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         return wrapped
 
     def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """The handler with the interceptor's work around it, in the handler's own
+        shape: the same cardinality, and a coroutine that writes with
+        ``context.write`` stays one (grpc.aio picks how to send replies from
+        the kind of function it is given)."""
         max_bytes = self.limits.max_bytes(method) if self.limits is not None else None
+        deserializer = _safe(handler.request_deserializer, max_bytes)
+        serializer = handler.response_serializer
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._unary(method, handler.unary_unary),
-                request_deserializer=_safe(handler.request_deserializer, max_bytes),
-                response_serializer=handler.response_serializer,
+                request_deserializer=deserializer,
+                response_serializer=serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(method, handler.unary_stream),
-                request_deserializer=_safe(handler.request_deserializer, max_bytes),
-                response_serializer=handler.response_serializer,
+                self._stream(method, handler.unary_stream, streaming_requests=False),
+                request_deserializer=deserializer,
+                response_serializer=serializer,
             )
-        return handler
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(method, handler.stream_unary, streaming_requests=True),
+                request_deserializer=deserializer,
+                response_serializer=serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._stream(method, handler.stream_stream, streaming_requests=True),
+                request_deserializer=deserializer,
+                response_serializer=serializer,
+            )
+        return handler  # pragma: no cover - every handler has one of the four shapes
 
     def _check_request(self, method: str, request: Any) -> None:
         """The first step of every call: a body that parsed, within its RPC's limits."""
@@ -240,16 +261,46 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         context.set_trailing_metadata(status.trailing_metadata)
         return code
 
-    def _unary(self, method: str, inner: Any) -> Any:
+    def _checked(self, method: str, requests: AsyncIterable[Any]) -> AsyncIterator[Any]:
+        """A client stream whose every message is held to the same checks as a
+        unary request, as it arrives."""
+
+        async def each() -> AsyncIterator[Any]:
+            async for request in requests:
+                self._check_request(method, request)
+                yield request
+
+        return each()
+
+    async def _admit(
+        self,
+        guard: Guard | None,
+        method: str,
+        request: Any,
+        context: grpc.aio.ServicerContext,
+        streaming_requests: bool,
+    ) -> tuple[Any, Principal | None]:
+        """Check the request (for a client stream: each message, as it comes)
+        and pass the guard. Returns the request to give the handler and the
+        principal the guard admitted (None for an unguarded method)."""
+        if streaming_requests:
+            request = self._checked(method, request)
+            facts = None  # a client stream is admitted on its method and principal
+        else:
+            self._check_request(method, request)
+            facts = request
+        principal = await guard.admit(method, facts, context) if guard is not None else None
+        return request, principal
+
+    def _unary(self, method: str, inner: Any, *, streaming_requests: bool = False) -> Any:
+        """Wrap a handler that answers once (unary-unary, or stream-unary)."""
         guard = self.guard if self.guard is not None and Guard.guards(method) else None
 
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
             _bind_request_id(context)
             try:
-                self._check_request(method, request)
-                if guard is not None:
-                    await guard.admit(method, request, context)
+                request, _ = await self._admit(guard, method, request, context, streaming_requests)
                 response = await inner(request, context)
             except grpc.aio.AbortError:
                 self._observe(method, context.code() or grpc.StatusCode.UNKNOWN, started)
@@ -263,22 +314,39 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         return handle
 
-    def _stream(self, method: str, inner: Any) -> Any:
+    def _stream(self, method: str, inner: Any, *, streaming_requests: bool) -> Any:
+        """Wrap a handler that answers with a stream (unary-stream, stream-stream),
+        in either of grpc.aio's shapes: an async generator (or a function
+        returning an iterator) that yields the replies, or a coroutine that
+        writes them with ``context.write`` and returns None (the standard
+        health service's Watch)."""
         guard = self.guard if self.guard is not None and Guard.guards(method) else None
+        writes = inspect.iscoroutinefunction(inner)
 
-        async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def run(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            """The inner handler's replies; nothing for one that writes them itself."""
+            request, principal = await self._admit(
+                guard, method, request, context, streaming_requests
+            )
+            slot = guard.stream(principal) if guard is not None and principal is not None else None
+            with slot or contextlib.nullcontext():
+                if writes:
+                    await inner(request, context)
+                    return
+                replies = inner(request, context)
+                if isinstance(replies, AsyncIterable):
+                    async for item in replies:
+                        yield item
+                else:
+                    for item in replies:
+                        yield item
+
+        async def write(request: Any, context: grpc.aio.ServicerContext) -> None:
             started = time.perf_counter()
             _bind_request_id(context)
             try:
-                self._check_request(method, request)
-                if guard is None:
-                    async for item in inner(request, context):
-                        yield item
-                else:
-                    principal = await guard.admit(method, request, context)
-                    with guard.stream(principal):
-                        async for item in inner(request, context):
-                            yield item
+                async for _ in run(request, context):
+                    pass  # pragma: no cover - a writing handler yields nothing
             except grpc.aio.AbortError:
                 self._observe(method, context.code() or grpc.StatusCode.UNKNOWN, started)
                 raise
@@ -287,4 +355,18 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 return
             self._observe(method, context.code() or grpc.StatusCode.OK, started)
 
-        return handle
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            _bind_request_id(context)
+            try:
+                async for item in run(request, context):
+                    yield item
+            except grpc.aio.AbortError:
+                self._observe(method, context.code() or grpc.StatusCode.UNKNOWN, started)
+                raise
+            except Exception as exc:
+                self._observe(method, await self._fail(context, method, exc), started)
+                return
+            self._observe(method, context.code() or grpc.StatusCode.OK, started)
+
+        return write if writes else handle
