@@ -8,6 +8,10 @@ OPA_VERSION := v1.22.2
 OPA := $(TOOLS)/opa
 GRPCURL_VERSION := v1.9.3
 GRPCURL := $(TOOLS)/grpcurl
+BUF_VERSION := 1.75.0
+BUF_DIR := $(CURDIR)/.tools/buf
+BUF := $(BUF_DIR)/node_modules/.bin/buf
+BUF_STAMP := $(BUF_DIR)/.installed-$(BUF_VERSION)
 PROTOS := $(wildcard protos/interlock/v1/*.proto)
 GEN_DIR := server
 
@@ -43,6 +47,18 @@ $(GRPCURL):
 
 .PHONY: grpcurl
 grpcurl: $(GRPCURL) ## Build the pinned grpcurl into .tools/bin (used by the reflection test)
+
+$(BUF_STAMP):
+	rm -rf $(BUF_DIR) && mkdir -p $(BUF_DIR)
+	npm install --no-audit --no-fund --no-save --prefix $(BUF_DIR) @bufbuild/buf@$(BUF_VERSION)
+	touch $@
+
+.PHONY: buf
+buf: $(BUF_STAMP) ## Install the pinned buf CLI (npm @bufbuild/buf) into .tools/buf
+
+.PHONY: buf-lint
+buf-lint: $(BUF_STAMP) ## Lint protos/ with buf's STANDARD rules (buf.yaml records the one exception)
+	$(BUF) lint
 
 .PHONY: prometheus
 prometheus: ## Install the prometheus binary (Debian package, needs root) for tests/test_prometheus.py
@@ -93,7 +109,7 @@ alerts: prometheus ## Check the Prometheus config and alert rules, and run their
 
 .PHONY: test
 test: install prometheus ## Run every check and test: stubs, lint, policy tests, pytest, the Go and TypeScript clients
-	$(MAKE) --no-print-directory proto-check lint policy-test alerts
+	$(MAKE) --no-print-directory proto-check lint buf-lint policy-test alerts
 	$(MAKE) --no-print-directory go-proto-check go-lint ts-install ts-proto-check ts-lint
 	$(MAKE) --no-print-directory go-worker ts-build go-test ts-test
 	INTERLOCK_OPA_BIN=$(OPA) INTERLOCK_GRPCURL_BIN=$(GRPCURL) $(PY) -m pytest
