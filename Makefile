@@ -13,7 +13,8 @@ BUF_DIR := $(CURDIR)/.tools/buf
 BUF := $(BUF_DIR)/node_modules/.bin/buf
 BUF_STAMP := $(BUF_DIR)/.installed-$(BUF_VERSION)
 PROTOS := $(wildcard protos/interlock/v1/*.proto)
-GEN_DIR := server
+GEN_DIR := clients/python
+GEN_PROTOS := clients/python/scripts/gen_protos.py
 
 .DEFAULT_GOAL := help
 
@@ -65,17 +66,14 @@ prometheus: ## Install the prometheus binary (Debian package, needs root) for te
 	@if ! command -v prometheus >/dev/null; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; fi
 
 .PHONY: proto
-proto: $(VENV)/.installed ## Regenerate the Python gRPC stubs from protos/
-	$(PY) -m grpc_tools.protoc -I protos --python_out=$(GEN_DIR) --pyi_out=$(GEN_DIR) \
-		--grpc_python_out=$(GEN_DIR) $(PROTOS)
-	touch $(GEN_DIR)/interlock/v1/__init__.py
+proto: $(VENV)/.installed ## Regenerate the Python gRPC stubs (clients/python/interlock_client/v1) from protos/
+	$(PY) $(GEN_PROTOS) --protos protos $(GEN_DIR)
 
 .PHONY: proto-check
 proto-check: $(VENV)/.installed ## Fail if the committed stubs differ from freshly generated ones
 	@tmp=$$(mktemp -d); \
-	$(PY) -m grpc_tools.protoc -I protos --python_out=$$tmp --pyi_out=$$tmp \
-		--grpc_python_out=$$tmp $(PROTOS) && touch $$tmp/interlock/v1/__init__.py && \
-	diff -r -x __pycache__ $$tmp/interlock/v1 $(GEN_DIR)/interlock/v1 \
+	$(PY) $(GEN_PROTOS) --protos protos $$tmp >/dev/null && \
+	diff -r -x __pycache__ $$tmp/interlock_client/v1 $(GEN_DIR)/interlock_client/v1 \
 		&& echo "proto-check: generated code is fresh" \
 		|| { echo "proto-check: stubs are stale; run make proto"; rm -rf $$tmp; exit 1; }; \
 	rm -rf $$tmp

@@ -39,8 +39,8 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from interlock.v1 import plans_pb2, types_pb2
 from interlock_client import InterlockClient, InterlockError, credentials_from_files
+from interlock_client.v1 import plans_pb2, types_pb2
 
 log = logging.getLogger("agent_worker")
 

@@ -26,8 +26,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from interlock.v1 import observe_pb2
 from interlock_client import InterlockClient, InterlockError, credentials_from_files
+from interlock_client.v1 import observe_pb2
 
 log = logging.getLogger("operator")
 

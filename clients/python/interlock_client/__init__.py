@@ -2,12 +2,12 @@
 
 An asyncio client (:class:`InterlockClient`) and a blocking one
 (:class:`SyncInterlockClient`) for the Interlock control plane. Both return
-the server's protobuf messages (:mod:`interlock.v1`) and raise
+the server's protobuf messages (:mod:`interlock_client.v1`, the generated stubs this distribution ships) and raise
 :class:`InterlockError` (status code, message, ErrorInfo reason, field
 violations) when a call fails::
 
     from interlock_client import InterlockClient, InterlockError
-    from interlock.v1 import types_pb2
+    from interlock_client.v1 import types_pb2
 
     async with InterlockClient("127.0.0.1:50051") as client:
         decision = await client.request_tool_call("agent1", "vision_inspect", {"target": "x"}, 0.9)

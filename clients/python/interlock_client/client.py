@@ -1,6 +1,6 @@
 """The asyncio client: :class:`InterlockClient`, on ``grpc.aio``.
 
-Every method returns the server's protobuf message (from :mod:`interlock.v1`)
+Every method returns the server's protobuf message (from :mod:`interlock_client.v1`)
 and raises :class:`~interlock_client.errors.InterlockError` when the call fails.
 Methods whose response has a single field return that field's message
 (:meth:`InterlockClient.request_tool_call` gives a ``Decision``,
@@ -29,7 +29,10 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2, struct_pb2
-from interlock.v1 import (
+
+from interlock_client.errors import InterlockError
+from interlock_client.jsonpaths import json_type, member
+from interlock_client.v1 import (
     control_plane_pb2,
     control_plane_pb2_grpc,
     observe_pb2,
@@ -38,9 +41,6 @@ from interlock.v1 import (
     policy_service_pb2_grpc,
     types_pb2,
 )
-
-from interlock_client.errors import InterlockError
-from interlock_client.jsonpaths import json_type, member
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 5.0

@@ -28,13 +28,19 @@ from collections.abc import (
 from typing import Any, TypeVar
 
 import grpc
-from interlock.v1 import control_plane_pb2, observe_pb2, plans_pb2, policy_service_pb2, types_pb2
 
 from interlock_client.client import (
     DEFAULT_RETRIES,
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
     InterlockClient,
+)
+from interlock_client.v1 import (
+    control_plane_pb2,
+    observe_pb2,
+    plans_pb2,
+    policy_service_pb2,
+    types_pb2,
 )
 
 _T = TypeVar("_T")

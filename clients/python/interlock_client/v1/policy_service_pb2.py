@@ -24,14 +24,14 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
-from interlock.v1 import types_pb2 as interlock_dot_v1_dot_types__pb2
+from interlock_client.v1 import types_pb2 as interlock_dot_v1_dot_types__pb2
 
 
 DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!interlock/v1/policy_service.proto\x12\x0cinterlock.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18interlock/v1/types.proto\"l\n\tPolicySet\x12\x31\n\x05\x66iles\x18\x01 \x03(\x0b\x32\".interlock.v1.PolicySet.FilesEntry\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x18\n\x16GetPolicyStatusRequest\"\xaa\x02\n\x17GetPolicyStatusResponse\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x18\n\x10\x65ngine_available\x18\x03 \x01(\x08\x12\x0e\n\x06source\x18\x04 \x01(\t\x12-\n\tloaded_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07modules\x18\x06 \x03(\t\x12\x12\n\ntool_count\x18\x07 \x01(\r\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\x31\n\rlast_error_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07reloads\x18\n \x01(\x04\x12\x17\n\x0freload_failures\x18\x0b \x01(\x04\"\x17\n\x15ReloadPoliciesRequest\"V\n\x16ReloadPoliciesResponse\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x19\n\x11previous_revision\x18\x02 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\"\x9b\x01\n\rToolCallInput\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04tool\x18\x02 \x01(\t\x12*\n\targuments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\nconfidence\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\x0elive_in_flight\x18\x05 \x01(\rB\r\n\x0b_confidence\"\xad\x01\n\x15\x45valuatePolicyRequest\x12\x30\n\ttool_call\x18\x01 \x01(\x0b\x32\x1b.interlock.v1.ToolCallInputH\x00\x12,\n\traw_input\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12+\n\npolicy_set\x18\x03 \x01(\x0b\x32\x17.interlock.v1.PolicySetB\x07\n\x05input\"\xde\x01\n\x16\x45valuatePolicyResponse\x12&\n\x07verdict\x18\x01 \x01(\x0e\x32\x15.interlock.v1.Verdict\x12)\n\x04mode\x18\x02 \x01(\x0e\x32\x1b.interlock.v1.ExecutionMode\x12\x16\n\x0eneeds_approval\x18\x03 \x01(\x08\x12\x0f\n\x07reasons\x18\x04 \x03(\t\x12\x10\n\x08revision\x18\x05 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x06 \x01(\t\x12&\n\x05input\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct2\xa9\x02\n\rPolicyService\x12^\n\x0fGetPolicyStatus\x12$.interlock.v1.GetPolicyStatusRequest\x1a%.interlock.v1.GetPolicyStatusResponse\x12[\n\x0eReloadPolicies\x12#.interlock.v1.ReloadPoliciesRequest\x1a$.interlock.v1.ReloadPoliciesResponse\x12[\n\x0e\x45valuatePolicy\x12#.interlock.v1.EvaluatePolicyRequest\x1a$.interlock.v1.EvaluatePolicyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'interlock.v1.policy_service_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'interlock_client.v1.policy_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_POLICYSET_FILESENTRY']._loaded_options = None

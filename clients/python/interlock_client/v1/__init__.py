@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of the interlock.v1 API (make proto). Do not edit."""
