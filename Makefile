@@ -112,6 +112,10 @@ test: install prometheus ## Run every check and test: stubs, lint, policy tests,
 	$(MAKE) --no-print-directory go-worker ts-build go-test ts-test
 	INTERLOCK_OPA_BIN=$(OPA) INTERLOCK_GRPCURL_BIN=$(GRPCURL) $(PY) -m pytest
 
+.PHONY: torture
+torture: install ## Only the torture suite (tests/torture: SIGKILLs, engine outage, full disk, hostile input); prints its figures
+	INTERLOCK_OPA_BIN=$(OPA) $(PY) -m pytest -m torture tests/torture -q
+
 .PHONY: bench
 bench: install ## Benchmarks: RequestToolCall vs a bare gRPC echo, both engines
 	INTERLOCK_OPA_BIN=$(OPA) $(PY) bench/bench_decisions.py
