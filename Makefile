@@ -65,6 +65,10 @@ buf-lint: $(BUF_STAMP) ## Lint protos/ with buf's STANDARD rules (buf.yaml recor
 prometheus: ## Install the prometheus binary (Debian package, needs root) for tests/test_prometheus.py
 	@if ! command -v prometheus >/dev/null; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; fi
 
+.PHONY: chromium
+chromium: ## Install Debian's chromium (needs root) for the console's browser tests (tests/console); nothing downloads a browser
+	@if ! test -x /usr/bin/chromium; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
+
 .PHONY: proto
 proto: $(VENV)/.installed ## Regenerate the Python gRPC stubs (clients/python/interlock_client/v1) from protos/
 	$(PY) $(GEN_PROTOS) --protos protos $(GEN_DIR)
@@ -106,7 +110,7 @@ alerts: prometheus ## Check the Prometheus config and alert rules, and run their
 	cd deploy/prometheus && promtool test rules alerts_test.yml
 
 .PHONY: test
-test: install prometheus ## Run every check and test: stubs, lint, policy tests, pytest, the Go and TypeScript clients
+test: install prometheus chromium ## Run every check and test: stubs, lint, policy tests, pytest, the Go and TypeScript clients
 	$(MAKE) --no-print-directory proto-check lint buf-lint policy-test alerts
 	$(MAKE) --no-print-directory go-proto-check go-lint ts-install ts-proto-check ts-lint
 	$(MAKE) --no-print-directory go-worker ts-build go-test ts-test
@@ -121,8 +125,8 @@ bench: install ## Benchmarks: RequestToolCall vs a bare gRPC echo, both engines
 	INTERLOCK_OPA_BIN=$(OPA) $(PY) bench/bench_decisions.py
 
 .PHONY: run
-run: $(VENV)/.installed ## Start the server on embedded defaults (embedded Rego, SQLite, loopback, insecure dev mode)
-	$(VENV)/bin/interlock serve
+run: $(VENV)/.installed ## Start the server on embedded defaults (embedded Rego, SQLite, loopback, insecure dev mode); the console on http://127.0.0.1:8080/
+	$(VENV)/bin/interlock serve --console-listen 127.0.0.1:8080
 
 .PHONY: clean
 clean: ## Remove the venv, tools, caches and local state

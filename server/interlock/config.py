@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 ENGINES = ("embedded", "opa")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,12 @@ class ServerConfig:
 
     metrics_listen: str = "127.0.0.1:9464"
     """HTTP address of the Prometheus /metrics endpoint; empty disables it."""
+
+    console_listen: str = ""
+    """Address (host:port) of the operator console in the browser (docs/console.md); empty disables it. HTTPS when TLS is configured; port 0 picks a free port."""
+
+    console_session_ttl_seconds: float = 8 * 3600.0
+    """How long a console sign-in lasts; after it the person signs in again."""
 
     policy_dir: str = "policies"
     """The policy bundle folder: Rego modules, data.yaml documents, the tool catalog."""
@@ -236,9 +243,9 @@ def _check(config: ServerConfig) -> None:
         raise ConfigError("live_confidence_floor: must be in [0, 1]")
     if config.max_concurrent_live is not None and config.max_concurrent_live < 0:
         raise ConfigError("max_concurrent_live: must not be negative")
-    for name in ("listen", "metrics_listen"):
+    for name in ("listen", "metrics_listen", "console_listen"):
         value = getattr(config, name)
-        if name == "metrics_listen" and value == "":
+        if name in ("metrics_listen", "console_listen") and value == "":
             continue
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or int(port) > 65535:
@@ -269,6 +276,14 @@ def _check(config: ServerConfig) -> None:
             f"insecure: development mode serves without TLS or authentication and may only "
             f"listen on loopback, not {host!r}"
         )
+    console_host = config.console_listen.rsplit(":", 1)[0].strip("[]")
+    if config.insecure and config.console_listen and console_host not in LOOPBACK:
+        raise ConfigError(
+            f"console_listen: development mode serves the console without TLS and only on "
+            f"loopback, not {console_host!r}"
+        )
+    if config.console_session_ttl_seconds <= 0:
+        raise ConfigError("console_session_ttl_seconds: must be positive")
 
 
 def describe() -> list[tuple[str, str, str]]:

@@ -595,6 +595,50 @@ class DecisionService:
             raise NotFound(f"unknown decision {decision_id!r}", reason="UNKNOWN_DECISION")
         return dict(rows[0])
 
+    async def search(
+        self,
+        *,
+        agent_id: str = "",
+        tool: str = "",
+        verdict: str = "",
+        mode: str = "",
+        since: float = 0.0,
+        until: float = 0.0,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Stored decisions, newest first; an empty filter matches everything
+        (the console's decision explorer)."""
+        sql = "SELECT * FROM decisions WHERE 1 = 1"
+        params: list[Any] = []
+        for column, value in (
+            ("agent_id", agent_id),
+            ("tool", tool),
+            ("verdict", verdict),
+            ("mode", mode),
+        ):
+            if value:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        if since:
+            sql += " AND decided_at >= ?"
+            params.append(since)
+        if until:
+            sql += " AND decided_at < ?"
+            params.append(until)
+        sql += " ORDER BY decided_at DESC, decision_id DESC LIMIT ?"
+        params.append(limit)
+        return [dict(row) for row in await self.store.query(sql, tuple(params))]
+
+    async def audit_lines(self, decision_id: str) -> list[dict[str, Any]]:
+        """The decision's and its result's lines of the tool execution log, as
+        sealed into the hash chain (from the store's copy of the audit lines)."""
+        rows = await self.store.query(
+            "SELECT line FROM audit_outbox WHERE file = ? AND line LIKE ? ORDER BY seq",
+            (TOOL_EXECUTION_LOG, f'%"decision_id":"{decision_id}"%'),
+        )
+        lines = [orjson.loads(row["line"]) for row in rows]
+        return [line for line in lines if line.get("decision_id") == decision_id]
+
     async def stored_result(self, decision_id: str) -> dict[str, Any] | None:
         """The result recorded for a decision, as a plan step keeps it, or None."""
         rows = await self.store.query("SELECT * FROM results WHERE decision_id = ?", (decision_id,))

@@ -315,6 +315,27 @@ class EventHub:
             self._watchers.discard(watcher)
             self._open.dec()
 
+    async def recent(self, selection: EventFilter, limit: int) -> list[EventRecord]:
+        """The newest ``limit`` committed events matching ``selection``, oldest first
+        (the page a console view starts from before it follows live)."""
+        sql = "SELECT * FROM events WHERE 1 = 1"
+        params: list[object] = []
+        for column, value in (("plan_id", selection.plan_id), ("agent_id", selection.agent_id)):
+            if value:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        if selection.kinds:
+            sql += f" AND kind IN ({','.join('?' * len(selection.kinds))})"
+            params += sorted(selection.kinds)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        params.append(limit)
+        rows = await self.store.query(sql, tuple(params))
+        return [record_from_row(row) for row in reversed(rows)]
+
+    async def highest_seq(self) -> int:
+        """The highest committed seq (0 when there is none)."""
+        return await self._highest_committed()
+
     @property
     def watchers(self) -> int:
         return len(self._watchers)

@@ -109,6 +109,15 @@ class Guard:
         current_principal.set(principal)
         return principal
 
+    async def authorize(self, method: str, principal: Principal, request: Any) -> None:
+        """Admit an already authenticated principal to the action named by the RPC
+        ``method`` (its short name), as for a call of it: its rate limit, then the
+        authorization policy. The console's front door asks this for every page
+        and action, so one policy decides for both."""
+        self._spend(principal)
+        if self.directory is not None:
+            await self._authorize(method, principal, request)
+
     # Limits ------------------------------------------------------------------------
 
     def _spend(self, principal: Principal, now: float | None = None) -> None:

@@ -34,6 +34,7 @@ from interlock.api.policy_service import PolicyService
 from interlock.audit import AuditLog
 from interlock.auth import PrincipalDirectory
 from interlock.config import ServerConfig
+from interlock.console import Console, Services
 from interlock.decisions import DecisionService
 from interlock.events import EventHub
 from interlock.guard import Guard
@@ -162,6 +163,8 @@ class InterlockServer:
         self._http: Any = None
         self._monitor: asyncio.Task[None] | None = None
         self._chain_check: asyncio.Task[None] | None = None
+        self.console: Console | None = None
+        """The operator console (interlock.console), when console_listen is set."""
 
     async def start(self) -> int:
         """Start everything; on failure, stop what was started and re-raise."""
@@ -241,6 +244,22 @@ class InterlockServer:
         self._monitor = asyncio.create_task(self._watch_engine(), name="engine-monitor")
         self.health_monitor.start()
 
+        if self.config.console_listen:
+            self.console = Console(
+                Services(
+                    config=self.config,
+                    guard=self.guard,
+                    directory=self.directory,
+                    decisions=self.decisions,
+                    approvals=self.decisions.approvals,
+                    orchestrator=self.orchestrator,
+                    events=self.events,
+                    health=self.health_monitor,
+                    signals=self.signals,
+                    policies=self.policies,
+                )
+            )
+            await self.console.start()
         if self.config.metrics_listen:
             host, _, port = self.config.metrics_listen.rpartition(":")
             self._http, _thread = start_http_server(
@@ -385,6 +404,9 @@ class InterlockServer:
         await self.health_monitor.stop()
         # Streams of events never end on their own: end them before the grace period.
         await self.events.close()
+        console, self.console = self.console, None
+        if console is not None:  # its event streams ended with the hub's watchers
+            await console.stop()
         await self.orchestrator.close()  # ends work streams; plans resume at the next start
         await self.decisions.approvals.close()
         grpc_server, self._grpc = self._grpc, None

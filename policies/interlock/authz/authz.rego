@@ -15,7 +15,9 @@
 #   and admins submit and cancel plans; an approval is resolved only by a
 #   principal holding one of its approver roles, never by the principal that
 #   asked nor by one acting as the agent whose call it is; only admins reload
-#   policy.
+#   policy. "UseConsole" (not an RPC: signing in to the operator console,
+#   docs/console.md) is for operators and admins; each console page or
+#   action then asks for the RPC it corresponds to.
 #
 #   Deny by default: a call is allowed only when an `_allowed` rule
 #   positively allows it and nothing denies it. An input with a field
@@ -36,7 +38,7 @@ _as_agent := {"RequestToolCall", "ReportToolResult", "PullWork"}
 
 _planning := {"SubmitPlan", "CancelPlan"}
 
-_known := ((_reads | _as_agent) | _planning) | {"ResolveApproval", "ReloadPolicies", "EvaluatePolicy"}
+_known := ((_reads | _as_agent) | _planning) | {"ResolveApproval", "ReloadPolicies", "EvaluatePolicy", "UseConsole"}
 
 _p := object.get(input, "principal", {})
 
@@ -137,6 +139,11 @@ _allowed if {
 	_staff
 }
 
+_allowed if {
+	_method == "UseConsole"
+	_staff
+}
+
 # Why a call is refused, in words.
 
 denials contains "the principal has no id" if not _valid_id
@@ -195,6 +202,12 @@ denials contains sprintf("%v may not %v: it takes an admin", [_who, _method]) if
 
 denials contains sprintf("%v may not %v: it takes an operator or an admin", [_who, _method]) if {
 	_method == "EvaluatePolicy"
+	not _staff
+}
+
+denials contains sprintf("%v may not use the console: it is for operators and admins, not %v principals", [_who, _kind]) if {
+	_method == "UseConsole"
+	_kind != ""
 	not _staff
 }
 

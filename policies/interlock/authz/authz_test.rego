@@ -151,3 +151,10 @@ test_nothing_denies_but_nothing_allows if {
 	not r.allow
 	r.reason == "no rule allows ListPlans for agent1"
 }
+
+test_console_is_for_operators_and_admins if {
+	authz.main.allow with input as _call("UseConsole", _operator)
+	authz.main.allow with input as _call("UseConsole", _admin)
+	not authz.main.allow with input as _call("UseConsole", _planner)
+	authz.main.reason == "agent1 may not use the console: it is for operators and admins, not agent principals" with input as _call("UseConsole", _agent)
+}

@@ -23,6 +23,7 @@ from interlock.logcontext import ContextFilter
 _METAVARS = {
     "listen": "HOST:PORT",
     "metrics_listen": "HOST:PORT",
+    "console_listen": "HOST:PORT",
     "policy_dir": "DIR",
     "data_dir": "DIR",
     "opa_url": "URL",
