@@ -52,8 +52,7 @@ async def run(*args: str, program: tuple[str, ...] = (str(INTERLOCK),)) -> Run:
         env=clean_env(),
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
+    return Run(await proc.wait(), out.decode(), err.decode())
 
 
 def field(text: str, name: str) -> str:
@@ -266,6 +265,7 @@ async def test_policy_eval_raw_input(server: str) -> None:
     assert field(result.out, "verdict") == "DENY"
     assert field(result.out, "mode") == "MOCK"
     assert "confidence" in result.out  # a reason names the bad confidence
+    assert as_json.code == 0, as_json.err
     data = json.loads(as_json.out)
     assert data["verdict"] == "VERDICT_DENY"
     assert data["input"] == raw
@@ -290,6 +290,7 @@ async def test_policy_eval_tool_call(server: str) -> None:
     assert field(result.out, "verdict") == "ALLOW"
     assert field(result.out, "mode") == "LIVE"
     health = await cli(server, "health", "--json")
+    assert health.code == 0, health.err
     assert json.loads(health.out)["decisions"] == {}  # evaluating records nothing
 
 
@@ -305,11 +306,11 @@ async def test_policy_eval_against_a_folder(server: str, tmp_path: Path) -> None
     call = ("--agent", "agent1", "--tool", "vision_inspect", "--confidence", "0.9")
     call += ("--args", '{"target": "x"}', "--json")
 
-    as_active = json.loads(
-        (await cli(server, "policy", "eval", *call, "--policy-dir", str(same))).out
-    )
+    same_run = await cli(server, "policy", "eval", *call, "--policy-dir", str(same))
     result = await cli(server, "policy", "eval", *call, "--policy-dir", str(capped))
 
+    assert same_run.code == 0, same_run.err
+    as_active = json.loads(same_run.out)
     assert as_active["revision"] == await active_revision(server)
     assert as_active["mode"] == "EXECUTION_MODE_LIVE"
     assert result.code == 0, result.err
@@ -318,6 +319,7 @@ async def test_policy_eval_against_a_folder(server: str, tmp_path: Path) -> None
     assert dry["revision"] != as_active["revision"]
     # The folder was only tried: the server still decides LIVE.
     live = await cli(server, "policy", "eval", *call)
+    assert live.code == 0, live.err
     assert json.loads(live.out)["mode"] == "EXECUTION_MODE_LIVE"
 
 

@@ -8,13 +8,13 @@ import time
 import urllib.request
 
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from interlock.health import HEALTH_FILE, Ewma, detect, linear_score, status_of
 from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import observe_pb2, types_pb2
 
 from tests.conftest import Running, StartServer
 from tests.helpers.calls import tool_call
+from tests.helpers.health import NOT_SERVING, wait_for_health
 from tests.helpers.opa import OpaProcess
 
 BUCKET = 0.25
@@ -175,13 +175,7 @@ async def test_engine_down_means_unhealthy(start_server: StartServer, opa: OpaPr
     h = await s.cp.GetHealth(pb.GetHealthRequest())
     assert h.status == observe_pb2.HEALTH_STATUS_HEALTHY and h.score >= 80
     opa.stop()
-    hs = health_pb2_grpc.HealthStub(s.channel)
-    for _ in range(60):
-        status = (await hs.Check(health_pb2.HealthCheckRequest(service=""))).status
-        if status == health_pb2.HealthCheckResponse.NOT_SERVING:
-            break
-        await asyncio.sleep(0.1)
-    assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+    await wait_for_health(s.channel, NOT_SERVING)
     h = await s.cp.GetHealth(pb.GetHealthRequest())
     assert h.status == observe_pb2.HEALTH_STATUS_UNHEALTHY and h.score <= 25
     assert not h.engine_available

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from interlock.v1 import control_plane_pb2 as pb
+from interlock.v1 import observe_pb2, types_pb2
 from interlock.v1 import policy_service_pb2 as ppb
-from interlock.v1 import types_pb2
 
 from tests.conftest import StartServer
 from tests.helpers.calls import tool_call
+from tests.helpers.health import NOT_SERVING, SERVING, wait_for_health
 from tests.helpers.opa import OpaProcess
 
 pytestmark = pytest.mark.opa
@@ -84,15 +84,9 @@ async def test_fails_closed_when_opa_is_down_and_recovers(
     )
     assert "failing closed" in d.reasons[0]
 
-    hs = health_pb2_grpc.HealthStub(s.channel)
-    for _ in range(60):
-        status = (await hs.Check(health_pb2.HealthCheckRequest(service=""))).status
-        if status == health_pb2.HealthCheckResponse.NOT_SERVING:
-            break
-        await asyncio.sleep(0.1)
-    assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+    await wait_for_health(s.channel, NOT_SERVING)
     h = await s.cp.GetHealth(pb.GetHealthRequest())
-    assert not h.engine_available and h.status == 3  # HEALTH_STATUS_UNHEALTHY
+    assert not h.engine_available and h.status == observe_pb2.HEALTH_STATUS_UNHEALTHY
     # The very input OPA allowed before is not answered from the cache now.
     again = (await s.cp.RequestToolCall(tool_call())).decision
     assert again.verdict == types_pb2.VERDICT_DENY and again.fail_closed
@@ -113,9 +107,4 @@ async def test_fails_closed_when_opa_is_down_and_recovers(
     opa.start()
     d = (await s.cp.RequestToolCall(tool_call())).decision
     assert d.verdict == types_pb2.VERDICT_ALLOW and not d.fail_closed, list(d.reasons)
-    for _ in range(60):
-        status = (await hs.Check(health_pb2.HealthCheckRequest(service=""))).status
-        if status == health_pb2.HealthCheckResponse.SERVING:
-            break
-        await asyncio.sleep(0.1)
-    assert status == health_pb2.HealthCheckResponse.SERVING
+    await wait_for_health(s.channel, SERVING)

@@ -142,8 +142,7 @@ async def cli_with_input(server: str, data: bytes, *args: str) -> Run:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
+    return Run(await proc.wait(), out.decode(), err.decode())
 
 
 def write_plan(tmp_path: Path, doc: object, name: str = "plan.json") -> str:
@@ -207,14 +206,13 @@ class WorkerProcess:
         if self.proc.returncode is None:
             self.proc.send_signal(sig)
         try:
-            await asyncio.wait_for(self.proc.wait(), within)
+            code = await asyncio.wait_for(self.proc.wait(), within)
         finally:
             if self.proc.returncode is None:
                 self.proc.kill()
                 await self.proc.wait()
             await asyncio.wait_for(self._reader, within)
-        assert self.proc.returncode is not None
-        return self.proc.returncode
+        return code
 
 
 @contextlib.asynccontextmanager
@@ -281,6 +279,7 @@ async def test_the_phase21_example_from_a_file_runs_on_the_example_worker(
         "button_click": ["agent2", "button_click", "LIVE", "AWAITING_APPROVAL"],
     }
     assert "irreversible" in got.out
+    assert as_json.code == 0, as_json.err
     data = json.loads(as_json.out)
     assert data["state"] == "PLAN_STATE_RUNNING"
     vision = data["steps"][0]
@@ -364,6 +363,7 @@ async def test_a_file_that_is_not_a_plan_is_a_usage_error(target: str, tmp_path:
     assert "  spec.steps[1].confidence: is required" in wrong.err
     assert "cannot read" in absent.err
     assert "unknown plan state 'sleeping'" in bad_state.err
+    assert nothing.code == 0, nothing.err
     assert json.loads(nothing.out)["plans"] == []
 
 
@@ -376,6 +376,7 @@ async def test_a_spec_plan_from_stdin(target: str, client: InterlockClient) -> N
     assert submitted.code == 0, submitted.err
     assert field(submitted.out, "labels") == "team=billing"
     assert plan_state(plan) == "SUCCEEDED"
+    assert got.code == 0, got.err
     data = json.loads(got.out)
     assert data["labels"] == {"team": "billing"}
     assert data["steps"][0]["arguments"] == {"target": "x"}
@@ -481,6 +482,7 @@ async def test_plan_list_follows_pages_up_to_the_limit(
     assert three.code == 0, three.err
     assert [line.split()[0] for line in three.out.splitlines()[1:4]] == ["p0", "p1", "p2"]
     assert three.out.rstrip().endswith("3 plans (more: raise --limit)")
+    assert every.code == 0 and succeeded.code == 0, every.err + succeeded.err
     assert [p["plan_id"] for p in json.loads(every.out)["plans"]] == [f"p{i}" for i in range(5)]
     assert succeeded.out.rstrip().endswith("5 plans")
     assert [p.plan_id for p in paged.plans] == ["p0", "p1", "p2", "p3"]
