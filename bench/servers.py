@@ -2,7 +2,9 @@
 
     python bench/servers.py echo --loop uvloop --reply-bytes 400
     python bench/servers.py interlock --loop uvloop --data-dir DIR --policy-dir DIR \
-        --engine embedded|opa [--opa-url URL] [--no-fsync] [--principals-file FILE]
+        --engine embedded|opa [--opa-url URL] [--no-fsync] [--principals-file FILE] \
+        [--max-streams N]
+    python bench/servers.py fanout --loop uvloop --message-bytes 300
 
 Each prints ``PORT <n>`` on stdout once it serves, then runs until SIGTERM or
 SIGINT, when it stops gracefully. Loopback only (port 0 picks a free port).
@@ -14,6 +16,15 @@ unary method whose request and response are raw bytes (identity
 serializers), no interceptors, no protobuf. It answers every request with a
 fixed reply of ``--reply-bytes`` bytes (0: the request itself), so its
 payloads can be sized like Interlock's request and response.
+
+The fanout server is the baseline of the WatchEvents fan-out benchmark
+(bench/bench_plans.py): a bare ``grpc.aio`` server with a server-streaming
+method (``/bench.Fanout/Subscribe``) and a unary one (``/bench.Fanout/Publish``).
+Each Publish stamps one message (a serialized ``WatchEventsResponse`` padded
+to ``--message-bytes``, its ``seq`` and ``time`` set at that moment), puts the
+same bytes on every open stream's queue and returns; each stream writes what
+its queue holds. No store, no filter, no per-watcher conversion: what
+fanning one message out to N Python gRPC streams costs on this machine.
 
 Interlock runs in the development mode (no authentication, no authorization)
 unless ``--principals-file`` is given: then every call needs a bearer token
@@ -80,6 +91,67 @@ async def run_echo(reply_bytes: int) -> None:
     await _serve(start, stop)
 
 
+async def run_fanout(message_bytes: int) -> None:
+    import grpc
+    from google.protobuf import timestamp_pb2
+    from interlock.v1 import control_plane_pb2, observe_pb2
+
+    template = control_plane_pb2.WatchEventsResponse(
+        event=observe_pb2.Event(kind=observe_pb2.EVENT_KIND_DECISION)
+    )
+    template.event.seq = 2**40  # a typical varint width; the real seq is set per message
+    template.event.time.GetCurrentTime()
+    pad = max(0, message_bytes - template.ByteSize() - 2)
+    template.event.message = "x" * pad
+    queues: set[asyncio.Queue[bytes]] = set()
+    seq = 0
+
+    async def subscribe(request: bytes, context: grpc.aio.ServicerContext) -> None:
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        queues.add(queue)
+        try:
+            while True:
+                await context.write(await queue.get())
+        finally:
+            queues.discard(queue)
+
+    async def publish(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        nonlocal seq
+        seq += 1
+        template.event.seq = seq
+        stamp = timestamp_pb2.Timestamp()
+        stamp.GetCurrentTime()
+        template.event.time.CopyFrom(stamp)
+        message = template.SerializeToString()
+        for queue in queues:
+            queue.put_nowait(message)
+        return b""
+
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Fanout",
+        {
+            "Subscribe": grpc.unary_stream_rpc_method_handler(
+                subscribe, request_deserializer=None, response_serializer=None
+            ),
+            "Publish": grpc.unary_unary_rpc_method_handler(
+                publish, request_deserializer=None, response_serializer=None
+            ),
+        },
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+
+    async def start() -> int:
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return int(port)
+
+    async def stop() -> None:
+        await server.stop(1.0)
+
+    await _serve(start, stop)
+
+
 async def run_interlock(args: argparse.Namespace) -> None:
     import logging
 
@@ -101,6 +173,9 @@ async def run_interlock(args: argparse.Namespace) -> None:
         overrides["opa_url"] = args.opa_url
     if args.no_fsync:
         overrides["fsync"] = False
+    if args.max_streams:
+        # The fan-out benchmark opens ~1,000 WatchEvents streams as one principal.
+        overrides["max_streams_per_principal"] = args.max_streams
     if args.principals_file:
         # Tokens on loopback: authentication and authorization on, no TLS.
         overrides["principals_file"] = args.principals_file
@@ -117,7 +192,7 @@ async def run_interlock(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="target", required=True)
-    for name in ("echo", "interlock"):
+    for name in ("echo", "interlock", "fanout"):
         p = sub.add_parser(name)
         p.add_argument("--loop", choices=("uvloop", "asyncio"), default="asyncio")
         p.add_argument(
@@ -125,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     echo = sub.choices["echo"]
     echo.add_argument("--reply-bytes", type=int, default=0)
+    sub.choices["fanout"].add_argument("--message-bytes", type=int, default=300)
     il = sub.choices["interlock"]
     il.add_argument("--data-dir", required=True)
     il.add_argument("--policy-dir", required=True)
@@ -134,10 +210,18 @@ def main(argv: list[str] | None = None) -> int:
     il.add_argument(
         "--principals-file", default="", help="bearer tokens -> principals (default: dev mode)"
     )
+    il.add_argument(
+        "--max-streams", type=int, default=0, help="max_streams_per_principal (default: config's)"
+    )
     args = parser.parse_args(argv)
 
     install_loop(args.loop)
-    coro = run_echo(args.reply_bytes) if args.target == "echo" else run_interlock(args)
+    if args.target == "echo":
+        coro = run_echo(args.reply_bytes)
+    elif args.target == "fanout":
+        coro = run_fanout(args.message_bytes)
+    else:
+        coro = run_interlock(args)
     profiler = None
     if args.profile:
         import cProfile
