@@ -7,12 +7,15 @@ error); :class:`HealthService` adds it from the statuses it was given, so
 ``grpcurl ... grpc.health.v1.Health/List`` and other tools that list every
 service's health get an answer.
 
-Open Watch streams do not end on their own: at shutdown they receive
-NOT_SERVING and end when the server's grace period does.
+Watch streams do not end on their own; at shutdown
+(:meth:`HealthService.enter_graceful_shutdown`) each gets NOT_SERVING and
+ends with OK, so they do not hold ``server.stop(grace)`` for its whole grace
+period (like the event streams).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from grpc_health.v1 import health, health_pb2
@@ -27,6 +30,7 @@ class HealthService(health.aio.HealthServicer):  # type: ignore[misc]
         super().__init__()
         self._statuses: dict[str, int] = {"": HealthCheckResponse.SERVING}
         self._closing = False
+        self._watches: set[asyncio.Future[None]] = set()
 
     async def set(self, service: str, status: int) -> None:
         """Set the status of ``service`` ("" is the whole server); ignored once
@@ -41,6 +45,26 @@ class HealthService(health.aio.HealthServicer):  # type: ignore[misc]
         self._closing = True
         for service in self._statuses:
             self._statuses[service] = HealthCheckResponse.NOT_SERVING
+        for watch in list(self._watches):
+            watch.cancel()
+
+    async def Watch(self, request: health_pb2.HealthCheckRequest, context: Any) -> None:
+        """The parent's Watch (it writes each change with ``context.write``),
+        ended with the final status at shutdown."""
+        if not self._closing:
+            watch = asyncio.ensure_future(super().Watch(request, context))
+            self._watches.add(watch)
+            try:
+                await watch
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not self._closing or (current is not None and current.cancelling()):
+                    raise  # the call itself was cancelled (the client went away)
+            finally:
+                self._watches.discard(watch)
+        # Shutting down: the last word (perhaps said already; a repeat is harmless).
+        status = self._statuses.get(request.service, HealthCheckResponse.SERVICE_UNKNOWN)
+        await context.write(HealthCheckResponse(status=status))
 
     async def List(
         self, request: health_pb2.HealthListRequest, context: Any
