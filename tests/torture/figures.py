@@ -17,6 +17,19 @@ ROOT = Path(__file__).resolve().parents[2]
 FIGURES_JSON = ROOT / ".torture" / "figures.json"
 
 
+HEADLINE = (
+    "SIGKILLs survived",
+    "LIVE delivered twice",
+    "events lost",
+    "LIVE delivered against policy",
+    "LIVE answers while the engine was down",
+    "requests that stalled others",
+    "lines lost under disk full",
+    "access_denials.jsonl lines",
+)
+"""The figures issue 11 asks for, shown first (in this order)."""
+
+
 @dataclass
 class Figure:
     scenario: str
@@ -52,6 +65,14 @@ class Figures:
         before = now.value if now is not None and isinstance(now.value, int) else 0
         self.record(scenario, name, before + amount, must)
 
+    def ordered(self) -> list[Figure]:
+        """The headline figures first, then the others in the order recorded."""
+
+        def rank(row: Figure) -> int:
+            return HEADLINE.index(row.name) if row.name in HEADLINE else len(HEADLINE)
+
+        return sorted(self.rows, key=rank)
+
     def seconds(self) -> float:
         return sum(o.seconds for o in self.outcomes)
 
@@ -60,7 +81,7 @@ class Figures:
             return f"{value:.3g}" if isinstance(value, float) else str(value)
 
         head = ("scenario", "figure", "value", "must be")
-        rows = [head, *((r.scenario, r.name, show(r.value), r.must) for r in self.rows)]
+        rows = [head, *((r.scenario, r.name, show(r.value), r.must) for r in self.ordered())]
         widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
         lines = [
             "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows
@@ -75,7 +96,8 @@ class Figures:
         path.parent.mkdir(parents=True, exist_ok=True)
         doc = {
             "seconds": round(self.seconds(), 1),
-            "figures": [asdict(r) for r in self.rows],
+            "headline": {r.name: r.value for r in self.ordered() if r.name in HEADLINE},
+            "figures": [asdict(r) for r in self.ordered()],
             "tests": [asdict(o) for o in self.outcomes],
         }
         path.write_text(json.dumps(doc, indent=2) + "\n")
@@ -86,4 +108,4 @@ FIGURES = Figures()
 """The session's figures (one pytest session, one collector)."""
 
 
-__all__ = ["FIGURES", "FIGURES_JSON", "Figure", "Figures"]
+__all__ = ["FIGURES", "FIGURES_JSON", "HEADLINE", "Figure", "Figures"]
