@@ -111,6 +111,7 @@ class InterlockServer:
         self.events = EventHub(self.store, registry=self.metrics.registry)
         self.orchestrator = Orchestrator(config, self.decisions, self.store, Summaries(data_dir))
         self.signals = SignalEngine(self.store)
+        self.decisions.on_schema_failure = self.signals.schema_failed
         self.control_plane = ControlPlane(
             self.decisions,
             self.policies,

@@ -22,6 +22,15 @@ Rules (see docs/signals.md):
   again at every further multiple of the threshold within the window).
 - APPROVAL_MISMATCH, from APPROVAL events (payload ``resolution``,
   ``confidence``): :func:`approval_mismatch`.
+- VALIDATION_OUTCOME (the Phase-22 correlation), from RESULT events and the
+  argument-schema refusals reported to :meth:`SignalEngine.schema_failed`:
+  per tool, how its pre-execution checks predicted what happened. Each LIVE
+  result is paired with the latest DRY_RUN result of the same plan step, or
+  else of the same tool and canonical arguments (the worker reads the
+  decision's arguments from the store); emitted at once when a DRY_RUN
+  success is followed by a LIVE failure, every ``validation_every`` pairs,
+  and every ``schema_every`` schema refusals; the value is the share of
+  paired DRY_RUN successes whose LIVE run did not succeed.
 
 Counters start empty at each start of the server: the evidence says since when.
 """
@@ -30,10 +39,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +54,13 @@ from interlock.store import EventRecord, Store, WriteBatch
 
 log = logging.getLogger(__name__)
 
-KINDS = ("TOOL_RELIABILITY", "APPROVAL_MISMATCH", "EXECUTION_MODE_ANALYSIS", "CONFLICT_PATTERN")
+KINDS = (
+    "TOOL_RELIABILITY",
+    "APPROVAL_MISMATCH",
+    "EXECUTION_MODE_ANALYSIS",
+    "CONFLICT_PATTERN",
+    "VALIDATION_OUTCOME",
+)
 
 RELIABILITY_EVERY = 10
 """A TOOL_RELIABILITY signal every this many reported results of a tool."""
@@ -62,6 +78,12 @@ HIGH_CONFIDENCE = 0.9
 """A denial at or above this confidence is a mismatch."""
 EVIDENCE_ITEMS = 20
 """At most this many plans, occurrences and step ids in a CONFLICT_PATTERN's evidence."""
+VALIDATION_EVERY = 10
+"""A VALIDATION_OUTCOME signal every this many DRY_RUN-then-LIVE pairs of a tool..."""
+SCHEMA_EVERY = 5
+"""...and every this many argument-schema refusals of a tool."""
+DRY_RUNS_KEPT = 10_000
+"""DRY_RUN results remembered for pairing (the oldest are forgotten first)."""
 QUEUE_SIZE = 10_000
 """Signals waiting to be committed; beyond it new ones are dropped (and logged)."""
 
@@ -157,6 +179,49 @@ class _Modes:
     total: int = 0
 
 
+PAIR_KEYS = {
+    ("SUCCEEDED", "SUCCEEDED"): "dry_run_succeeded_live_succeeded",
+    ("SUCCEEDED", "FAILED"): "dry_run_succeeded_live_failed",
+    ("FAILED", "SUCCEEDED"): "dry_run_failed_live_succeeded",
+    ("FAILED", "FAILED"): "dry_run_failed_live_failed",
+}
+"""The four cells of a tool's DRY_RUN-then-LIVE table (TIMED_OUT counts as FAILED)."""
+
+
+@dataclass
+class _Validation:
+    """One tool's pre-execution checks against what happened."""
+
+    since: float
+    schema_failures: int = 0
+    schema_fields: dict[str, int] = field(default_factory=dict)
+    pairs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PAIR_KEYS.values(), 0))
+    paired_by: dict[str, int] = field(default_factory=lambda: {"plan_step": 0, "arguments": 0})
+    live_unchecked: int = 0
+    """LIVE results with no DRY_RUN result of the same step or arguments before them."""
+    misses: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=EVIDENCE_ITEMS))
+    """The latest DRY_RUN successes followed by a LIVE failure."""
+
+    def total_pairs(self) -> int:
+        return sum(self.pairs.values())
+
+    def miss_rate(self) -> float:
+        ok = self.pairs["dry_run_succeeded_live_succeeded"]
+        missed = self.pairs["dry_run_succeeded_live_failed"]
+        return _rate(missed, ok + missed)
+
+
+def _passed(outcome: str) -> str:
+    return "SUCCEEDED" if outcome == "SUCCEEDED" else "FAILED"
+
+
+@dataclass(frozen=True)
+class _Result:
+    """A DRY_RUN or LIVE RESULT event waiting for the worker (which reads its arguments)."""
+
+    event: EventRecord
+
+
 @dataclass(frozen=True)
 class _Conflict:
     """A CONFLICT event waiting for the worker (which looks up its steps' tools)."""
@@ -176,6 +241,9 @@ class SignalEngine:
         modes_every: int = MODES_EVERY,
         conflict_threshold: int = CONFLICT_THRESHOLD,
         conflict_window: float = CONFLICT_WINDOW_SECONDS,
+        validation_every: int = VALIDATION_EVERY,
+        schema_every: int = SCHEMA_EVERY,
+        dry_runs_kept: int = DRY_RUNS_KEPT,
         queue_size: int = QUEUE_SIZE,
     ) -> None:
         self.store = store
@@ -184,15 +252,21 @@ class SignalEngine:
         self.modes_every = modes_every
         self.conflict_threshold = conflict_threshold
         self.conflict_window = conflict_window
+        self.validation_every = validation_every
+        self.schema_every = schema_every
+        self.dry_runs_kept = dry_runs_kept
         self.dropped = 0
         """Signals dropped because the queue was full."""
         self.emitted = 0
         """Signals committed."""
-        self._queue: asyncio.Queue[Signal | _Conflict] = asyncio.Queue(queue_size)
+        self._queue: asyncio.Queue[Signal | _Conflict | _Result] = asyncio.Queue(queue_size)
         self._reliability: dict[str, _Reliability] = {}
         self._modes: dict[str, _Modes] = {}
         self._conflicts: dict[tuple[str, str], deque[tuple[float, str, tuple[str, ...]]]] = {}
         self._conflict_agents: dict[tuple[str, str], set[str]] = {}
+        self._validation: dict[str, _Validation] = {}
+        self._dry_runs: OrderedDict[tuple[str, ...], tuple[str, str, float]] = OrderedDict()
+        """(tool, "step", plan, step) or (tool, "arguments", sha256) -> (outcome, decision, time)."""
         self._worker: asyncio.Task[None] | None = None
         self._listening = False
 
@@ -231,6 +305,8 @@ class SignalEngine:
             try:
                 if event.kind == "RESULT":
                     self._on_result(event)
+                    if event.payload.get("mode") in ("DRY_RUN", "LIVE"):
+                        self._put(_Result(event))
                 elif event.kind == "DECISION":
                     self._on_decision(event)
                 elif event.kind == "CONFLICT":
@@ -240,7 +316,26 @@ class SignalEngine:
             except Exception:  # a malformed payload must not break the store's callbacks
                 log.exception("signals: could not count event %d", event.seq)
 
-    def _put(self, item: Signal | _Conflict) -> None:
+    def schema_failed(self, tool: str, agent_id: str, fields: list[str]) -> None:
+        """A call (or a plan step) of ``tool`` was refused for breaking its
+        argument schema; ``fields`` are the violations' paths. Call it on the
+        event loop; it only counts, and queues a signal every ``schema_every``."""
+        stats = self._validation_of(tool, time.time())
+        stats.schema_failures += 1
+        for path in fields:
+            name = path.split(".", 1)[1] if "." in path else path
+            stats.schema_fields[name] = stats.schema_fields.get(name, 0) + 1
+        if stats.schema_failures % self.schema_every == 0:
+            last = {"agent_id": agent_id, "fields": fields[:EVIDENCE_ITEMS]}
+            self._put(self._validation_signal(tool, stats, "schema_failures", last))
+
+    def _validation_of(self, tool: str, now: float) -> _Validation:
+        stats = self._validation.get(tool)
+        if stats is None:
+            stats = self._validation[tool] = _Validation(since=now)
+        return stats
+
+    def _put(self, item: Signal | _Conflict | _Result) -> None:
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -334,6 +429,10 @@ class SignalEngine:
                 if isinstance(item, _Conflict):
                     for signal in await self._on_conflict(item.event):
                         await self._commit(signal)
+                elif isinstance(item, _Result):
+                    found = await self._on_checked_result(item.event)
+                    if found is not None:
+                        await self._commit(found)
                 else:
                     await self._commit(item)
             except asyncio.CancelledError:
@@ -431,6 +530,76 @@ class SignalEngine:
             out.append(Signal("CONFLICT_PATTERN", tool, agent, float(count), evidence))
         return out
 
+    async def _on_checked_result(self, event: EventRecord) -> Signal | None:
+        """Remember a DRY_RUN result; pair a LIVE one with the DRY_RUN before it."""
+        rows = await self.store.query(
+            "SELECT arguments FROM decisions WHERE decision_id = ?", (event.decision_id,)
+        )
+        arguments = rows[0]["arguments"] if rows else ""
+        keys: list[tuple[str, ...]] = []
+        if event.plan_id and event.step_id:
+            keys.append((event.tool, "step", event.plan_id, event.step_id))
+        if arguments:
+            keys.append((event.tool, "arguments", hashlib.sha256(arguments.encode()).hexdigest()))
+        outcome = _passed(str(event.payload.get("outcome", "")))
+        if event.payload.get("mode") == "DRY_RUN":
+            for key in keys:
+                self._dry_runs[key] = (outcome, event.decision_id, event.time)
+                self._dry_runs.move_to_end(key)
+            while len(self._dry_runs) > self.dry_runs_kept:
+                self._dry_runs.popitem(last=False)
+            return None
+        stats = self._validation_of(event.tool, event.time)
+        for key in keys:
+            earlier = self._dry_runs.get(key)
+            if earlier is not None:
+                break
+        else:
+            stats.live_unchecked += 1
+            return None
+        dry_outcome, dry_decision, _ = earlier
+        stats.pairs[PAIR_KEYS[(dry_outcome, outcome)]] += 1
+        stats.paired_by["plan_step" if key[1] == "step" else "arguments"] += 1
+        pair = {
+            "dry_run_decision_id": dry_decision,
+            "live_decision_id": event.decision_id,
+            "plan_id": event.plan_id,
+            "step_id": event.step_id,
+            "agent_id": event.agent_id,
+            "paired_by": "plan_step" if key[1] == "step" else "arguments",
+            "live_outcome": str(event.payload.get("outcome", "")),
+            "error_message": str(event.payload.get("error_message", ""))[:200],
+        }
+        missed = dry_outcome == "SUCCEEDED" and outcome == "FAILED"
+        if missed:
+            stats.misses.append(pair)
+            trigger = "missed_failure"
+        elif stats.total_pairs() % self.validation_every == 0:
+            trigger = "every"
+        else:
+            return None
+        return self._validation_signal(event.tool, stats, trigger, pair)
+
+    def _validation_signal(
+        self, tool: str, stats: _Validation, trigger: str, pair: dict[str, Any]
+    ) -> Signal:
+        rate = stats.miss_rate()
+        top_fields = sorted(stats.schema_fields.items(), key=lambda kv: (-kv[1], kv[0]))
+        evidence = {
+            "schema_failures": stats.schema_failures,
+            "schema_fields": dict(top_fields[:EVIDENCE_ITEMS]),
+            "pairs": stats.total_pairs(),
+            "outcomes": dict(stats.pairs),
+            "paired_by": dict(stats.paired_by),
+            "live_unchecked": stats.live_unchecked,
+            "dry_run_success_live_failure_rate": rate,
+            "missed_failures": list(stats.misses),
+            "last_pair": pair,
+            "trigger": trigger,
+            "window": {"since": stats.since, "until": time.time(), "pairs": stats.total_pairs()},
+        }
+        return Signal("VALIDATION_OUTCOME", tool, "", rate, evidence)
+
 
 __all__ = [
     "CONFLICT_THRESHOLD",
@@ -442,6 +611,8 @@ __all__ = [
     "RELIABILITY_DELTA",
     "RELIABILITY_EVERY",
     "SCHEMA",
+    "SCHEMA_EVERY",
+    "VALIDATION_EVERY",
     "Signal",
     "SignalEngine",
     "approval_mismatch",

@@ -233,7 +233,12 @@ class Orchestrator(Dispatch):
 
     async def submit(self, spec: PlanSpec, submitted_by: str = "") -> PlanRun:
         catalog = self.catalog
-        plan_spec.validate(spec, catalog, max_steps=self.config.max_plan_steps)
+        plan_spec.validate(
+            spec,
+            catalog,
+            max_steps=self.config.max_plan_steps,
+            schema_failed=self.decisions.on_schema_failure,
+        )
         if spec.plan_id in self.plans or await self.store.query(
             "SELECT 1 FROM plans WHERE plan_id = ?", (spec.plan_id,)
         ):
