@@ -26,10 +26,11 @@ GEN_PROTOS := clients/python/scripts/gen_protos.py
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# The server and its client package, editable, at the versions constraints.txt pins.
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e ./clients/python -e '.[dev]'
 	touch $@
 
 .PHONY: install
@@ -38,6 +39,12 @@ install: $(VENV)/.installed opa grpcurl ## Create .venv with the server, client 
 $(OPA):
 	mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS) GOFLAGS=-mod=mod go install github.com/open-policy-agent/opa@$(OPA_VERSION)
+
+.PHONY: constraints
+constraints: $(VENV)/.installed ## Re-pin constraints.txt to what .venv holds (after changing a dependency range)
+	{ sed -n '1,/^# Regenerate/p' constraints.txt; \
+	  $(PY) -m pip freeze --exclude-editable --all | grep -viE '^(interlock|interlock-client)[ =@]|^pip=='; \
+	} > constraints.txt.new && mv constraints.txt.new constraints.txt
 
 .PHONY: opa
 opa: $(OPA) ## Build the pinned OPA binary into .tools/bin (go install)

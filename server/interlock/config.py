@@ -21,6 +21,8 @@ from typing import Any
 import yaml
 
 ENGINES = ("embedded", "opa")
+PACKAGED_POLICY_DIR = Path(__file__).resolve().parent / "policies"
+"""The default policy bundle a built wheel ships (setup.py copies policies/ there)."""
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -41,7 +43,7 @@ class ServerConfig:
     """How long a console sign-in lasts; after it the person signs in again."""
 
     policy_dir: str = "policies"
-    """The policy bundle folder: Rego modules, data.yaml documents, the tool catalog."""
+    """The policy bundle folder: Rego modules, data.yaml documents, the tool catalog. Left unset, it is ./policies when that folder exists, else the default bundle shipped inside the installed package (interlock/policies), so an installed server serves from any directory."""
 
     engine: str = "embedded"
     """Policy engine: "embedded" (in-process regopy, no sidecar) or "opa" (a real OPA server)."""
@@ -219,9 +221,19 @@ def load_config(
             values[name] = value
 
     coerced = {n: _coerce(n, known[n].type, v) for n, v in values.items()}
+    if "policy_dir" not in coerced:
+        coerced["policy_dir"] = _default_policy_dir()
     config = dataclasses.replace(ServerConfig(), **coerced)
     _check(config)
     return config
+
+
+def _default_policy_dir() -> str:
+    """./policies in a checkout (or wherever one was put); else the packaged bundle."""
+    local = ServerConfig.policy_dir
+    if Path(local).is_dir() or not PACKAGED_POLICY_DIR.is_dir():
+        return local
+    return str(PACKAGED_POLICY_DIR)
 
 
 def _check(config: ServerConfig) -> None:
@@ -306,4 +318,4 @@ def describe() -> list[tuple[str, str, str]]:
     return [(f.name, repr(f.default), docs.get(f.name, "")) for f in fields(ServerConfig)]
 
 
-__all__ = ["ENGINES", "ConfigError", "ServerConfig", "describe", "load_config"]
+__all__ = ["ENGINES", "PACKAGED_POLICY_DIR", "ConfigError", "ServerConfig", "describe", "load_config"]
