@@ -387,3 +387,27 @@ async def test_grants_add_an_agent_for_one_run(tmp_path: Path) -> None:
     # The next run without --grants does not know the agent.
     again, _ = await run_plans_cli(tmp_path, UNKNOWN_AGENT_PLAN)
     assert again.code == 1 and "unknown agent 'scanner'" in again.err
+
+
+async def test_the_config_file_takes_the_same_switches(tmp_path: Path) -> None:
+    config = tmp_path / "batch.yaml"
+    config.write_text(
+        "dry_run_only: false\nmax_live: 2\nlive_confidence_floor: 0.5\n"
+        "approval_required_for_high_risk: false\nrollback_on_failure: false\n"
+        "approve: confidence>0.88\nfail: [vision_inspect:1]\n"
+    )
+    result = await asyncio.to_thread(
+        run_plans,
+        [SEED_PLAN],
+        out_dir=str(tmp_path / "out"),
+        config_file=str(config),
+        policy_dir=str(POLICIES),
+    )
+    settings = read_json(tmp_path / "out" / "orchestration_summary.json")["run"]["settings"]
+    assert settings["dry_run_only"] is True  # no --live: a config file cannot turn it off
+    assert settings["max_live"] == 2 and settings["live_confidence_floor"] == 0.5
+    assert settings["approval_required_for_high_risk"] is False
+    assert settings["rollback_on_failure"] is False
+    assert settings["approve"] == "confidence>0.88" and settings["fail"] == ["vision_inspect:1"]
+    [(plan_id, why)] = result.failures
+    assert plan_id == "plan_1" and "--fail vision_inspect:1" in why
