@@ -318,4 +318,11 @@ def describe() -> list[tuple[str, str, str]]:
     return [(f.name, repr(f.default), docs.get(f.name, "")) for f in fields(ServerConfig)]
 
 
-__all__ = ["ENGINES", "PACKAGED_POLICY_DIR", "ConfigError", "ServerConfig", "describe", "load_config"]
+__all__ = [
+    "ENGINES",
+    "PACKAGED_POLICY_DIR",
+    "ConfigError",
+    "ServerConfig",
+    "describe",
+    "load_config",
+]
