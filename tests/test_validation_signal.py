@@ -8,12 +8,13 @@ import json
 from typing import Any
 
 import grpc
+import jsonschema
 import pytest
 from interlock.audit import LEARNING_SIGNALS
 from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import observe_pb2, types_pb2
 
-from tests.conftest import Running
+from tests.conftest import ROOT, Running
 from tests.helpers.calls import tool_call
 from tests.test_plans_api import spec, step
 from tests.test_signals import LIMIT, evidence, wait_signals
@@ -62,6 +63,9 @@ async def test_a_dry_run_success_then_a_live_failure_is_signalled_at_once(server
     assert [r["signal_id"] for r in lines if r["kind"] == "VALIDATION_OUTCOME"] == [
         signal.signal_id
     ]
+    schema = json.loads((ROOT / "docs" / "schemas" / "learning_signals.schema.json").read_text())
+    for line in lines:
+        jsonschema.validate(line, schema)
     stream = server.cp.WatchEvents(
         pb.WatchEventsRequest(after_seq=0, kinds=[observe_pb2.EVENT_KIND_SIGNAL])
     )
