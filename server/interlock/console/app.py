@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
-OPEN_PATHS = ("/signin", "/static/")
+OPEN_PATHS = ("/signin", "/static/", "/favicon.ico")
 HTTP_STATUS = {
     "INVALID_ARGUMENT": 400,
     "UNAUTHENTICATED": 401,
@@ -90,6 +90,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
+
+COOKIE_GRACE_SECONDS = 300
+SESSION = web.RequestKey("session", Session)
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -169,8 +173,9 @@ class Console:
         from interlock.console import live, pages
 
         app = web.Application(middlewares=[self._gate])
-        app["console"] = self
+        app[CONSOLE] = self
         app.router.add_get("/static/{name}", self.static_file)
+        app.router.add_get("/favicon.ico", _no_content)
         app.router.add_get("/signin", self.signin_page)
         app.router.add_post("/signin", self.signin)
         app.router.add_post("/signout", self.signout)
@@ -190,12 +195,10 @@ class Console:
 
     async def start(self) -> int:
         host, _, port = self.config.console_listen.rpartition(":")
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1)
         await runner.setup()
         self._runner = runner
-        site = web.TCPSite(
-            runner, host.strip("[]"), int(port), ssl_context=self.ssl_context(), shutdown_timeout=1
-        )
+        site = web.TCPSite(runner, host.strip("[]"), int(port), ssl_context=self.ssl_context())
         await site.start()
         addresses = runner.addresses  # the bound (host, port, ...) of each socket
         self.port = int(addresses[0][1]) if addresses else int(port)
@@ -223,7 +226,7 @@ class Console:
                     principal = self.principal_of(session, request)
                 except SessionError as exc:
                     return self._unsigned(request, str(exc))
-                request["session"], request["principal"] = session, principal
+                request[SESSION], request[PRINCIPAL] = session, principal
                 await self.s.guard.authorize("UseConsole", principal, None)
                 if request.method == "POST":
                     form = await request.post()
@@ -286,8 +289,8 @@ class Console:
     def render(
         self, request: web.Request, template: str, status: int = 200, **context: Any
     ) -> web.Response:
-        session: Session | None = request.get("session")
-        principal: Principal | None = request.get("principal")
+        session: Session | None = request.get(SESSION)
+        principal: Principal | None = request.get(PRINCIPAL)
         page = self.templates.get_template(template).render(
             principal=principal,
             csrf=self.sessions.csrf_token(session) if session else "",
@@ -363,7 +366,8 @@ class Console:
         response.set_cookie(
             COOKIE,
             cookie,
-            max_age=int(self.config.console_session_ttl_seconds),
+            # A little longer than the session, so the server can say it expired.
+            max_age=int(self.config.console_session_ttl_seconds) + COOKIE_GRACE_SECONDS,
             path="/",
             httponly=True,
             samesite="Strict",
@@ -373,10 +377,17 @@ class Console:
         raise response
 
     async def signout(self, request: web.Request) -> web.StreamResponse:
-        await self.sessions.revoke(request["session"])
+        await self.sessions.revoke(request[SESSION])
         response = web.HTTPSeeOther("/signin?why=" + urllib.parse.quote("you signed out"))
         response.del_cookie(COOKIE, path="/")
         raise response
+
+
+CONSOLE = web.AppKey("console", Console)
+
+
+async def _no_content(request: web.Request) -> web.Response:
+    return web.Response(status=204)
 
 
 def _when(seconds: float) -> str:
@@ -402,4 +413,4 @@ def _safe_next(target: str) -> str:
     return ""
 
 
-__all__ = ["Console", "Services", "http_status"]
+__all__ = ["CONSOLE", "PRINCIPAL", "SESSION", "Console", "Services", "http_status"]

@@ -13,7 +13,7 @@ from aiohttp import web
 from interlock.api.convert import check_text, require_id
 from interlock.approvals import STATES, Approval
 from interlock.auth import Principal
-from interlock.console.app import Console, http_status
+from interlock.console.app import CONSOLE, PRINCIPAL, Console, http_status
 from interlock.console.views import approval_view, decision_view, event_view, plan_view
 from interlock.errors import (
     AlreadyExists,
@@ -51,12 +51,11 @@ EVENT_PAGE = 100
 
 
 def console(request: web.Request) -> Console:
-    value: Console = request.app["console"]
-    return value
+    return request.app[CONSOLE]
 
 
 async def allow(request: web.Request, action: str, rpc_request: Any = None) -> Principal:
-    principal: Principal = request["principal"]
+    principal = request[PRINCIPAL]
     await console(request).s.guard.authorize(ACTIONS[action], principal, rpc_request)
     return principal
 
@@ -136,16 +135,24 @@ async def resolve(request: web.Request) -> web.StreamResponse:
     except FailedPrecondition:
         # Resolved (or expired) meanwhile, most likely by someone else: say by whom.
         current = await c.s.approvals.get(approval_id)
-        who = f" by {current.resolved_by}" if current.resolved_by else ""
-        why = f" ({current.reason})" if current.reason else ""
-        return await approvals(
-            request,
-            409,
-            error=f"{approval_id} was already {current.state}{who}{why}; nothing was changed.",
-        )
+        return await approvals(request, 409, error=_already(current))
     except (AlreadyExists, InvalidArgument, PermissionDenied, NotFound) as exc:
         return await approvals(request, http_status(exc), error=exc.message)
     raise web.HTTPSeeOther(f"/approvals?done={choice}&approval={approval_id}")
+
+
+def _already(a: Approval) -> str:
+    """Why an approval can no longer be resolved, in words, naming who resolved it."""
+    why = f" ({a.reason})" if a.reason else ""
+    by = ", ".join(a.approved_by) or a.resolved_by
+    state = {
+        "APPROVED": f"approved by {by}{why}",
+        "USED": f"approved by {by}{why} and used by its call",
+        "DENIED": f"denied by {a.resolved_by}{why}",
+        "EXPIRED": "expired without an answer",
+        "CANCELLED": f"withdrawn{why}",
+    }.get(a.state, a.state)
+    return f"{a.approval_id} was already {state}; nothing was changed."
 
 
 # Plans ------------------------------------------------------------------------------
