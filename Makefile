@@ -123,13 +123,23 @@ test: install prometheus chromium ## Run every check and test: stubs, lint, poli
 	$(MAKE) --no-print-directory go-worker ts-build go-test ts-test
 	INTERLOCK_OPA_BIN=$(OPA) INTERLOCK_GRPCURL_BIN=$(GRPCURL) $(PY) -m pytest
 
+.PHONY: test-fast
+test-fast: $(VENV)/.installed opa ## Unit and Rego tests only, in seconds: opa test, pytest -m "not integration" (no server, OPA or other process)
+	$(OPA) test policies
+	$(PY) -m pytest -m "not integration" -q
+
 .PHONY: torture
 torture: install ## Only the torture suite (tests/torture: SIGKILLs, engine outage, full disk, hostile input); prints its figures
 	INTERLOCK_OPA_BIN=$(OPA) $(PY) -m pytest -m torture tests/torture -q
 
 .PHONY: bench
-bench: install ## Benchmarks: RequestToolCall vs a bare gRPC echo, both engines
+bench: install ## Benchmarks: RequestToolCall vs a bare gRPC echo (both engines), then bench-plans
 	INTERLOCK_OPA_BIN=$(OPA) $(PY) bench/bench_decisions.py
+	$(PY) bench/bench_plans.py
+
+.PHONY: bench-plans
+bench-plans: install ## Benchmark: plans per second, and WatchEvents fan-out to 1,000 watchers vs a bare grpc.aio stream
+	$(PY) bench/bench_plans.py
 
 .PHONY: run
 run: $(VENV)/.installed ## Start the server on embedded defaults (embedded Rego, SQLite, loopback, insecure dev mode); the console on http://127.0.0.1:8080/

@@ -62,6 +62,54 @@ class Running:
 
 StartServer = Callable[..., Awaitable[Running]]
 
+INTEGRATION_FIXTURES = frozenset({"start_server", "opa"})
+"""Fixtures that start an Interlock server or an OPA process. A test that uses
+one, directly or through another fixture (server, target, make_team, ...), is
+marked ``integration``."""
+
+INTEGRATION_PATHS = frozenset(
+    {
+        # Modules whose tests also start processes or servers of their own
+        # (the CLI, `interlock serve`, promtool, Prometheus, grpcurl, the Go and
+        # TypeScript workers, wheels in fresh venvs, crash-and-restart runs).
+        "test_audit.py",
+        "test_batch.py",
+        "test_cli.py",
+        "test_cli_approvals.py",
+        "test_client.py",
+        "test_fuzz.py",
+        "test_grpcurl.py",
+        "test_health_watch.py",
+        "test_metrics_conventions.py",
+        "test_packaging.py",
+        "test_plan_cli.py",
+        "test_plan_durability.py",
+        "test_polyglot.py",
+        "test_prometheus.py",
+        "test_security.py",
+        # Whole folders of process-level suites.
+        "console",
+        "torture",
+    }
+)
+"""Paths under tests/ (a module, or a folder's first part) marked ``integration`` whole."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``integration`` every test that starts a server or another process.
+
+    ``make test-fast`` runs the rest (``-m "not integration"``): unit tests of
+    pure functions, data and policies, in seconds. A new module that starts
+    processes without the fixtures above belongs in :data:`INTEGRATION_PATHS`.
+    """
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        parts = item.path.resolve().relative_to(tests).parts
+        if INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())) or (
+            parts[0] in INTEGRATION_PATHS
+        ):
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture
 def policy_dir(tmp_path: Path) -> Path:
