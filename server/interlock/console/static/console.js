@@ -56,11 +56,16 @@
 
   // Replace a server-rendered fragment (the inbox, the plan graph) with a fresh one,
   // keeping what the person is typing and where the focus is.
+  // An event that arrives while a refresh is under way asks for one more after it:
+  // dropping it would leave the page showing the state before that event.
   const refreshing = new Map();
+  const again = new Map();
   async function refreshFragment(id) {
     const holder = document.getElementById(id);
-    if (!holder || refreshing.get(id)) return;
+    if (!holder) return;
+    if (refreshing.get(id)) { again.set(id, true); return; }
     refreshing.set(id, true);
+    again.set(id, false);
     try {
       const r = await fetch(holder.dataset.fragment, { headers: { Accept: "text/html" }, credentials: "same-origin" });
       if (r.redirected && r.url.includes("/signin")) { sessionOver("your session ended"); return; }
@@ -75,6 +80,7 @@
       tickAges();
     } finally {
       refreshing.set(id, false);
+      if (again.get(id)) refreshFragment(id);
     }
   }
 
