@@ -72,6 +72,10 @@ buf-lint: $(BUF_STAMP) ## Lint protos/ with buf's STANDARD rules (buf.yaml recor
 prometheus: ## Install the prometheus binary (Debian package, needs root) for tests/test_prometheus.py
 	@if ! command -v prometheus >/dev/null; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; fi
 
+.PHONY: postgres
+postgres: ## Install Debian's PostgreSQL server (needs root) for the journal's second backend (make test-postgres)
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; fi
+
 .PHONY: chromium
 chromium: ## Install Debian's chromium (needs root) for the console's browser tests (tests/console); nothing downloads a browser
 	@if ! test -x /usr/bin/chromium; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
@@ -117,11 +121,16 @@ alerts: prometheus ## Check the Prometheus config and alert rules, and run their
 	cd deploy/prometheus && promtool test rules alerts_test.yml
 
 .PHONY: test
-test: install prometheus chromium ## Run every check and test: stubs, lint, policy tests, pytest, the Go and TypeScript clients
+test: install prometheus chromium postgres ## Run every check and test: stubs, lint, policy tests, pytest (SQLite, then the API tests on PostgreSQL), the Go and TypeScript clients
 	$(MAKE) --no-print-directory proto-check lint buf-lint policy-test alerts
 	$(MAKE) --no-print-directory go-proto-check go-lint ts-install ts-proto-check ts-lint
 	$(MAKE) --no-print-directory go-worker ts-build go-test ts-test
 	INTERLOCK_OPA_BIN=$(OPA) INTERLOCK_GRPCURL_BIN=$(GRPCURL) $(PY) -m pytest
+	$(MAKE) --no-print-directory test-postgres
+
+.PHONY: test-postgres
+test-postgres: install postgres ## The API tests (every test with an in-process server) again, on PostgreSQL (a throwaway cluster on a free loopback port)
+	INTERLOCK_TEST_STORE=postgresql INTERLOCK_OPA_BIN=$(OPA) $(PY) -m pytest -m "api and not torture and not packaging" -q
 
 .PHONY: test-fast
 test-fast: $(VENV)/.installed opa ## Unit and Rego tests only, in seconds: opa test, pytest -m "not integration" (no server, OPA or other process)

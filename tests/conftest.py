@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from interlock.server import InterlockServer
 from interlock.v1 import control_plane_pb2_grpc, policy_service_pb2_grpc
 
 from tests.helpers.opa import OpaProcess
+from tests.helpers.postgres import PostgresCluster
 from tests.helpers.security import Team, write_principals
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,10 +107,39 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     tests = Path(__file__).resolve().parent
     for item in items:
         parts = item.path.resolve().relative_to(tests).parts
-        if INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())) or (
-            parts[0] in INTEGRATION_PATHS
-        ):
+        fixtures = getattr(item, "fixturenames", ())
+        if INTEGRATION_FIXTURES.intersection(fixtures) or (parts[0] in INTEGRATION_PATHS):
             item.add_marker(pytest.mark.integration)
+        if "start_server" in fixtures:
+            item.add_marker(pytest.mark.api)
+
+
+STORE = os.environ.get("INTERLOCK_TEST_STORE", "sqlite")
+"""The journal backend the in-process test servers use: sqlite (default) or
+postgresql (``make test-postgres``: the API tests again, on a throwaway cluster)."""
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster | None]:
+    """The session's PostgreSQL cluster when the tests run on PostgreSQL."""
+    if STORE != "postgresql":
+        yield None
+        return
+    cluster = PostgresCluster()
+    cluster.start()
+    yield cluster
+    cluster.remove()
+
+
+_databases: dict[str, str] = {}
+
+
+def store_url_for(cluster: PostgresCluster, data_dir: str) -> str:
+    """One database per data directory: a server restarted on the same data
+    directory finds its state again, as it would in its SQLite file."""
+    if data_dir not in _databases:
+        _databases[data_dir] = cluster.create_database(f"t{len(_databases)}")
+    return _databases[data_dir]
 
 
 @pytest.fixture
@@ -120,11 +151,15 @@ def policy_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def start_server(tmp_path: Path, policy_dir: Path) -> AsyncIterator[StartServer]:
+async def start_server(
+    tmp_path: Path, policy_dir: Path, postgres: PostgresCluster | None
+) -> AsyncIterator[StartServer]:
     started: list[Running] = []
 
     async def start(**overrides: Any) -> Running:
         overrides.setdefault("data_dir", str(tmp_path / f"data{len(started)}"))
+        if postgres is not None and "store_url" not in overrides:
+            overrides["store_url"] = store_url_for(postgres, overrides["data_dir"])
         server = InterlockServer(server_config(policy_dir=policy_dir, **overrides))
         port = await server.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

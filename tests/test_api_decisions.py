@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import urllib.request
 
 import grpc
@@ -17,6 +16,7 @@ from interlock.v1 import types_pb2
 
 from tests.conftest import Running, StartServer
 from tests.helpers.calls import details, tool_call
+from tests.helpers.stored import stored as stored_rows
 
 
 async def test_list_tools_returns_the_catalog_with_contracts(server: Running) -> None:
@@ -211,7 +211,7 @@ async def test_rejected_requests_leave_no_record(server: Running) -> None:
     with pytest.raises(grpc.aio.AioRpcError):
         await server.cp.RequestToolCall(tool_call(confidence=3))
     ok = (await server.cp.RequestToolCall(tool_call())).decision
-    db = sqlite3.connect(server.data_dir / "interlock.db")
+    db = stored_rows(server)
     assert [r[0] for r in db.execute("SELECT decision_id FROM decisions")] == [ok.decision_id]
 
 
@@ -236,7 +236,7 @@ async def test_report_result_records_it(server: Running) -> None:
     r = (await server.cp.ReportToolResult(_report(d.decision_id))).result
     assert r.outcome == types_pb2.TOOL_OUTCOME_SUCCEEDED and r.mode == types_pb2.EXECUTION_MODE_LIVE
     assert r.output["description"] == "a blue button"
-    db = sqlite3.connect(server.data_dir / "interlock.db")
+    db = stored_rows(server)
     assert db.execute(
         "SELECT outcome FROM results WHERE decision_id=?", (d.decision_id,)
     ).fetchone() == ("SUCCEEDED",)
@@ -303,7 +303,7 @@ async def test_every_decision_and_result_is_recorded_and_audited(server: Running
         ("DECIDED", "FAILED"),
     ]
 
-    db = sqlite3.connect(server.data_dir / "interlock.db")
+    db = stored_rows(server)
     events = db.execute("SELECT seq, kind, decision_id FROM events ORDER BY seq").fetchall()
     assert [(k, i) for _, k, i in events] == [
         ("DECISION", d.decision_id),
@@ -385,7 +385,7 @@ async def test_evaluate_policy_changes_nothing(server: Running) -> None:
     r = await server.policy.EvaluatePolicy(ppb.EvaluatePolicyRequest(tool_call=tc))
     assert r.verdict == types_pb2.VERDICT_ALLOW and r.mode == types_pb2.EXECUTION_MODE_DRY_RUN
     assert r.input["counts"]["live_in_flight"] == 9
-    db = sqlite3.connect(server.data_dir / "interlock.db")
+    db = stored_rows(server)
     assert db.execute("SELECT count(*) FROM decisions").fetchone() == (0,)
 
 
@@ -398,7 +398,7 @@ async def test_concurrent_decisions_are_all_recorded_in_commit_order(server: Run
     )
     ids = {r.decision.decision_id for r in decisions}
     assert len(ids) == 150
-    db = sqlite3.connect(server.data_dir / "interlock.db")
+    db = stored_rows(server)
     by_seq = [i for (i,) in db.execute("SELECT decision_id FROM events ORDER BY seq")]
     assert set(by_seq) == ids
     lines = (server.data_dir / "tool_execution_log.jsonl").read_text().splitlines()
@@ -479,7 +479,7 @@ async def test_non_finite_numbers_in_arguments_are_refused_by_name(server: Runni
 async def test_the_stored_decision_keeps_the_exact_arguments(server: Running) -> None:
     args = {"form_id": "signup", "fields": {"email": "ä@example.com", "age": "42"}}
     d = (await server.cp.RequestToolCall(tool_call("agent1", "form_fill", args, 0.7))).decision
-    db = sqlite3.connect(server.data_dir / "interlock.db")
+    db = stored_rows(server)
     (stored,) = db.execute(
         "SELECT arguments FROM decisions WHERE decision_id=?", (d.decision_id,)
     ).fetchone()

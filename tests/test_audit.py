@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from interlock.v1 import plans_pb2, types_pb2
 
 from tests.conftest import ROOT, Running, StartServer
 from tests.helpers.calls import tool_call
+from tests.helpers.stored import stored as stored_rows
 from tests.helpers.workers import run_refund_plan
 from tests.test_approvals import APPROVE, EMAIL
 from tests.test_cli import run
@@ -83,7 +83,7 @@ async def test_every_line_is_chained_and_verify_passes(start_server: StartServer
         assert after["prev_hash"] == before["hash"] and after["seq"] > before["seq"]
     assert all(x["hash"] == record_hash(x) for x in log)
     # The outbox holds exactly the lines appended.
-    db = sqlite3.connect(s.data_dir / "interlock.db")
+    db = stored_rows(s)
     stored = [
         r[0]
         for r in db.execute(

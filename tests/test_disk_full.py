@@ -24,7 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import observe_pb2, types_pb2
 
-from tests.conftest import Running, StartServer
+from tests.conftest import STORE, Running, StartServer
 from tests.helpers.calls import tool_call
 from tests.helpers.disk import SmallDisk, jsonl_damage, lines_missing, small_disk
 from tests.test_cli import run
@@ -88,6 +88,7 @@ def conditions(h: pb.GetHealthResponse) -> dict[str, tuple[float, str]]:
     return {c.name: (c.score, c.detail) for c in h.components if c.weight == 0}
 
 
+@pytest.mark.skipif(STORE != "sqlite", reason="fills the disk of the SQLite file's data dir")
 async def test_a_full_disk_misreports_no_commit_tears_no_line_and_recovers_without_restart(
     disk: SmallDisk, start_server: StartServer
 ) -> None:

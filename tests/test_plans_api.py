@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import grpc
@@ -14,6 +13,7 @@ from interlock.v1 import plans_pb2, types_pb2
 
 from tests.conftest import Running, StartServer
 from tests.helpers.calls import details
+from tests.helpers.stored import stored as stored_rows
 from tests.helpers.workers import EXAMPLE, FINISHED, Worker, wait_plan, wait_step
 
 
@@ -276,7 +276,7 @@ async def test_plans_are_listed_and_summarised(server: Running) -> None:
     assert [p.plan_id for p in rest.plans] == ["p2"] and not rest.next_page_token
     summary = json.loads((server.data_dir / "orchestration_summary.json").read_text())
     assert summary["plans"]["by_state"]["SUCCEEDED"] == 3
-    db = sqlite3.connect(server.data_dir / "interlock.db")
+    db = stored_rows(server)
     kinds = {k for (k,) in db.execute("SELECT DISTINCT kind FROM events")}
     assert {"DECISION", "RESULT", "STATE_TRANSITION", "PLAN_FINISHED"} <= kinds
 
@@ -350,7 +350,7 @@ async def test_conflicts_are_found_resolved_and_counted(start_server: StartServe
     counts = json.loads((s.data_dir / "tool_conflicts.json").read_text())["by_type"]
     for kind in ("RESOURCE", "ORDERING", "DUPLICATE_ACTION", "RATE_LIMIT"):
         assert counts[kind]["detected"] >= 1, counts
-    db = sqlite3.connect(s.data_dir / "interlock.db")
+    db = stored_rows(s)
     kinds = [
         json.loads(p)["type"]
         for (p,) in db.execute("SELECT payload FROM events WHERE kind='CONFLICT'")

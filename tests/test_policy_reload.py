@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
 from pathlib import Path
 
 import grpc
@@ -15,6 +14,7 @@ from interlock.v1 import types_pb2
 
 from tests.conftest import Running, StartServer
 from tests.helpers.calls import details, tool_call
+from tests.helpers.stored import stored as stored_rows
 
 CONFIG = Path("interlock/config/data.yaml")
 
@@ -117,7 +117,7 @@ async def test_a_broken_set_is_refused_and_the_old_one_keeps_serving(
     d = (await s.cp.RequestToolCall(tool_call())).decision
     assert d.policy_revision == good and d.verdict == types_pb2.VERDICT_ALLOW and not d.fail_closed
 
-    db = sqlite3.connect(s.data_dir / "interlock.db")
+    db = stored_rows(s)
     _, message, payload = db.execute(
         "SELECT kind, message, payload FROM events WHERE kind='POLICY'"
     ).fetchone()

@@ -15,8 +15,8 @@ import grpc
 import pytest
 from google.protobuf import json_format
 from interlock.audit import LEARNING_SIGNALS
+from interlock.journal import Batch, EventRecord
 from interlock.signals import approval_mismatch
-from interlock.store import EventRecord, WriteBatch
 from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import observe_pb2, types_pb2
 
@@ -233,8 +233,8 @@ def test_the_approval_mismatch_rule() -> None:
 
 async def test_approval_events_give_approval_mismatch_signals(server: Running) -> None:
     for resolution, confidence in (("APPROVE", 0.2), ("APPROVE", 0.8), ("DENY", 0.97)):
-        await server.server.store.commit(
-            WriteBatch(
+        await server.server.journal.commit(
+            Batch(
                 events=[
                     EventRecord(
                         kind="APPROVAL",

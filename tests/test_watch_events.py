@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 from interlock.events import EventFilter
-from interlock.store import EventRecord, WriteBatch
+from interlock.journal import Batch, EventRecord
 from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import observe_pb2, types_pb2
 from interlock.v1.control_plane_pb2_grpc import ControlPlaneStub
@@ -142,8 +142,7 @@ def assert_consecutive(events: list[observe_pb2.Event]) -> None:
 
 
 async def highest_seq(running: Running) -> int:
-    rows = await running.server.store.query("SELECT COALESCE(MAX(seq), 0) AS seq FROM events")
-    return int(rows[0]["seq"])
+    return await running.server.journal.events.highest()
 
 
 async def decide(running: Running, n: int = 1, **call: Any) -> list[types_pb2.Decision]:
@@ -399,8 +398,8 @@ async def test_events_committed_without_being_published_still_come(server: Runni
     server.server.events.check_interval = 0.05
 
     async def commit_and_cancel(message: str) -> None:
-        batch = WriteBatch(events=[EventRecord(kind="SIGNAL", message=message)])
-        task = asyncio.create_task(server.server.store.commit(batch))
+        batch = Batch(events=[EventRecord(kind="SIGNAL", message=message)])
+        task = asyncio.create_task(server.server.journal.commit(batch))
         await asyncio.sleep(0)  # queued to the writer thread, awaiting its answer
         task.cancel()
 

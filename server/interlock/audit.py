@@ -48,13 +48,12 @@ import json
 import logging
 import os
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -146,6 +145,16 @@ def last_seq(path: Path) -> int:
     """The ``seq`` of the last complete line of the chain ``path`` ends, or 0."""
     record = last_record(path.parent, path.name)
     return 0 if record is None else int(record["seq"])
+
+
+class Outbox(Protocol):
+    """The audit lines the journal committed (its ``audit_outbox``), by file."""
+
+    def last_line(self, name: str) -> str | None: ...
+
+    def lines_after(self, name: str, seq: int) -> list[str]: ...
+
+    def line_at(self, name: str, seq: int) -> str | None: ...
 
 
 class AuditLog:
@@ -257,14 +266,12 @@ class AuditLog:
         """Forget the lines collected and not written (the outbox keeps them)."""
         self._pending.clear()
 
-    def heads(self, conn: sqlite3.Connection) -> dict[str, str]:
+    def heads(self, outbox: Outbox) -> dict[str, str]:
         """Each file's last ``hash``: the outbox's last line, else the file's last line."""
         heads: dict[str, str] = {}
         for name in FILES:
-            row = conn.execute(
-                "SELECT line FROM audit_outbox WHERE file = ? ORDER BY seq DESC LIMIT 1", (name,)
-            ).fetchone()
-            record = json.loads(row[0]) if row else last_record(self.directory, name)
+            line = outbox.last_line(name)
+            record = json.loads(line) if line else last_record(self.directory, name)
             value = record.get("hash") if isinstance(record, dict) else None
             heads[name] = value if isinstance(value, str) else GENESIS
         return heads
@@ -296,20 +303,16 @@ class AuditLog:
         self._unsynced.clear()
         self._last_fsync = time.monotonic()
 
-    def missing(self, conn: sqlite3.Connection) -> dict[str, list[str]]:
+    def missing(self, outbox: Outbox) -> dict[str, list[str]]:
         """The lines the store committed beyond each file's last whole line."""
         found: dict[str, list[str]] = {}
         for name in FILES:
-            after = last_seq(self.directory / name)
-            rows = conn.execute(
-                "SELECT line FROM audit_outbox WHERE file = ? AND seq > ? ORDER BY seq",
-                (name, after),
-            ).fetchall()
-            if rows:
-                found[name] = [line for (line,) in rows]
+            lines = outbox.lines_after(name, last_seq(self.directory / name))
+            if lines:
+                found[name] = lines
         return found
 
-    def recover(self, conn: sqlite3.Connection) -> int:
+    def recover(self, outbox: Outbox) -> int:
         """Re-append lines the store committed but a file lacks; return how many.
 
         At start-up (after a crash) and, while the files lag the store (a full
@@ -318,7 +321,7 @@ class AuditLog:
         """
         self.discard()
         restored = 0
-        for name, lines in self.missing(conn).items():
+        for name, lines in self.missing(outbox).items():
             self._close_file(name)  # reopen: cut a torn tail, learn the size again
             self._unsynced.discard(name)
             for line in lines:
@@ -329,7 +332,7 @@ class AuditLog:
             log.warning("audit: restored %d line(s) the JSONL files lacked", restored)
         return restored
 
-    def check_tails(self, conn: sqlite3.Connection) -> dict[str, str]:
+    def check_tails(self, outbox: Outbox) -> dict[str, str]:
         """Check the end of each file's chain against the store (cheap; at start-up).
 
         The last whole lines of each file (up to 64 KiB) must hash right and
@@ -338,7 +341,7 @@ class AuditLog:
         """
         problems: dict[str, str] = {}
         for name in FILES:
-            wrong = _check_tail(self.directory, name, conn)
+            wrong = _check_tail(self.directory, name, outbox)
             if wrong is not None:
                 problems[name] = wrong
         return problems
@@ -377,7 +380,7 @@ class AuditLog:
                 self._close_file(name)
 
 
-def _check_tail(directory: Path, name: str, conn: sqlite3.Connection) -> str | None:
+def _check_tail(directory: Path, name: str, outbox: Outbox) -> str | None:
     path = next((p for p in reversed(chain_files(directory, name)) if _has_data(p)), None)
     if path is None:
         return None
@@ -409,12 +412,10 @@ def _check_tail(directory: Path, name: str, conn: sqlite3.Connection) -> str | N
         prev = record
     if prev is None:
         return None
-    row = conn.execute(
-        "SELECT line FROM audit_outbox WHERE file = ? AND seq = ?", (name, prev["seq"])
-    ).fetchone()
-    if row is None:
+    stored = outbox.line_at(name, prev["seq"])
+    if stored is None:
         return f"{path.name}: the last line (seq {prev['seq']}) is not in the store"
-    if json.loads(row[0]).get("hash") != prev["hash"]:
+    if json.loads(stored).get("hash") != prev["hash"]:
         return f"{path.name}: the last line (seq {prev['seq']}) differs from the store's copy"
     return None
 

@@ -60,6 +60,9 @@ class ServerConfig:
     data_dir: str = "var/interlock"
     """Where the SQLite store and the JSONL audit files live."""
 
+    store_url: str = ""
+    """Where the journal keeps all state: empty for SQLite at DATA_DIR/interlock.db, sqlite:PATH, or postgresql://USER@HOST:PORT/DB (several replicas may share one PostgreSQL database)."""
+
     fsync: bool = True
     """fsync the store once per batch of writes (group commit) before answering, and the audit files on their interval."""
 
@@ -247,6 +250,13 @@ def _check(config: ServerConfig) -> None:
         raise ConfigError("eval_threads: must be at least 1")
     if config.evaluate_timeout_seconds <= 0 or config.evaluate_workers < 1:
         raise ConfigError("evaluate_timeout_seconds must be positive and evaluate_workers >= 1")
+    if config.store_url and not config.store_url.startswith(
+        ("sqlite:", "postgresql://", "postgres://")
+    ):
+        raise ConfigError(
+            "store_url: must be empty (SQLite in data_dir), sqlite:PATH or postgresql://..., "
+            f"not {config.store_url.split(':')[0]!r}"
+        )
     if config.opa_timeout_seconds <= 0:
         raise ConfigError("opa_timeout_seconds: must be positive")
     if config.max_argument_bytes < 2:

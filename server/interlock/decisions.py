@@ -19,16 +19,23 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from interlock import logcontext
 from interlock.approvals import Approval, Approvals, covers
-from interlock.audit import STATE_TRANSITIONS, TOOL_EXECUTION_LOG
+from interlock.audit import TOOL_EXECUTION_LOG
 from interlock.config import ServerConfig
 from interlock.contracts import Catalog
+from interlock.decision_facts import (
+    DecisionMade,
+    DecisionRecord,
+    ResultRecord,
+    ResultReported,
+    canonical_json,
+)
 from interlock.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -38,11 +45,11 @@ from interlock.errors import (
     NotFound,
     PermissionDenied,
 )
+from interlock.journal import Batch, Journal
 from interlock.metrics import Metrics
 from interlock.policy.cache import DecisionCache
 from interlock.policy.engine import PolicyDecision
 from interlock.policy.manager import PolicyManager
-from interlock.store import EventRecord, Store, WriteBatch
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +68,6 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 OUTCOMES = ("SUCCEEDED", "FAILED", "TIMED_OUT")
 LIVE_RECHECKS = 16
 """How often a LIVE answer is re-evaluated when the LIVE count moved meanwhile."""
-
-
-def canonical_json(value: Any) -> str:
-    """Sorted keys, no spaces, UTF-8 (orjson). Values come from protobuf
-    Structs, whose NaN and infinities the API converter already refused."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def sha256_hex(value: Any) -> str:
@@ -108,43 +109,6 @@ class ToolCall:
     when it covers the policy in force (:func:`~interlock.approvals.covers`)."""
 
 
-@dataclass
-class DecisionRecord:
-    decision_id: str
-    agent_id: str
-    tool: str
-    confidence: float
-    verdict: str
-    mode: str
-    needs_approval: bool
-    reasons: list[str]
-    policy_revision: str
-    engine: str
-    input_hash: str
-    decided_at: float
-    plan_id: str = ""
-    step_id: str = ""
-    fail_closed: bool = False
-    arguments: Mapping[str, Any] = field(default_factory=dict)
-    approval_id: str = ""
-    """The approval the call waits for (PENDING_APPROVAL) or used up (ALLOW)."""
-    supersedes: str = ""
-    """The earlier decision of the same plan step that this one replaces."""
-
-
-@dataclass
-class ResultRecord:
-    decision_id: str
-    agent_id: str
-    tool: str
-    mode: str
-    outcome: str
-    output: Mapping[str, Any]
-    error_message: str
-    duration_seconds: float
-    reported_at: float
-
-
 def check_id(
     name: str, value: str, violations: list[FieldViolation], *, required: bool = True
 ) -> None:
@@ -162,11 +126,11 @@ def check_id(
 
 class DecisionService:
     def __init__(
-        self, config: ServerConfig, policies: PolicyManager, store: Store, metrics: Metrics
+        self, config: ServerConfig, policies: PolicyManager, journal: Journal, metrics: Metrics
     ) -> None:
         self.config = config
         self.policies = policies
-        self.store = store
+        self.journal = journal
         self.metrics = metrics
         self._live: dict[str, float] = {}
         """LIVE decisions in flight: decision id -> when it stops counting (a
@@ -190,7 +154,7 @@ class DecisionService:
         self._fail_closed = metrics.fail_closed.labels(engine)
         self._cache_hits = metrics.decision_cache_hits
         self.decision_counts: dict[str, int] = {}
-        self.approvals = Approvals(store, metrics)
+        self.approvals = Approvals(journal, metrics)
 
     # Building the input ----------------------------------------------------
 
@@ -374,7 +338,7 @@ class DecisionService:
         decision_id = new_decision_id()
         now = time.time()
         approval: Approval | None = None
-        approval_batch: WriteBatch | None = None
+        approval_batch: Batch | None = None
         prior = call.prior_approval
         if decision.verdict == "PENDING_APPROVAL" and reserved is None and prior is not None:
             if covers(prior, decision.approval, revision):
@@ -467,15 +431,15 @@ class DecisionService:
             else:
                 live_deadline = record.decided_at + catalog.tool(call.tool).timeout_seconds
                 self._live[record.decision_id] = live_deadline
-        batch = self._decision_batch(
-            record, live_deadline, arguments_json, time.perf_counter() - started
+        batch = Batch.of(
+            DecisionMade(record, live_deadline, arguments_json, time.perf_counter() - started)
         )
         if approval_batch is not None:
-            batch.statements.extend(approval_batch.statements)
+            batch.rows.extend(approval_batch.rows)
             batch.events.extend(approval_batch.events)
             batch.audit.extend(approval_batch.audit)
         try:
-            await self.store.commit(batch)
+            await self.journal.commit(batch)
         except BaseException:
             self._live.pop(record.decision_id, None)
             raise
@@ -488,112 +452,13 @@ class DecisionService:
         self.metrics.decision_latency.observe(time.perf_counter() - started)
         return record
 
-    def _decision_batch(
-        self,
-        r: DecisionRecord,
-        live_deadline: float | None,
-        arguments_json: str,
-        latency_seconds: float = 0.0,
-    ) -> WriteBatch:
-        state = {"ALLOW": "DECIDED", "DENY": "DENIED", "PENDING_APPROVAL": "AWAITING_APPROVAL"}[
-            r.verdict
-        ]
-        line = {
-            "time": r.decided_at,
-            "kind": "decision",
-            "decision_id": r.decision_id,
-            "agent_id": r.agent_id,
-            "tool": r.tool,
-            "plan_id": r.plan_id,
-            "step_id": r.step_id,
-            "confidence": r.confidence,
-            "verdict": r.verdict,
-            "mode": r.mode,
-            "needs_approval": r.needs_approval,
-            "reasons": r.reasons,
-            "policy_revision": r.policy_revision,
-            "engine": r.engine,
-            "input_hash": r.input_hash,
-            "fail_closed": r.fail_closed,
-        }
-        if r.supersedes:
-            line["supersedes"] = r.supersedes
-        transition = {
-            "time": r.decided_at,
-            "decision_id": r.decision_id,
-            "plan_id": r.plan_id,
-            "step_id": r.step_id,
-            "tool": r.tool,
-            "from_state": "REQUESTED",
-            "to_state": state,
-            "mode": r.mode,
-            "policy_revision": r.policy_revision,
-            "input_hash": r.input_hash,
-        }
-        return WriteBatch(
-            statements=[
-                (
-                    "INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        r.decision_id,
-                        r.decided_at,
-                        r.agent_id,
-                        r.tool,
-                        r.plan_id,
-                        r.step_id,
-                        r.confidence,
-                        r.verdict,
-                        r.mode,
-                        int(r.needs_approval),
-                        canonical_json(r.reasons),
-                        r.policy_revision,
-                        r.engine,
-                        r.input_hash,
-                        arguments_json,
-                        int(r.fail_closed),
-                        live_deadline,
-                    ),
-                )
-            ],
-            events=[
-                EventRecord(
-                    kind="DECISION",
-                    message=f"{r.verdict} {r.mode} for {r.tool} by {r.agent_id}",
-                    plan_id=r.plan_id,
-                    step_id=r.step_id,
-                    agent_id=r.agent_id,
-                    decision_id=r.decision_id,
-                    tool=r.tool,
-                    time=r.decided_at,
-                    payload={
-                        k: line[k]
-                        for k in (
-                            "verdict",
-                            "mode",
-                            "needs_approval",
-                            "reasons",
-                            "policy_revision",
-                            "engine",
-                            "input_hash",
-                            "fail_closed",
-                            "confidence",
-                        )
-                    }
-                    | {"latency_seconds": latency_seconds, "supersedes": r.supersedes},
-                )
-            ],
-            audit=[(TOOL_EXECUTION_LOG, line), (STATE_TRANSITIONS, transition)],
-        )
-
     # Results ---------------------------------------------------------------
 
     async def get_decision(self, decision_id: str) -> dict[str, Any]:
-        rows = await self.store.query(
-            "SELECT * FROM decisions WHERE decision_id = ?", (decision_id,)
-        )
-        if not rows:
+        row = await self.journal.decisions.get(decision_id)
+        if row is None:
             raise NotFound(f"unknown decision {decision_id!r}", reason="UNKNOWN_DECISION")
-        return dict(rows[0])
+        return row
 
     async def search(
         self,
@@ -608,43 +473,28 @@ class DecisionService:
     ) -> list[dict[str, Any]]:
         """Stored decisions, newest first; an empty filter matches everything
         (the console's decision explorer)."""
-        sql = "SELECT * FROM decisions WHERE 1 = 1"
-        params: list[Any] = []
-        for column, value in (
-            ("agent_id", agent_id),
-            ("tool", tool),
-            ("verdict", verdict),
-            ("mode", mode),
-        ):
-            if value:
-                sql += f" AND {column} = ?"
-                params.append(value)
-        if since:
-            sql += " AND decided_at >= ?"
-            params.append(since)
-        if until:
-            sql += " AND decided_at < ?"
-            params.append(until)
-        sql += " ORDER BY decided_at DESC, decision_id DESC LIMIT ?"
-        params.append(limit)
-        return [dict(row) for row in await self.store.query(sql, tuple(params))]
+        return await self.journal.decisions.search(
+            agent_id=agent_id,
+            tool=tool,
+            verdict=verdict,
+            mode=mode,
+            since=since,
+            until=until,
+            limit=limit,
+        )
 
     async def audit_lines(self, decision_id: str) -> list[dict[str, Any]]:
         """The decision's and its result's lines of the tool execution log, as
         sealed into the hash chain (from the store's copy of the audit lines)."""
-        rows = await self.store.query(
-            "SELECT line FROM audit_outbox WHERE file = ? AND line LIKE ? ORDER BY seq",
-            (TOOL_EXECUTION_LOG, f'%"decision_id":"{decision_id}"%'),
-        )
-        lines = [orjson.loads(row["line"]) for row in rows]
+        stored = await self.journal.audit_lines.mentioning(TOOL_EXECUTION_LOG, decision_id)
+        lines = [orjson.loads(line) for line in stored]
         return [line for line in lines if line.get("decision_id") == decision_id]
 
     async def stored_result(self, decision_id: str) -> dict[str, Any] | None:
         """The result recorded for a decision, as a plan step keeps it, or None."""
-        rows = await self.store.query("SELECT * FROM results WHERE decision_id = ?", (decision_id,))
-        if not rows:
+        r = await self.journal.decisions.result(decision_id)
+        if r is None:
             return None
-        r = rows[0]
         return {
             "outcome": r["outcome"],
             "output": orjson.loads(r["output"]),
@@ -699,7 +549,7 @@ class DecisionService:
             reported_at=time.time(),
         )
         try:
-            await self.store.commit(self._result_batch(result, decision))
+            await self.journal.record(ResultReported(result, decision))
         except AlreadyExists:
             raise AlreadyExists(
                 f"a result for decision {decision_id} was already reported",
@@ -709,78 +559,10 @@ class DecisionService:
         self.metrics.results.labels(result.tool, result.mode, result.outcome).inc()
         return result
 
-    def _result_batch(self, r: ResultRecord, decision: Mapping[str, Any]) -> WriteBatch:
-        line = {
-            "time": r.reported_at,
-            "kind": "result",
-            "decision_id": r.decision_id,
-            "agent_id": r.agent_id,
-            "tool": r.tool,
-            "plan_id": decision["plan_id"],
-            "step_id": decision["step_id"],
-            "mode": r.mode,
-            "outcome": r.outcome,
-            "error_message": r.error_message,
-            "duration_seconds": r.duration_seconds,
-            "policy_revision": decision["policy_revision"],
-            "input_hash": decision["input_hash"],
-        }
-        transition = {
-            "time": r.reported_at,
-            "decision_id": r.decision_id,
-            "plan_id": decision["plan_id"],
-            "step_id": decision["step_id"],
-            "tool": r.tool,
-            "from_state": "DECIDED",
-            "to_state": r.outcome,
-            "mode": r.mode,
-            "policy_revision": decision["policy_revision"],
-            "input_hash": decision["input_hash"],
-        }
-        return WriteBatch(
-            statements=[
-                (
-                    "INSERT INTO results VALUES (?,?,?,?,?,?,?)",
-                    (
-                        r.decision_id,
-                        r.agent_id,
-                        r.outcome,
-                        canonical_json(dict(r.output)),
-                        r.error_message,
-                        r.duration_seconds,
-                        r.reported_at,
-                    ),
-                )
-            ],
-            events=[
-                EventRecord(
-                    kind="RESULT",
-                    message=f"{r.tool} {r.outcome} ({r.mode}) for {r.agent_id}",
-                    plan_id=decision["plan_id"],
-                    step_id=decision["step_id"],
-                    agent_id=r.agent_id,
-                    decision_id=r.decision_id,
-                    tool=r.tool,
-                    time=r.reported_at,
-                    payload={
-                        "outcome": r.outcome,
-                        "mode": r.mode,
-                        "duration_seconds": r.duration_seconds,
-                        "error_message": r.error_message,
-                    },
-                )
-            ],
-            audit=[(TOOL_EXECUTION_LOG, line), (STATE_TRANSITIONS, transition)],
-        )
-
     def restore(self) -> None:
         """Rebuild the LIVE-in-flight set from the store after a restart."""
         now = time.time()
-        rows = self.store.query_sync(
-            "SELECT d.decision_id, d.live_deadline FROM decisions d LEFT JOIN results r USING (decision_id)"
-            " WHERE d.live_deadline IS NOT NULL AND d.live_deadline > ? AND r.decision_id IS NULL",
-            (now,),
-        )
+        rows = self.journal.decisions.live_unreported(now)
         self._live = {row["decision_id"]: row["live_deadline"] for row in rows}
 
 

@@ -27,12 +27,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from interlock.audit import ACCESS_DENIALS
 from interlock.auth import current_principal
-from interlock.store import EventRecord, Store, WriteBatch
+from interlock.journal import AuditLine, EventRecord, Journal, Row
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,15 @@ class Denial:
     def line(self) -> dict[str, Any]:
         return asdict(self)
 
+    def rows(self) -> Iterable[Row]:
+        return ()
+
+    def events(self) -> Iterable[EventRecord]:
+        return [self.event()]
+
+    def audit(self) -> Iterable[AuditLine]:
+        return [(ACCESS_DENIALS, self.line())]
+
     def event(self) -> EventRecord:
         payload = {k: v for k, v in self.line().items() if k != "time"}
         return EventRecord(
@@ -89,9 +99,6 @@ class Denial:
             time=self.time,
         )
 
-    def batch(self) -> WriteBatch:
-        return WriteBatch(events=[self.event()], audit=[(ACCESS_DENIALS, self.line())])
-
 
 def caller(principal: str) -> tuple[str, str]:
     """(kind, via) of ``principal`` when it is the caller of the RPC being
@@ -103,8 +110,8 @@ def caller(principal: str) -> tuple[str, str]:
 class DenialLog:
     """Commits :class:`Denial` records with a bounded wait."""
 
-    def __init__(self, store: Store, timeout: float = RECORD_TIMEOUT_SECONDS) -> None:
-        self.store = store
+    def __init__(self, journal: Journal, timeout: float = RECORD_TIMEOUT_SECONDS) -> None:
+        self.journal = journal
         self.timeout = timeout
         self._late: set[asyncio.Task[Any]] = set()
         """Commits that outlived their wait (kept referenced until they finish)."""
@@ -113,7 +120,7 @@ class DenialLog:
         """Commit ``denial``; wait for it at most :attr:`timeout`. Never raises
         (but for the caller's own cancellation): the refusal it records is what
         the caller must get."""
-        task = asyncio.ensure_future(self.store.commit(denial.batch()))
+        task = asyncio.ensure_future(self.journal.record(denial))
         try:
             await asyncio.wait_for(asyncio.shield(task), self.timeout)
         except TimeoutError:

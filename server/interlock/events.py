@@ -12,7 +12,7 @@ because the history comes from the durable store.
 
 How
 ---
-The :class:`EventHub` is one of :attr:`Store.listeners`: the store calls it on
+The :class:`EventHub` is one of :attr:`Journal.listeners <interlock.journal.Journal.listeners>`: the store calls it on
 the event loop with each committed batch, in commit order. It fans the events
 out to its :class:`Watcher` objects, each with a bounded queue
 (:data:`QUEUE_SIZE` events). Publishing never blocks and never waits for a
@@ -51,10 +51,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -62,7 +62,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from interlock.api.convert import dict_to_struct, timestamp
 from interlock.decisions import check_id
 from interlock.errors import FieldViolation, InvalidArgument
-from interlock.store import EventRecord, Store
+from interlock.journal import EventRecord, Journal
+from interlock.journal.repos import Events
 from interlock.v1 import observe_pb2
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ def event_filter(plan_id: str, agent_id: str, kinds: Iterable[int]) -> EventFilt
     return EventFilter(plan_id, agent_id, frozenset(names))
 
 
-def record_from_row(row: sqlite3.Row) -> EventRecord:
+def record_from_row(row: Mapping[str, Any]) -> EventRecord:
     return EventRecord(
         kind=row["kind"],
         message=row["message"],
@@ -174,7 +175,7 @@ class Watcher:
     """
 
     def __init__(
-        self, store: Store, after_seq: int, selection: EventFilter, queue_size: int
+        self, events: Events, after_seq: int, selection: EventFilter, queue_size: int
     ) -> None:
         self.cursor = min(after_seq, MAX_SEQ)
         """The highest seq delivered or passed over; everything up to it is done."""
@@ -182,7 +183,7 @@ class Watcher:
         self.lagging = True
         """True until it has caught up from the store (and again when its queue overflows)."""
         self.closed = False
-        self._store = store
+        self._events = events
         self._queue_size = queue_size
         self._queue: deque[EventRecord] = deque()
         self._wake = asyncio.Event()
@@ -228,7 +229,7 @@ class Watcher:
         """Queue live events again, then deliver what the store holds after the cursor."""
         self.lagging = False
         while not self.closed:
-            rows = await self._store.events_after(self.cursor, PAGE_SIZE)
+            rows = await self._events.after(self.cursor, PAGE_SIZE)
             for row in rows:
                 if self.closed:
                     return
@@ -257,13 +258,13 @@ class EventHub:
 
     def __init__(
         self,
-        store: Store,
+        journal: Journal,
         *,
         registry: CollectorRegistry | None = None,
         queue_size: int = QUEUE_SIZE,
         check_interval: float = CHECK_INTERVAL_SECONDS,
     ) -> None:
-        self.store = store
+        self.journal = journal
         self.queue_size = queue_size
         """Each new watcher's queue bound."""
         self.check_interval = check_interval
@@ -279,7 +280,7 @@ class EventHub:
             "Times a watcher's queue overflowed and it caught up from the store.",
             registry=registry,
         )
-        store.listeners.append(self._publish)
+        journal.listeners.append(self._publish)
 
     async def start(self) -> None:
         """Learn the highest committed seq and start looking for unpublished events."""
@@ -301,7 +302,7 @@ class EventHub:
     @contextlib.contextmanager
     def watch(self, after_seq: int, selection: EventFilter) -> Iterator[Watcher]:
         """A watcher of the events after ``after_seq`` matching ``selection``, while in use."""
-        watcher = Watcher(self.store, after_seq, selection, self.queue_size)
+        watcher = Watcher(self.journal.events, after_seq, selection, self.queue_size)
         if self._closed:
             watcher.close()
             yield watcher
@@ -318,19 +319,13 @@ class EventHub:
     async def recent(self, selection: EventFilter, limit: int) -> list[EventRecord]:
         """The newest ``limit`` committed events matching ``selection``, oldest first
         (the page a console view starts from before it follows live)."""
-        sql = "SELECT * FROM events WHERE 1 = 1"
-        params: list[object] = []
-        for column, value in (("plan_id", selection.plan_id), ("agent_id", selection.agent_id)):
-            if value:
-                sql += f" AND {column} = ?"
-                params.append(value)
-        if selection.kinds:
-            sql += f" AND kind IN ({','.join('?' * len(selection.kinds))})"
-            params += sorted(selection.kinds)
-        sql += " ORDER BY seq DESC LIMIT ?"
-        params.append(limit)
-        rows = await self.store.query(sql, tuple(params))
-        return [record_from_row(row) for row in reversed(rows)]
+        rows = await self.journal.events.recent(
+            plan_id=selection.plan_id,
+            agent_id=selection.agent_id,
+            kinds=sorted(selection.kinds),
+            limit=limit,
+        )
+        return [record_from_row(row) for row in rows]
 
     async def highest_seq(self) -> int:
         """The highest committed seq (0 when there is none)."""
@@ -368,8 +363,7 @@ class EventHub:
             watcher.fall_behind()
 
     async def _highest_committed(self) -> int:
-        rows = await self.store.query("SELECT COALESCE(MAX(seq), 0) AS seq FROM events")
-        return int(rows[0]["seq"])
+        return await self.journal.events.highest()
 
     async def _check_loop(self) -> None:
         """Catch events the store committed but never published (their writer was cancelled).

@@ -44,10 +44,10 @@ from interlock.errors import (
     Unauthenticated,
     Unavailable,
 )
+from interlock.journal import Journal
 from interlock.metrics import Metrics
 from interlock.policy.engine import AUTHZ_ENTRYPOINT, parse_authz
 from interlock.policy.manager import PolicyManager
-from interlock.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Guard:
         self,
         config: ServerConfig,
         policies: PolicyManager,
-        store: Store,
+        journal: Journal,
         approvals: Approvals,
         metrics: Metrics,
         directory: PrincipalDirectory | None,
@@ -78,11 +78,11 @@ class Guard:
         """While the engine is known to be down the answer cache is bypassed, so
         authorization fails closed as it would without a cache."""
         self.policies = policies
-        self.store = store
+        self.journal = journal
         self.approvals = approvals
         self.metrics = metrics
         self.directory = directory
-        self.denials = DenialLog(store)
+        self.denials = DenialLog(journal)
         self._buckets: dict[str, _Bucket] = {}
         self._streams: Counter[str] = Counter()
         self._cache: OrderedDict[str, tuple[bool, str]] = OrderedDict()

@@ -69,9 +69,9 @@ from typing import Any
 
 from interlock import __version__
 from interlock.audit import write_json_atomically
+from interlock.journal import EventRecord
 from interlock.metrics import Metrics
 from interlock.readiness import ENGINE, Condition
-from interlock.store import EventRecord
 
 log = logging.getLogger(__name__)
 

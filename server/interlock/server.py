@@ -39,6 +39,7 @@ from interlock.decisions import DecisionService
 from interlock.events import EventHub
 from interlock.guard import Guard
 from interlock.health import HealthMonitor
+from interlock.journal import EventRecord, Recorded, open_journal
 from interlock.metrics import Metrics
 from interlock.plans.orchestrator import Orchestrator
 from interlock.plans.summary import Summaries
@@ -49,7 +50,6 @@ from interlock.policy.opa import OpaEngine
 from interlock.policy.sandbox import PolicySandbox
 from interlock.readiness import AUDIT_CHAIN, AUDIT_FILES, ENGINE, STORE, Readiness
 from interlock.signals import SignalEngine
-from interlock.store import EventRecord, Store, WriteBatch
 from interlock.v1 import (
     control_plane_pb2,
     control_plane_pb2_grpc,
@@ -88,13 +88,14 @@ def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:
 class InterlockServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.metrics = Metrics(engine=config.engine, store="sqlite")
+        store = "postgresql" if config.store_url.startswith("postgres") else "sqlite"
+        self.metrics = Metrics(engine=config.engine, store=store)
         data_dir = Path(config.data_dir)
         self.audit = AuditLog(
             data_dir, fsync=config.fsync, fsync_interval=config.audit_fsync_interval_seconds
         )
-        self.store = Store(
-            data_dir / "interlock.db", self.audit, fsync=config.fsync, metrics=self.metrics
+        self.journal = open_journal(
+            config.store_url, data_dir, self.audit, fsync=config.fsync, metrics=self.metrics
         )
         self.policies = PolicyManager(
             make_engine(config),
@@ -102,15 +103,17 @@ class InterlockServer:
             watch_interval=config.policy_watch_interval_seconds,
             on_reload=self._on_reload,
         )
-        self.decisions = DecisionService(config, self.policies, self.store, self.metrics)
+        self.decisions = DecisionService(config, self.policies, self.journal, self.metrics)
         self.sandbox = PolicySandbox(
             workers=config.evaluate_workers,
             timeout_seconds=config.evaluate_timeout_seconds,
         )
         self.started_at = time.time()
-        self.events = EventHub(self.store, registry=self.metrics.registry)
-        self.orchestrator = Orchestrator(config, self.decisions, self.store, Summaries(data_dir))
-        self.signals = SignalEngine(self.store)
+        self.events = EventHub(self.journal, registry=self.metrics.registry)
+        self.orchestrator = Orchestrator(
+            config, self.decisions, self.journal, Summaries(data_dir, self.journal.plans)
+        )
+        self.signals = SignalEngine(self.journal)
         self.decisions.on_schema_failure = self.signals.schema_failed
         self.control_plane = ControlPlane(
             self.decisions,
@@ -124,7 +127,7 @@ class InterlockServer:
         self.readiness = Readiness()
         self._serving_lock = asyncio.Lock()
         self._serving_tasks: set[asyncio.Task[None]] = set()
-        self.store.on_condition = self.set_condition
+        self.journal.on_condition = self.set_condition
         self.decisions.on_engine_failure = self._engine_failed
         self.health_monitor = HealthMonitor(
             engine_available=lambda: self.control_plane.engine_available,
@@ -135,7 +138,7 @@ class InterlockServer:
             data_dir=data_dir,
             interval_seconds=config.health_interval_seconds,
         )
-        self.store.listeners.append(self.health_monitor.on_events)
+        self.journal.listeners.append(self.health_monitor.on_events)
         self.control_plane.health_monitor = self.health_monitor
         self.directory = (
             PrincipalDirectory(config.principals_file) if config.principals_file else None
@@ -143,7 +146,7 @@ class InterlockServer:
         self.guard = Guard(
             config,
             self.policies,
-            self.store,
+            self.journal,
             self.decisions.approvals,
             self.metrics,
             self.directory,
@@ -188,10 +191,12 @@ class InterlockServer:
                 "listening on loopback only (%s)",
                 self.config.listen,
             )
-        self.store.start()
+        await self.journal.start()
         self.set_condition(STORE, True, "every commit succeeds")
         self.set_condition(AUDIT_FILES, True, "the files hold every committed line")
-        self._report_chains(self.store.chain_problems, "the tail of every chain matches the store")
+        self._report_chains(
+            self.journal.chain_problems, "the tail of every chain matches the store"
+        )
         self._chain_check = asyncio.create_task(self._check_chains(), name="audit-chain-check")
         self.decisions.restore()
         await self.events.start()
@@ -361,7 +366,7 @@ class InterlockServer:
             return
         for name, problem in sorted(problems.items()):
             log.error("audit: the chain of %s is broken: %s", name, problem)
-        problems = {**self.store.chain_problems, **problems}
+        problems = {**self.journal.chain_problems, **problems}
         self._report_chains(problems, "every chain verifies (checked at start-up)")
 
     async def _on_reload(self, outcome: ReloadOutcome) -> None:
@@ -387,7 +392,7 @@ class InterlockServer:
                 "error": outcome.error,
             },
         )
-        await self.store.commit(WriteBatch(events=[event]))
+        await self.journal.record(Recorded(event_list=[event]))
 
     async def wait(self) -> None:
         assert self._grpc is not None
@@ -416,7 +421,7 @@ class InterlockServer:
         await self.signals.close()  # commits the signals still queued, briefly
         await self.policies.close()
         await self.sandbox.close()
-        await self.store.close()
+        await self.journal.close()
         http, self._http = self._http, None
         if http is not None:
             http.shutdown()

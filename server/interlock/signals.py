@@ -4,7 +4,7 @@ The :class:`SignalEngine` is one of :attr:`Store.listeners`. On the event
 loop, for each committed batch, it only updates in-memory counters (per tool,
 per mode) and, when a rule fires, puts the signal on a queue; a background
 task commits each queued signal. Nothing on the decision path ever awaits a
-signal. Each signal is stored three ways, in one :class:`WriteBatch`: a row
+signal. Each signal is stored three ways, in one transaction of the journal: a row
 of the ``signals`` table, a line of ``learning_signals.jsonl`` (with the
 ``seq`` of its event) and a ``SIGNAL`` event, so WatchEvents streams it.
 
@@ -50,7 +50,7 @@ from typing import Any
 import orjson
 
 from interlock.audit import LEARNING_SIGNALS
-from interlock.store import EventRecord, Store, WriteBatch
+from interlock.journal import Batch, EventRecord, Insert, Journal
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +87,6 @@ DRY_RUNS_KEPT = 10_000
 QUEUE_SIZE = 10_000
 """Signals waiting to be committed; beyond it new ones are dropped (and logged)."""
 
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS signals ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " signal_id TEXT NOT NULL UNIQUE,"
-    " kind TEXT NOT NULL,"
-    " tool TEXT NOT NULL DEFAULT '',"
-    " agent_id TEXT NOT NULL DEFAULT '',"
-    " value REAL NOT NULL,"
-    " evidence TEXT NOT NULL,"
-    " created_at REAL NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS signals_by_kind ON signals (kind, tool)",
-)
 
 OUTCOME_KEYS = {"SUCCEEDED": "successes", "FAILED": "failures", "TIMED_OUT": "timeouts"}
 MODE_KEYS = ("MOCK", "DRY_RUN", "LIVE", "denied", "pending_approval")
@@ -234,7 +222,7 @@ class SignalEngine:
 
     def __init__(
         self,
-        store: Store,
+        journal: Journal,
         *,
         reliability_every: int = RELIABILITY_EVERY,
         reliability_delta: float = RELIABILITY_DELTA,
@@ -246,7 +234,7 @@ class SignalEngine:
         dry_runs_kept: int = DRY_RUNS_KEPT,
         queue_size: int = QUEUE_SIZE,
     ) -> None:
-        self.store = store
+        self.journal = journal
         self.reliability_every = reliability_every
         self.reliability_delta = reliability_delta
         self.modes_every = modes_every
@@ -272,9 +260,8 @@ class SignalEngine:
 
     async def start(self) -> None:
         """Create the table (through the store's writer), listen, start the worker."""
-        await self.store.commit(WriteBatch(statements=[(sql, ()) for sql in SCHEMA]))
         if not self._listening:
-            self.store.listeners.append(self.observe)
+            self.journal.listeners.append(self.observe)
             self._listening = True
         if self._worker is None:
             self._worker = asyncio.create_task(self._run(), name="signal-engine")
@@ -287,7 +274,7 @@ class SignalEngine:
         """Stop listening, commit what is queued (for at most ``grace`` seconds), stop."""
         if self._listening:
             with contextlib.suppress(ValueError):
-                self.store.listeners.remove(self.observe)
+                self.journal.listeners.remove(self.observe)
             self._listening = False
         worker, self._worker = self._worker, None
         if worker is None:
@@ -453,21 +440,20 @@ class SignalEngine:
             message=f"{signal.kind} {signal.tool or '-'} = {signal.value:.3g}",
             payload={k: record[k] for k in ("signal_id", "kind", "value", "evidence")},
         )
-        await self.store.commit(
-            WriteBatch(
-                statements=[
-                    (
-                        "INSERT INTO signals (signal_id, kind, tool, agent_id, value, evidence,"
-                        " created_at) VALUES (?,?,?,?,?,?,?)",
-                        (
-                            signal.signal_id,
-                            signal.kind,
-                            signal.tool,
-                            signal.agent_id,
-                            signal.value,
-                            evidence,
-                            signal.created_at,
-                        ),
+        await self.journal.commit(
+            Batch(
+                rows=[
+                    Insert(
+                        "signals",
+                        {
+                            "signal_id": signal.signal_id,
+                            "kind": signal.kind,
+                            "tool": signal.tool,
+                            "agent_id": signal.agent_id,
+                            "value": signal.value,
+                            "evidence": evidence,
+                            "created_at": signal.created_at,
+                        },
                     )
                 ],
                 events=[event],
@@ -487,11 +473,7 @@ class SignalEngine:
         if event.tool:
             steps[event.tool] = event.agent_id
         elif event.plan_id and step_ids:
-            marks = ",".join("?" * len(step_ids))
-            rows = await self.store.query(
-                f"SELECT tool, agent_id FROM steps WHERE plan_id = ? AND step_id IN ({marks})",
-                (event.plan_id, *step_ids),
-            )
+            rows = await self.journal.plans.step_owners(event.plan_id, step_ids)
             for row in rows:
                 steps[row["tool"]] = row["agent_id"]
                 agents.add(row["agent_id"])
@@ -532,10 +514,7 @@ class SignalEngine:
 
     async def _on_checked_result(self, event: EventRecord) -> Signal | None:
         """Remember a DRY_RUN result; pair a LIVE one with the DRY_RUN before it."""
-        rows = await self.store.query(
-            "SELECT arguments FROM decisions WHERE decision_id = ?", (event.decision_id,)
-        )
-        arguments = rows[0]["arguments"] if rows else ""
+        arguments = await self.journal.decisions.arguments(event.decision_id) or ""
         keys: list[tuple[str, ...]] = []
         if event.plan_id and event.step_id:
             keys.append((event.tool, "step", event.plan_id, event.step_id))
@@ -610,7 +589,6 @@ __all__ = [
     "MODES_EVERY",
     "RELIABILITY_DELTA",
     "RELIABILITY_EVERY",
-    "SCHEMA",
     "SCHEMA_EVERY",
     "VALIDATION_EVERY",
     "Signal",

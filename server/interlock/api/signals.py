@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
@@ -17,7 +18,7 @@ MAX_LIMIT = 1000
 _PREFIX = "SIGNAL_KIND_"
 
 
-def signal_pb(row: sqlite3.Row) -> observe_pb2.Signal:
+def signal_pb(row: Mapping[str, Any]) -> observe_pb2.Signal:
     return observe_pb2.Signal(
         signal_id=row["signal_id"],
         kind=_PREFIX + row["kind"],
@@ -57,20 +58,9 @@ async def list_signals(
     kinds = _kind_names(list(request.kinds))
     if engine is None:
         raise Unavailable("learning signals are not enabled on this server")
-    sql = "SELECT * FROM signals"
-    where: list[str] = []
-    params: list[object] = []
-    if kinds:
-        where.append(f"kind IN ({','.join('?' * len(kinds))})")
-        params += kinds
-    if request.tool:
-        where.append("tool = ?")
-        params.append(request.tool)
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id DESC LIMIT ?"
-    params.append(request.limit or DEFAULT_LIMIT)
-    rows = await engine.store.query(sql, tuple(params))
+    rows = await engine.journal.signals.newest(
+        kinds=kinds, tool=request.tool, limit=request.limit or DEFAULT_LIMIT
+    )
     return pb.ListSignalsResponse(signals=[signal_pb(r) for r in rows])
 
 

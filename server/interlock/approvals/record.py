@@ -13,7 +13,6 @@ from interlock.policy.engine import ApprovalRequirement, parse_requirement
 
 STATES = ("PENDING", "APPROVED", "DENIED", "EXPIRED", "USED", "CANCELLED")
 LIVE_STATES = frozenset({"PENDING", "APPROVED"})
-UPSERT = "INSERT OR REPLACE INTO approvals VALUES (" + ",".join("?" * 21) + ")"
 
 
 def new_approval_id() -> str:
@@ -64,30 +63,31 @@ class Approval:
         at = self.created_at + steps[self.escalation_level].after_seconds
         return at if at < self.expires_at else None
 
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.approval_id,
-            self.state,
-            self.decision_id,
-            self.plan_id,
-            self.step_id,
-            self.tool,
-            self.agent_id,
-            self.arguments_hash,
-            self.policy_revision,
-            self.requested_by,
-            orjson.dumps(self.requirement.as_dict()).decode(),
-            orjson.dumps(self.approver_roles).decode(),
-            orjson.dumps(self.approvals).decode(),
-            self.escalation_level,
-            self.created_at,
-            self.expires_at,
-            self.confidence,
-            self.reason,
-            self.resolved_by,
-            self.resolved_at,
-            self.used_by_decision_id,
-        )
+    def values(self) -> dict[str, Any]:
+        """The approval's row, by column."""
+        return {
+            "approval_id": self.approval_id,
+            "state": self.state,
+            "decision_id": self.decision_id,
+            "plan_id": self.plan_id,
+            "step_id": self.step_id,
+            "tool": self.tool,
+            "agent_id": self.agent_id,
+            "arguments_hash": self.arguments_hash,
+            "policy_revision": self.policy_revision,
+            "requested_by": self.requested_by,
+            "requirement": orjson.dumps(self.requirement.as_dict()).decode(),
+            "approver_roles": orjson.dumps(self.approver_roles).decode(),
+            "approvals": orjson.dumps(self.approvals).decode(),
+            "escalation_level": self.escalation_level,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "confidence": self.confidence,
+            "reason": self.reason,
+            "resolved_by": self.resolved_by,
+            "resolved_at": self.resolved_at,
+            "used_by_decision_id": self.used_by_decision_id,
+        }
 
     @classmethod
     def from_row(cls, row: Any) -> Approval:
@@ -130,4 +130,4 @@ def covers(approval: Approval, requirement: ApprovalRequirement | None, revision
     return len(qualified) >= requirement.approvals_required
 
 
-__all__ = ["LIVE_STATES", "STATES", "UPSERT", "Approval", "covers", "new_approval_id"]
+__all__ = ["LIVE_STATES", "STATES", "Approval", "covers", "new_approval_id"]

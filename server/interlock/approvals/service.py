@@ -14,9 +14,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
 
-from interlock.approvals.record import LIVE_STATES, UPSERT, Approval, new_approval_id
+from interlock.approvals.record import LIVE_STATES, Approval, new_approval_id
 from interlock.audit import APPROVALS_LOG
 from interlock.denials import Denial, DenialLog, caller
 from interlock.errors import (
@@ -27,9 +26,9 @@ from interlock.errors import (
     InvalidArgument,
     NotFound,
 )
+from interlock.journal import Batch, EventRecord, Journal, Upsert
 from interlock.metrics import Metrics
 from interlock.policy.engine import ApprovalRequirement
-from interlock.store import EventRecord, Store, WriteBatch
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +48,10 @@ _PAYLOAD_FIELDS = (
 
 
 class Approvals:
-    def __init__(self, store: Store, metrics: Metrics) -> None:
-        self.store = store
+    def __init__(self, journal: Journal, metrics: Metrics) -> None:
+        self.journal = journal
         self.metrics = metrics
-        self.denials = DenialLog(store)
+        self.denials = DenialLog(journal)
         self.live: dict[str, Approval] = {}
         """PENDING and APPROVED approvals by id."""
         self._by_decision: dict[str, str] = {}
@@ -73,9 +72,7 @@ class Approvals:
     # Start and stop ------------------------------------------------------------
 
     async def start(self) -> None:
-        rows = await self.store.query(
-            "SELECT * FROM approvals WHERE state IN ('PENDING', 'APPROVED')"
-        )
+        rows = await self.journal.approvals.live()
         for row in rows:
             self._keep(Approval.from_row(row))
         if rows:
@@ -113,7 +110,7 @@ class Approvals:
         requirement: ApprovalRequirement,
         confidence: float,
         now: float,
-    ) -> tuple[Approval, WriteBatch]:
+    ) -> tuple[Approval, Batch]:
         """A new PENDING approval and the rows, event and audit line that
         create it; the caller commits them with the held decision, then
         calls :meth:`created`."""
@@ -154,7 +151,7 @@ class Approvals:
         reason: str,
         message: str,
         now: float,
-    ) -> WriteBatch:
+    ) -> Batch:
         line = {
             "time": now,
             "approval_id": a.approval_id,
@@ -196,8 +193,10 @@ class Approvals:
             payload=payload,
             time=now,
         )
-        return WriteBatch(
-            statements=[(UPSERT, a.row())], events=[event], audit=[(APPROVALS_LOG, line)]
+        return Batch(
+            rows=[Upsert("approvals", a.values(), ("approval_id",))],
+            events=[event],
+            audit=[(APPROVALS_LOG, line)],
         )
 
     async def _commit(
@@ -205,7 +204,7 @@ class Approvals:
     ) -> Approval:
         """Commit a change; memory follows only once it is on disk."""
         now = after.resolved_at or time.time()
-        await self.store.commit(
+        await self.journal.commit(
             self._batch(after, before.state, action, principal, reason, msg, now)
         )
         self._keep(after)
@@ -229,12 +228,10 @@ class Approvals:
         live = self.live.get(approval_id)
         if live is not None:
             return live
-        rows = await self.store.query(
-            "SELECT * FROM approvals WHERE approval_id = ?", (approval_id,)
-        )
-        if not rows:
+        row = await self.journal.approvals.get(approval_id)
+        if row is None:
             raise NotFound(f"unknown approval {approval_id!r}", reason="UNKNOWN_APPROVAL")
-        return Approval.from_row(rows[0])
+        return Approval.from_row(row)
 
     def for_decision(self, decision_id: str) -> Approval | None:
         approval_id = self._by_decision.get(decision_id)
@@ -244,24 +241,21 @@ class Approvals:
         live = self.for_decision(decision_id)
         if live is not None:
             return live
-        rows = await self.store.query(
-            "SELECT * FROM approvals WHERE decision_id = ?", (decision_id,)
-        )
-        return Approval.from_row(rows[0]) if rows else None
+        row = await self.journal.approvals.for_decision(decision_id)
+        return Approval.from_row(row) if row else None
+
+    async def used_by(self, decision_id: str) -> Approval | None:
+        """The approval a decision used up, if any."""
+        row = await self.journal.approvals.used_by(decision_id)
+        return Approval.from_row(row) if row else None
 
     async def list(
         self, states: Iterable[str], plan_id: str, agent_id: str, tool: str, limit: int = 1000
     ) -> list[Approval]:
         chosen = list(states) or ["PENDING"]
-        sql = f"SELECT * FROM approvals WHERE state IN ({','.join('?' * len(chosen))})"
-        params: list[Any] = list(chosen)
-        for column, value in (("plan_id", plan_id), ("agent_id", agent_id), ("tool", tool)):
-            if value:
-                sql += f" AND {column} = ?"
-                params.append(value)
-        sql += " ORDER BY created_at, approval_id LIMIT ?"
-        params.append(limit)
-        rows = await self.store.query(sql, tuple(params))
+        rows = await self.journal.approvals.find(
+            states=chosen, plan_id=plan_id, agent_id=agent_id, tool=tool, limit=limit
+        )
         # The store's row may trail memory by one commit: prefer memory.
         out = []
         for row in rows:
@@ -457,9 +451,7 @@ class Approvals:
     def release(self, approval_id: str) -> None:
         self._reserved.discard(approval_id)
 
-    def use_batch(
-        self, approval: Approval, decision_id: str, now: float
-    ) -> tuple[Approval, WriteBatch]:
+    def use_batch(self, approval: Approval, decision_id: str, now: float) -> tuple[Approval, Batch]:
         """The approval marked USED by ``decision_id``, and its rows; commit them
         with the decision, then call :meth:`used`."""
         after = replace(approval, state="USED", used_by_decision_id=decision_id)

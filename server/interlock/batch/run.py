@@ -320,8 +320,7 @@ async def run_plans_async(
     tasks: list[asyncio.Task[None]] = []
     run: _Run | None = None
     try:
-        rows = await server.store.query("SELECT COALESCE(MAX(seq), 0) AS seq FROM events")
-        start_seq = int(rows[0]["seq"])
+        start_seq = await server.journal.events.highest()
         target = f"127.0.0.1:{server.port}"
         async with InterlockClient(target, dev_principal=PLANNER, timeout=CALL_TIMEOUT) as client:
             tools = await client.list_tools()

@@ -27,8 +27,13 @@ _METAVARS = {
     "policy_dir": "DIR",
     "data_dir": "DIR",
     "opa_url": "URL",
+    "store_url": "URL",
     "log_level": "LEVEL",
 }
+
+
+_ALIASES = {"store_url": ("--store",)}
+"""Shorter names some flags also answer to."""
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -99,7 +104,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                 if hints[name] in (float, float | None)
                 else "VALUE"
             )
-            group.add_argument(flag, dest=name, default=None, metavar=metavar, help=text)
+            flags = [flag, *_ALIASES.get(name, ())]
+            group.add_argument(*flags, dest=name, default=None, metavar=metavar, help=text)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

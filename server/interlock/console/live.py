@@ -23,7 +23,7 @@ from interlock.console.pages import allow, console
 from interlock.console.views import event_view
 from interlock.errors import InvalidArgument
 from interlock.events import MAX_SEQ, EventFilter
-from interlock.store import EventRecord
+from interlock.journal import EventRecord
 from interlock.v1 import control_plane_pb2 as pb
 
 HEARTBEAT_SECONDS = 15.0

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 
 from interlock.approvals import Approval
+from interlock.journal import EventRecord
 from interlock.plans.runtime import PlanRun, StepRun
-from interlock.store import EventRecord
 
 URGENT_FRACTION = 0.8
 """Past this share of its time to live, a pending approval shows as urgent."""

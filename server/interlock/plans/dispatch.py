@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 from interlock.config import ServerConfig
 from interlock.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
+from interlock.journal import EventRecord
 from interlock.plans.model import StepState
 from interlock.plans.runtime import PlanRun, StepRun
 from interlock.plans.workers import WorkHub, WorkOffer
-from interlock.store import EventRecord
 
 if TYPE_CHECKING:
     from interlock.contracts import Catalog

@@ -36,6 +36,7 @@ from interlock.errors import (
     InterlockError,
     NotFound,
 )
+from interlock.journal import EventRecord, Journal
 from interlock.plans import conflicts as conflict_rules
 from interlock.plans import spec as plan_spec
 from interlock.plans.dispatch import RATE_WINDOW_SECONDS, Dispatch
@@ -51,15 +52,13 @@ from interlock.plans.model import (
 from interlock.plans.rollback import Rollback
 from interlock.plans.runtime import (
     DONE_FOR_DEPENDENTS,
-    UPSERT_PLAN,
-    UPSERT_STEP,
+    PlanChange,
     PlanRun,
     StepRun,
     conflict_dict,
 )
 from interlock.plans.summary import Summaries
 from interlock.plans.workers import WorkHub
-from interlock.store import EventRecord, Store, WriteBatch
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +75,12 @@ class Orchestrator(Dispatch):
         self,
         config: ServerConfig,
         decisions: DecisionService,
-        store: Store,
+        journal: Journal,
         summaries: Summaries,
     ) -> None:
         self.config = config
         self.decisions = decisions
-        self.store = store
+        self.journal = journal
         self.summaries = summaries
         self.plans: dict[str, PlanRun] = {}
         self.hub = WorkHub(on_lost=self._on_lost, on_handoff=self._handoff)
@@ -113,11 +112,8 @@ class Orchestrator(Dispatch):
         audit: list[tuple[str, dict[str, Any]]] = (),  # type: ignore[assignment]
     ) -> None:
         plan.updated_at = time.time()
-        statements = [(UPSERT_PLAN, plan.row())] + [(UPSERT_STEP, s.row()) for s in steps]
-        events = list(events) or [
-            EventRecord(kind="STATE_TRANSITION", plan_id=plan.plan_id, message=plan.state.value)
-        ]
-        await self.store.commit(WriteBatch(statements=statements, events=events, audit=list(audit)))
+        events = list(events)
+        await self.journal.record(PlanChange(plan, list(steps), events, list(audit)))
         for e in events:
             if e.kind == "CONFLICT" and e.payload:
                 self.metrics.plan_conflicts.labels(
@@ -210,7 +206,7 @@ class Orchestrator(Dispatch):
         await self.commit(plan, [], events, [(STATE_TRANSITIONS, line)])
         if plan.finished:
             self.metrics.plans_finished.labels(state.value).inc()
-            await self.summaries.plan_finished(self)
+            await self.summaries.plan_finished()
 
     # Submission ----------------------------------------------------------------
 
@@ -239,9 +235,7 @@ class Orchestrator(Dispatch):
             max_steps=self.config.max_plan_steps,
             schema_failed=self.decisions.on_schema_failure,
         )
-        if spec.plan_id in self.plans or await self.store.query(
-            "SELECT 1 FROM plans WHERE plan_id = ?", (spec.plan_id,)
-        ):
+        if spec.plan_id in self.plans or await self.journal.plans.exists(spec.plan_id):
             raise AlreadyExists(f"plan {spec.plan_id!r} already exists", reason="PLAN_EXISTS")
         now = time.time()
         report = conflict_rules.detect(spec, catalog, self.in_flight_steps(), now=now)
@@ -308,7 +302,7 @@ class Orchestrator(Dispatch):
         for step_id, reason in sorted(adj.denied.items()):
             await self.set_step(plan, steps[step_id], StepState.FAILED, reason)
         if report.conflicts:
-            await self.summaries.conflicts_changed(self)
+            await self.summaries.conflicts_changed()
         self._start(plan)
         return plan
 
@@ -432,7 +426,7 @@ class Orchestrator(Dispatch):
                     StepState.TIMED_OUT,
                     f"no result within the {timeout:g}s timeout of {step.tool}",
                 )
-                await self.summaries.conflicts_changed(self)
+                await self.summaries.conflicts_changed()
 
     async def _decide(
         self,
@@ -503,10 +497,7 @@ class Orchestrator(Dispatch):
         old = step.decision_id
         prior = None
         if old:
-            rows = await self.store.query(
-                "SELECT * FROM approvals WHERE used_by_decision_id = ?", (old,)
-            )
-            prior = Approval.from_row(rows[0]) if rows else None
+            prior = await self.approvals.used_by(old)
         self.decisions.release_live(old)
         await self._decide(plan, step, supersedes=old, prior_approval=prior)
 
@@ -604,31 +595,21 @@ class Orchestrator(Dispatch):
         plan = self.plans.get(plan_id)
         if plan is not None:
             return plan
-        rows = await self.store.query("SELECT * FROM plans WHERE plan_id = ?", (plan_id,))
-        if not rows:
+        stored = await self.journal.plans.get(plan_id)
+        if stored is None:
             raise NotFound(f"unknown plan {plan_id!r}", reason="UNKNOWN_PLAN")
-        steps = await self.store.query("SELECT * FROM steps WHERE plan_id = ?", (plan_id,))
-        return PlanRun.from_rows(dict(rows[0]), [dict(s) for s in steps])
+        return PlanRun.from_rows(*stored)
 
     async def list(self, states: list[str], limit: int, after: str) -> list[PlanRun]:
-        sql = "SELECT plan_id FROM plans WHERE plan_id > ?"
-        params: list[Any] = [after]
-        if states:
-            sql += f" AND state IN ({','.join('?' * len(states))})"
-            params += states
-        sql += " ORDER BY plan_id LIMIT ?"
-        params.append(limit)
-        rows = await self.store.query(sql, tuple(params))
-        return [await self.get(r["plan_id"]) for r in rows]
+        ids = await self.journal.plans.ids(states, limit, after)
+        return [await self.get(plan_id) for plan_id in ids]
 
     async def restore(self) -> None:
         """Pick up every plan that was running when the server stopped."""
-        rows = await self.store.query("SELECT * FROM plans WHERE state IN ('PENDING', 'RUNNING')")
+        rows = await self.journal.plans.unfinished()
         for row in rows:
-            steps = await self.store.query(
-                "SELECT * FROM steps WHERE plan_id = ?", (row["plan_id"],)
-            )
-            plan = PlanRun.from_rows(dict(row), [dict(s) for s in steps])
+            steps = await self.journal.plans.steps(row["plan_id"])
+            plan = PlanRun.from_rows(row, steps)
             self.plans[plan.plan_id] = plan
             await self._apply_stored_results(plan)
             for step in plan.steps.values():

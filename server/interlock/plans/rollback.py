@@ -21,15 +21,50 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from interlock.approvals import Approvals
 from interlock.audit import ROLLBACK_EVENTS
+from interlock.config import ServerConfig
+from interlock.contracts import Catalog
+from interlock.journal import AuditLine, EventRecord
+from interlock.metrics import Metrics
 from interlock.plans.model import PlanState, StepState
 from interlock.plans.runtime import PlanRun, StepRun
-from interlock.store import EventRecord
+from interlock.plans.workers import WorkHub
 
-if TYPE_CHECKING:
-    from interlock.plans.orchestrator import Orchestrator
+
+class PlanDriver(Protocol):
+    """What a rollback needs of whoever drives the plan (the orchestrator)."""
+
+    config: ServerConfig
+    hub: WorkHub
+    approvals: Approvals
+    metrics: Metrics
+
+    @property
+    def catalog(self) -> Catalog: ...
+
+    async def set_step(
+        self, plan: PlanRun, step: StepRun, state: StepState, message: str = ""
+    ) -> None: ...
+
+    async def set_plan(self, plan: PlanRun, state: PlanState, message: str = "") -> None: ...
+
+    async def commit(
+        self,
+        plan: PlanRun,
+        steps: list[StepRun] = ...,
+        events: list[EventRecord] = ...,
+        audit: list[AuditLine] = ...,
+    ) -> None: ...
+
+    def _release(self, step: StepRun) -> None: ...
+
+    async def _dispatch(
+        self, plan: PlanRun, step: StepRun, *, compensation: bool = False
+    ) -> bool: ...
+
 
 UNDO_SUFFIX = ".undo"
 NOT_STARTED = frozenset({StepState.PENDING, StepState.AWAITING_APPROVAL, StepState.DECIDED})
@@ -37,8 +72,8 @@ BROKEN = frozenset({StepState.FAILED, StepState.TIMED_OUT, StepState.AMBIGUOUS})
 
 
 class Rollback:
-    def __init__(self, orchestrator: Orchestrator) -> None:
-        self.o = orchestrator
+    def __init__(self, driver: PlanDriver) -> None:
+        self.o = driver
 
     def _failure(self, plan: PlanRun) -> str:
         for s in sorted(plan.steps.values(), key=lambda s: s.updated_at):
@@ -180,7 +215,7 @@ class Rollback:
             payload=line,
         )
         await self.o.commit(plan, [], [event], [(ROLLBACK_EVENTS, line)])
-        metrics = getattr(self.o, "metrics", None)  # the unit tests' fake has none
+        metrics: Metrics | None = getattr(self.o, "metrics", None)  # a unit test's fake has none
         if metrics is not None:
             metrics.rollback_actions.labels(action).inc()
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from interlock.journal import AuditLine, EventRecord, Row, Upsert
 from interlock.plans.model import Conflict, ConflictType, PlanState, Resolution, StepState
 
 FINISHED_STEP_STATES = frozenset(
@@ -69,28 +70,29 @@ class StepRun:
     def finished(self) -> bool:
         return self.state in FINISHED_STEP_STATES
 
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.plan_id,
-            self.step_id,
-            self.position,
-            self.tool,
-            self.agent_id,
-            None if self.arguments is None else _json(dict(self.arguments)),
-            self.confidence,
-            _json(list(self.depends_on)),
-            self.state.value,
-            self.mode,
-            self.decision_id,
-            self.work_id,
-            self.attempt,
-            self.not_before,
-            self.deadline,
-            self.compensates,
-            self.message,
-            _json(self.result),
-            self.updated_at,
-        )
+    def values(self) -> dict[str, Any]:
+        """The step's row, by column."""
+        return {
+            "plan_id": self.plan_id,
+            "step_id": self.step_id,
+            "position": self.position,
+            "tool": self.tool,
+            "agent_id": self.agent_id,
+            "arguments": None if self.arguments is None else _json(dict(self.arguments)),
+            "confidence": self.confidence,
+            "depends_on": _json(list(self.depends_on)),
+            "state": self.state.value,
+            "mode": self.mode,
+            "decision_id": self.decision_id,
+            "work_id": self.work_id,
+            "attempt": self.attempt,
+            "not_before": self.not_before,
+            "deadline": self.deadline,
+            "compensates": self.compensates,
+            "message": self.message,
+            "result": _json(self.result),
+            "updated_at": self.updated_at,
+        }
 
     @classmethod
     def from_row(cls, r: Mapping[str, Any]) -> StepRun:
@@ -117,10 +119,6 @@ class StepRun:
         )
 
 
-UPSERT_STEP = "INSERT OR REPLACE INTO steps VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-UPSERT_PLAN = "INSERT OR REPLACE INTO plans VALUES (?,?,?,?,?,?,?,?,?)"
-
-
 @dataclass
 class PlanRun:
     plan_id: str
@@ -142,21 +140,22 @@ class PlanRun:
     submitted_by: str = ""
     """The authenticated principal that submitted the plan (asks for its approvals)."""
 
-    def row(self) -> tuple[Any, ...]:
-        return (
-            self.plan_id,
-            self.state.value,
-            self.source_format,
-            _json(self.labels),
-            _json([conflict_dict(c) for c in self.conflicts]),
-            self.message,
-            self.submitted_at,
-            self.updated_at,
-            self.submitted_by,
-        )
+    def values(self) -> dict[str, Any]:
+        """The plan's row, by column."""
+        return {
+            "plan_id": self.plan_id,
+            "state": self.state.value,
+            "source_format": self.source_format,
+            "labels": _json(self.labels),
+            "conflicts": _json([conflict_dict(c) for c in self.conflicts]),
+            "message": self.message,
+            "submitted_at": self.submitted_at,
+            "updated_at": self.updated_at,
+            "submitted_by": self.submitted_by,
+        }
 
     @classmethod
-    def from_rows(cls, plan: Mapping[str, Any], steps: list[Mapping[str, Any]]) -> PlanRun:
+    def from_rows(cls, plan: Mapping[str, Any], steps: Sequence[Mapping[str, Any]]) -> PlanRun:
         runs = [StepRun.from_row(s) for s in sorted(steps, key=lambda s: s["position"])]
         return cls(
             plan_id=plan["plan_id"],
@@ -180,6 +179,31 @@ class PlanRun:
             PlanState.CANCELLED,
             PlanState.ROLLED_BACK,
         )
+
+
+@dataclass
+class PlanChange:
+    """A change to a plan (and some of its steps), with its events and audit lines."""
+
+    plan: PlanRun
+    steps: list[StepRun] = field(default_factory=list)
+    event_list: list[EventRecord] = field(default_factory=list)
+    audit_list: list[AuditLine] = field(default_factory=list)
+
+    def rows(self) -> Iterable[Row]:
+        yield Upsert("plans", self.plan.values(), ("plan_id",))
+        for step in self.steps:
+            yield Upsert("steps", step.values(), ("plan_id", "step_id"))
+
+    def events(self) -> Iterable[EventRecord]:
+        return self.event_list or [
+            EventRecord(
+                kind="STATE_TRANSITION", plan_id=self.plan.plan_id, message=self.plan.state.value
+            )
+        ]
+
+    def audit(self) -> Iterable[AuditLine]:
+        return self.audit_list
 
 
 def conflict_dict(c: Conflict) -> dict[str, Any]:
@@ -207,8 +231,7 @@ def conflict_from_dict(d: Mapping[str, Any]) -> Conflict:
 __all__ = [
     "DONE_FOR_DEPENDENTS",
     "FINISHED_STEP_STATES",
-    "UPSERT_PLAN",
-    "UPSERT_STEP",
+    "PlanChange",
     "PlanRun",
     "StepRun",
     "conflict_dict",

@@ -1,7 +1,7 @@
 """orchestration_summary.json and tool_conflicts.json, rewritten whole.
 
-Both are derived from the store (so they survive restarts and cover every
-plan), computed off the event loop, and replaced atomically.
+Both are derived from the journal's plans (so they survive restarts and
+cover every plan) and replaced atomically.
 """
 
 from __future__ import annotations
@@ -10,40 +10,33 @@ import asyncio
 import time
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from interlock.audit import write_json_atomically
+from interlock.journal.repos import Plans
 from interlock.plans.conflicts import counts
 from interlock.plans.runtime import conflict_from_dict
-
-if TYPE_CHECKING:
-    from interlock.plans.orchestrator import Orchestrator
 
 ORCHESTRATION_SUMMARY = "orchestration_summary.json"
 TOOL_CONFLICTS = "tool_conflicts.json"
 
 
 class Summaries:
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, plans: Plans) -> None:
         self.directory = Path(directory)
+        self.plans = plans
         self._lock = asyncio.Lock()
 
-    async def plan_finished(self, orchestrator: Orchestrator) -> None:
+    async def plan_finished(self) -> None:
         async with self._lock:
-            plans = await orchestrator.store.query(
-                "SELECT state, COUNT(*) AS n FROM plans GROUP BY state"
-            )
-            steps = await orchestrator.store.query(
-                "SELECT state, mode, COUNT(*) AS n FROM steps GROUP BY state, mode"
-            )
-            by_state = {r["state"]: r["n"] for r in plans}
+            by_state = await self.plans.counts_by_state()
             step_states: Counter[str] = Counter()
             step_modes: Counter[str] = Counter()
-            for r in steps:
-                step_states[r["state"]] += r["n"]
-                step_modes[r["mode"] or "UNDECIDED"] += r["n"]
+            for state, mode, n in await self.plans.step_counts():
+                step_states[state] += n
+                step_modes[mode or "UNDECIDED"] += n
             finished = sum(n for s, n in by_state.items() if s not in ("PENDING", "RUNNING"))
             doc = {
                 "updated_at": time.time(),
@@ -56,10 +49,10 @@ class Summaries:
                 write_json_atomically, self.directory / ORCHESTRATION_SUMMARY, doc
             )
 
-    async def conflicts_changed(self, orchestrator: Orchestrator) -> None:
+    async def conflicts_changed(self) -> None:
         async with self._lock:
-            rows = await orchestrator.store.query("SELECT conflicts FROM plans")
-            every = [conflict_from_dict(c) for r in rows for c in orjson.loads(r["conflicts"])]
+            stored = await self.plans.conflicts()
+            every = [conflict_from_dict(c) for text in stored for c in orjson.loads(text)]
             by_type = counts(every)
             doc: dict[str, Any] = {
                 "updated_at": time.time(),

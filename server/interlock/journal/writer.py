@@ -1,9 +1,9 @@
-"""The SQLite store (WAL) and its group-commit writer.
+"""The journal's group-commit writer: one thread, one write connection.
 
 One dedicated thread owns the write connection. Callers hand it a
-:class:`WriteBatch` (rows, events, audit lines) and await its future. The
-thread takes every batch waiting, commits them in one transaction (one fsync
-of the WAL with ``synchronous=FULL``; the audit lines go into the
+:class:`~interlock.journal.records.Batch` (rows, events, audit lines) and await its future. The
+thread takes every batch waiting, commits them in one transaction (on SQLite one
+fsync of the WAL with ``synchronous=FULL``; the audit lines go into the
 ``audit_outbox`` table in the same transaction), appends the audit lines to
 their files in commit order and flushes them, then answers every caller: a
 decision is acknowledged only after it is on disk, and concurrent decisions
@@ -21,10 +21,12 @@ of the writer (every ``audit_fsync_interval_seconds``), :meth:`AuditLog.recover`
 has appended every line they lack, in order, so the chains stay whole. While
 the store cannot commit, the writer probes it on the same tick. Both states
 are reported as the readiness conditions ``store`` and ``audit_files``
-(:mod:`interlock.readiness`) through :attr:`Store.on_condition`, and the lag
+(:mod:`interlock.readiness`) through :attr:`Writer.on_condition`, and the lag
 as the gauge ``interlock_audit_lag_lines``.
 
 Events get their sequence number here, so the event log is strictly ordered.
+At start-up the writer's connection applies the schema's migrations
+(:mod:`interlock.journal.schema`) before anything else.
 """
 
 from __future__ import annotations
@@ -32,177 +34,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from interlock.audit import GENESIS, AuditLog, seal
 from interlock.errors import AlreadyExists, Unavailable
+from interlock.journal.backend import WRITE_LOCK, Backend, WriteConnection, row_sql
+from interlock.journal.records import Batch, EventRecord
+from interlock.journal.schema import LEGACY_COLUMNS, VERSION_TABLE, pending
 from interlock.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 512
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS decisions (
-    decision_id TEXT PRIMARY KEY,
-    decided_at REAL NOT NULL,
-    agent_id TEXT NOT NULL,
-    tool TEXT NOT NULL,
-    plan_id TEXT NOT NULL DEFAULT '',
-    step_id TEXT NOT NULL DEFAULT '',
-    confidence REAL NOT NULL,
-    verdict TEXT NOT NULL,
-    mode TEXT NOT NULL,
-    needs_approval INTEGER NOT NULL,
-    reasons TEXT NOT NULL,
-    policy_revision TEXT NOT NULL,
-    engine TEXT NOT NULL,
-    input_hash TEXT NOT NULL,
-    arguments TEXT NOT NULL,
-    fail_closed INTEGER NOT NULL,
-    live_deadline REAL
-);
-CREATE TABLE IF NOT EXISTS results (
-    decision_id TEXT PRIMARY KEY REFERENCES decisions(decision_id),
-    agent_id TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    output TEXT NOT NULL,
-    error_message TEXT NOT NULL,
-    duration_seconds REAL NOT NULL,
-    reported_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS plans (
-    plan_id TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    source_format TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    conflicts TEXT NOT NULL,
-    message TEXT NOT NULL,
-    submitted_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    submitted_by TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS steps (
-    plan_id TEXT NOT NULL REFERENCES plans(plan_id),
-    step_id TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    tool TEXT NOT NULL,
-    agent_id TEXT NOT NULL,
-    arguments TEXT,
-    confidence REAL NOT NULL,
-    depends_on TEXT NOT NULL,
-    state TEXT NOT NULL,
-    mode TEXT NOT NULL DEFAULT '',
-    decision_id TEXT NOT NULL DEFAULT '',
-    work_id TEXT NOT NULL DEFAULT '',
-    attempt INTEGER NOT NULL DEFAULT 0,
-    not_before REAL NOT NULL DEFAULT 0,
-    deadline REAL NOT NULL DEFAULT 0,
-    compensates TEXT NOT NULL DEFAULT '',
-    message TEXT NOT NULL DEFAULT '',
-    result TEXT NOT NULL DEFAULT '{}',
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (plan_id, step_id)
-);
-CREATE TABLE IF NOT EXISTS audit_outbox (
-    file TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    line TEXT NOT NULL,
-    PRIMARY KEY (file, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS approvals (
-    approval_id TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    decision_id TEXT NOT NULL,
-    plan_id TEXT NOT NULL,
-    step_id TEXT NOT NULL,
-    tool TEXT NOT NULL,
-    agent_id TEXT NOT NULL,
-    arguments_hash TEXT NOT NULL,
-    policy_revision TEXT NOT NULL,
-    requested_by TEXT NOT NULL,
-    requirement TEXT NOT NULL,
-    approver_roles TEXT NOT NULL,
-    approvals TEXT NOT NULL,
-    escalation_level INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    confidence REAL NOT NULL,
-    reason TEXT NOT NULL,
-    resolved_by TEXT NOT NULL,
-    resolved_at REAL NOT NULL,
-    used_by_decision_id TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS store_probe (
-    id INTEGER PRIMARY KEY,
-    at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS approvals_decision ON approvals(decision_id);
-CREATE INDEX IF NOT EXISTS approvals_state ON approvals(state);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    time REAL NOT NULL,
-    kind TEXT NOT NULL,
-    plan_id TEXT NOT NULL DEFAULT '',
-    step_id TEXT NOT NULL DEFAULT '',
-    agent_id TEXT NOT NULL DEFAULT '',
-    decision_id TEXT NOT NULL DEFAULT '',
-    tool TEXT NOT NULL DEFAULT '',
-    message TEXT NOT NULL DEFAULT '',
-    payload TEXT NOT NULL DEFAULT '{}'
-);
-"""
-
-
-MIGRATIONS = (("plans", "submitted_by", "TEXT NOT NULL DEFAULT ''"),)
-"""Columns added since the first schema: (table, column, definition)."""
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Add the columns a store written by an older version lacks."""
-    for table, column, definition in MIGRATIONS:
-        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
-        if column not in have:
-            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-
-
-@dataclass
-class EventRecord:
-    kind: str
-    message: str = ""
-    plan_id: str = ""
-    step_id: str = ""
-    agent_id: str = ""
-    decision_id: str = ""
-    tool: str = ""
-    payload: dict[str, Any] = field(default_factory=dict)
-    time: float = field(default_factory=time.time)
-    seq: int = 0
-
-
-@dataclass
-class WriteBatch:
-    """What one caller commits atomically.
-
-    Audit records get ``seq``, the sequence number of the batch's last event.
-    """
-
-    statements: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
-    events: list[EventRecord] = field(default_factory=list)
-    audit: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
 
 @dataclass
 class _Pending:
-    batch: WriteBatch
+    batch: Batch
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[list[EventRecord]]
 
@@ -211,23 +65,99 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-class Store:
+class Outbox:
+    """The committed audit lines, read on the writer's connection (audit.Outbox)."""
+
+    def __init__(self, conn: WriteConnection) -> None:
+        self.conn = conn
+
+    def last_line(self, name: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT line FROM audit_outbox WHERE file = ? ORDER BY seq DESC LIMIT 1", (name,)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def lines_after(self, name: str, seq: int) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT line FROM audit_outbox WHERE file = ? AND seq > ? ORDER BY seq", (name, seq)
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def line_at(self, name: str, seq: int) -> str | None:
+        row = self.conn.execute(
+            "SELECT line FROM audit_outbox WHERE file = ? AND seq = ?", (name, seq)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+
+def migrate(conn: WriteConnection) -> int:
+    """Bring the schema up to date; return the version it was at."""
+    conn.begin()
+    try:
+        if conn.dialect == "postgresql":
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+        conn.execute(VERSION_TABLE)
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        current = int(row[0]) if row and row[0] is not None else 0
+        if current == 0 and conn.dialect == "sqlite" and _has_table(conn, "decisions"):
+            current = _adopt_legacy(conn)  # written before versions were recorded
+        for migration in pending(current):
+            for statement in migration.statements(conn.dialect):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version (version, description, applied_at) VALUES (?,?,?)",
+                (migration.version, migration.description, time.time()),
+            )
+            log.info("journal: schema migrated to version %d", migration.version)
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    return current
+
+
+def _has_table(conn: WriteConnection, table: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ).fetchone()
+    return row is not None
+
+
+def _adopt_legacy(conn: WriteConnection) -> int:
+    """A SQLite file of 0.1 without ``schema_version``: version 1, with its late columns."""
+    from interlock.journal.schema import MIGRATIONS
+
+    for statement in MIGRATIONS[0].statements("sqlite"):
+        conn.execute(statement)  # IF NOT EXISTS: adds what an older file lacks
+    for table, column, definition in LEGACY_COLUMNS:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})").fetchall()}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    conn.execute(
+        "INSERT INTO schema_version (version, description, applied_at) VALUES (?,?,?)",
+        (1, MIGRATIONS[0].description + " (adopted)", time.time()),
+    )
+    return 1
+
+
+def _rollback(conn: WriteConnection) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except Exception:  # no transaction, or the connection is gone
+        pass
+
+
+class Writer:
+    """The group-commit writer thread of one journal."""
+
     def __init__(
-        self,
-        path: str | Path,
-        audit: AuditLog,
-        *,
-        fsync: bool = True,
-        metrics: Metrics | None = None,
+        self, backend: Backend, audit: AuditLog, *, metrics: Metrics | None = None
     ) -> None:
-        self.path = Path(path)
+        self.backend = backend
         self.audit = audit
-        self.fsync = fsync
         self.metrics = metrics
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._thread: threading.Thread | None = None
-        self._read: sqlite3.Connection | None = None
-        self._read_lock = threading.Lock()
         self.listeners: list[Callable[[list[EventRecord]], None]] = []
         """Called on the event loop with each committed batch's events."""
         self._heads: dict[str, str] = {}
@@ -237,51 +167,47 @@ class Store:
         or ``audit_files`` condition changes (see :mod:`interlock.readiness`)."""
         self.chain_problems: dict[str, str] = {}
         """What the start-up check found wrong at the end of each audit chain."""
+        self.migrated_from = 0
+        """The schema version the database was at before this start."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._store_error: str | None = None
         self._audit_error: str | None = None
         self._last_attempt = 0.0
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=5000")
-        return conn
-
     def start(self) -> None:
-        """Open the store, check and repair the audit files, start the writer.
+        """Migrate, check and repair the audit files, start the thread.
 
         Call on the event loop that is to receive :attr:`on_condition`.
         """
         self._loop = asyncio.get_running_loop()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write = self._connect()
-        write.executescript(SCHEMA)
-        _migrate(write)
-        self.chain_problems = self.audit.check_tails(write)
-        for name, problem in self.chain_problems.items():
-            log.error("audit: the chain of %s is broken: %s", name, problem)
+        conn = self.backend.write_connection()
         try:
-            self.audit.recover(write)
-        except OSError as exc:  # a full disk at start-up: catch up later
-            self._audit_failed(write, exc)
-        self._heads = self.audit.heads(write)
-        self._read = self._connect()
+            self.migrated_from = migrate(conn)
+            outbox = Outbox(conn)
+            self.chain_problems = self.audit.check_tails(outbox)
+            for name, problem in self.chain_problems.items():
+                log.error("audit: the chain of %s is broken: %s", name, problem)
+            try:
+                self.audit.recover(outbox)
+            except OSError as exc:  # a full disk at start-up: catch up later
+                self._audit_failed(conn, exc)
+            self._heads = self.audit.heads(outbox)
+        except BaseException:
+            conn.close()
+            raise
         self._thread = threading.Thread(
-            target=self._run, args=(write,), name="store-writer", daemon=True
+            target=self._run, args=(conn,), name="journal-writer", daemon=True
         )
         self._thread.start()
 
-    async def commit(self, batch: WriteBatch) -> list[EventRecord]:
+    async def commit(self, batch: Batch) -> list[EventRecord]:
         """Commit a batch durably; returns its events with their sequence numbers."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[EventRecord]] = loop.create_future()
         self._queue.put(_Pending(batch, loop, future))
         return await future
 
-    def _run(self, conn: sqlite3.Connection) -> None:
+    def _run(self, conn: WriteConnection) -> None:
         stop = False
         while not stop:
             try:
@@ -311,7 +237,7 @@ class Store:
             log.exception("audit: could not sync the files at shutdown; the outbox holds the lines")
         conn.close()
 
-    def _tick(self, conn: sqlite3.Connection) -> None:
+    def _tick(self, conn: WriteConnection) -> None:
         """Probe a failing store, catch up lagging files, fsync the files when due."""
         if self._store_error is not None or self._audit_error is not None:
             now = time.monotonic()
@@ -327,14 +253,16 @@ class Store:
             except OSError as exc:
                 self._audit_failed(conn, exc)
 
-    def _probe(self, conn: sqlite3.Connection) -> None:
+    def _probe(self, conn: WriteConnection) -> None:
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.begin()
             conn.execute(
-                "INSERT OR REPLACE INTO store_probe (id, at) VALUES (1, ?)", (time.time(),)
+                "INSERT INTO store_probe (id, at) VALUES (1, ?)"
+                " ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                (time.time(),),
             )
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:
             self._rollback(conn)
             self._store_failed(exc)
         else:
@@ -353,12 +281,12 @@ class Store:
             log.warning("store: commits again")
             self._notify("store", True, "every commit succeeds")
 
-    def _audit_failed(self, conn: sqlite3.Connection, exc: OSError) -> None:
+    def _audit_failed(self, conn: WriteConnection, exc: OSError) -> None:
         """A file could not be written or fsynced: lag behind the outbox from now on."""
         self.audit.discard()
         try:
-            lag = sum(len(lines) for lines in self.audit.missing(conn).values())
-        except (OSError, sqlite3.Error):
+            lag = sum(len(lines) for lines in self.audit.missing(Outbox(conn)).values())
+        except Exception:
             lag = -1
         if self.metrics is not None and lag >= 0:
             self.metrics.audit_lag.set(lag)
@@ -371,10 +299,10 @@ class Store:
             self._notify("audit_files", False, reason)
         self._audit_error = reason
 
-    def _catch_up(self, conn: sqlite3.Connection) -> None:
+    def _catch_up(self, conn: WriteConnection) -> None:
         try:
-            restored = self.audit.recover(conn)
-        except (OSError, sqlite3.Error) as exc:
+            restored = self.audit.recover(Outbox(conn))
+        except Exception as exc:
             if isinstance(exc, OSError):
                 self._audit_failed(conn, exc)
             return
@@ -394,27 +322,24 @@ class Store:
             pass
 
     @staticmethod
-    def _rollback(conn: sqlite3.Connection) -> None:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
+    def _rollback(conn: WriteConnection) -> None:
+        _rollback(conn)
 
-    def _write(self, conn: sqlite3.Connection, pending: list[_Pending]) -> None:
+    def _write(self, conn: WriteConnection, pending: list[_Pending]) -> None:
         outcomes: list[BaseException | list[EventRecord]] = []
         written: list[list[tuple[str, str]]] = []
         heads = dict(self._heads)  # the chains as this transaction extends them
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.begin()
+            if conn.dialect == "postgresql":  # one writer at a time across replicas
+                conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
             for i, item in enumerate(pending):
                 conn.execute(f"SAVEPOINT b{i}")
                 try:
-                    for sql, params in item.batch.statements:
-                        conn.execute(sql, params)
+                    for row in item.batch.rows:
+                        conn.execute(*row_sql(row))
                     for ev in item.batch.events:
-                        cur = conn.execute(
-                            "INSERT INTO events (time, kind, plan_id, step_id, agent_id, decision_id,"
-                            " tool, message, payload) VALUES (?,?,?,?,?,?,?,?,?)",
+                        ev.seq = conn.insert_event(
                             (
                                 ev.time,
                                 ev.kind,
@@ -425,9 +350,8 @@ class Store:
                                 ev.tool,
                                 ev.message,
                                 _dumps(ev.payload),
-                            ),
+                            )
                         )
-                        ev.seq = int(cur.lastrowid or 0)
                     lines = []
                     chained = dict(heads)  # kept only if the savepoint is released
                     if item.batch.audit:
@@ -445,7 +369,7 @@ class Store:
                     heads = chained
                     outcomes.append(item.batch.events)
                     written.append(lines)
-                except sqlite3.IntegrityError as exc:
+                except conn.integrity_errors as exc:
                     conn.execute(f"ROLLBACK TO b{i}")
                     conn.execute(f"RELEASE b{i}")
                     outcomes.append(AlreadyExists(f"already recorded: {exc}"))
@@ -488,33 +412,11 @@ class Store:
                 for listener in self.listeners:
                     listener(outcome)
 
-    # Reads -----------------------------------------------------------------
-
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        assert self._read is not None, "store not started"
-        with self._read_lock:
-            self._read.row_factory = sqlite3.Row
-            return list(self._read.execute(sql, params))
-
-    async def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        return await asyncio.to_thread(self._query, sql, params)
-
-    def query_sync(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        return self._query(sql, params)
-
-    async def events_after(self, seq: int, limit: int = 500) -> list[sqlite3.Row]:
-        return await self.query(
-            "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
-        )
-
     async def close(self) -> None:
         if self._thread is not None:
             self._queue.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
-        if self._read is not None:
-            self._read.close()
-            self._read = None
 
 
-__all__ = ["EventRecord", "Store", "WriteBatch"]
+__all__ = ["MAX_BATCH", "Outbox", "Writer", "migrate"]

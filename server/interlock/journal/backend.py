@@ -1,0 +1,178 @@
+"""The journal's backends: SQLite (the embedded default) and PostgreSQL.
+
+A backend gives the journal two things: a *write connection* for its writer
+thread (:class:`WriteConnection`: statements in the backend's dialect,
+transactions, the event insert) and *reads* from the event loop
+(:meth:`Backend.fetch`). Repositories and facts name tables and columns and
+write portable SQL with ``?`` placeholders (``INSERT ... ON CONFLICT ... DO
+UPDATE``, ``RETURNING``); a backend turns them into its own.
+
+SQLite: one file in WAL mode; ``synchronous=FULL`` (fsync per commit) unless
+fsync is off; a read connection behind a lock, used from a worker thread.
+
+PostgreSQL (psycopg 3): the writer holds one connection of its own; reads use
+an async connection pool. Every write transaction first takes a
+transaction-scoped advisory lock, so transactions that append events commit
+one at a time across replicas: the event ``seq`` (MAX + 1 under the lock) is
+gapless and in commit order, which watchers resuming from a seq rely on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from interlock.journal.records import Insert, Row, Upsert
+
+EVENT_COLUMNS = (
+    "time",
+    "kind",
+    "plan_id",
+    "step_id",
+    "agent_id",
+    "decision_id",
+    "tool",
+    "message",
+    "payload",
+)
+WRITE_LOCK = 0x1A7E_4C0C
+"""PostgreSQL advisory lock key taken by every write transaction."""
+
+
+class WriteConnection(Protocol):
+    """What the writer thread needs of a database connection."""
+
+    dialect: str
+    integrity_errors: tuple[type[BaseException], ...]
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+    def begin(self) -> None: ...
+
+    def insert_event(self, values: Sequence[Any]) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def row_sql(row: Row) -> tuple[str, tuple[Any, ...]]:
+    """Portable SQL (``?`` placeholders) for a row."""
+    columns = list(row.values)
+    names = ", ".join(columns)
+    marks = ", ".join("?" * len(columns))
+    sql = f"INSERT INTO {row.table} ({names}) VALUES ({marks})"
+    if isinstance(row, Upsert):
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in row.key)
+        keys = ", ".join(row.key)
+        sql += f" ON CONFLICT ({keys}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
+    else:
+        assert isinstance(row, Insert)
+    return sql, tuple(row.values[c] for c in columns)
+
+
+class Backend(Protocol):
+    dialect: str
+    description: str
+    """Where the data lives, for logs and health (no password)."""
+
+    def write_connection(self) -> WriteConnection: ...
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
+
+    def fetch_sync(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+# SQLite -------------------------------------------------------------------------
+
+
+class _SqliteWrite:
+    dialect = "sqlite"
+    integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.conn.execute(sql, tuple(params))
+
+    def begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def insert_event(self, values: Sequence[Any]) -> int:
+        cur = self.conn.execute(
+            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES"
+            f" ({', '.join('?' * len(EVENT_COLUMNS))})",
+            tuple(values),
+        )
+        return int(cur.lastrowid or 0)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class SqliteBackend:
+    dialect = "sqlite"
+
+    def __init__(self, path: str | Path, *, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.fsync = fsync
+        self.description = f"sqlite:{self.path}"
+        self._read: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self.fsync else 'NORMAL'}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        return conn
+
+    def write_connection(self) -> WriteConnection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return _SqliteWrite(self._connect())
+
+    async def open(self) -> None:
+        self._read = self._connect()
+        self._read.row_factory = sqlite3.Row
+
+    def fetch_sync(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """A read now (at start-up; or of a closed journal, on a connection of its own)."""
+        if self._read is None:
+            conn = sqlite3.connect(self.path)
+            conn.row_factory = sqlite3.Row
+            try:
+                return [dict(r) for r in conn.execute(sql, tuple(params))]
+            finally:
+                conn.close()
+        with self._read_lock:
+            return [dict(r) for r in self._read.execute(sql, tuple(params))]
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.fetch_sync, sql, params)
+
+    async def close(self) -> None:
+        if self._read is not None:
+            self._read.close()
+            self._read = None
+
+
+def as_mapping(row: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(row)
+
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "WRITE_LOCK",
+    "Backend",
+    "SqliteBackend",
+    "WriteConnection",
+    "row_sql",
+]

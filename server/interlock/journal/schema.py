@@ -1,0 +1,235 @@
+"""The journal's schema and its versioned migrations, for both backends.
+
+Each :class:`Migration` has a version, a description and its statements for
+SQLite and for PostgreSQL. At start-up the journal reads ``schema_version``
+and applies, in one transaction, every migration above it (on PostgreSQL
+under an advisory lock, so replicas starting together migrate once). A
+database whose version is higher than :data:`SCHEMA_VERSION` was written by
+a newer Interlock: the journal refuses to start and names both versions.
+
+A SQLite file written before versioned migrations (it has the tables but no
+``schema_version``) is taken as version 1 after the columns version 1 added
+late are made sure of.
+
+Why no migration library: the migrations run on the journal's own writer
+connection at start-up, under PostgreSQL's advisory lock, and must refuse a
+newer schema; that is one table and a loop. yoyo-migrations and alembic
+(with SQLAlchemy) would each bring a second connection layer for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    sqlite: tuple[str, ...]
+    postgresql: tuple[str, ...]
+
+    def statements(self, dialect: str) -> tuple[str, ...]:
+        return self.sqlite if dialect == "sqlite" else self.postgresql
+
+
+def _tables(real: str, seq: str, identity: str, rowid: str) -> tuple[str, ...]:
+    """Version 1, the tables of 0.1, in a dialect's words for floats and keys."""
+    return (
+        f"""CREATE TABLE IF NOT EXISTS decisions (
+    decision_id TEXT PRIMARY KEY,
+    decided_at {real} NOT NULL,
+    agent_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    plan_id TEXT NOT NULL DEFAULT '',
+    step_id TEXT NOT NULL DEFAULT '',
+    confidence {real} NOT NULL,
+    verdict TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    needs_approval INTEGER NOT NULL,
+    reasons TEXT NOT NULL,
+    policy_revision TEXT NOT NULL,
+    engine TEXT NOT NULL,
+    input_hash TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    fail_closed INTEGER NOT NULL,
+    live_deadline {real}
+)""",
+        f"""CREATE TABLE IF NOT EXISTS results (
+    decision_id TEXT PRIMARY KEY REFERENCES decisions(decision_id),
+    agent_id TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    output TEXT NOT NULL,
+    error_message TEXT NOT NULL,
+    duration_seconds {real} NOT NULL,
+    reported_at {real} NOT NULL
+)""",
+        f"""CREATE TABLE IF NOT EXISTS plans (
+    plan_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    source_format TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    conflicts TEXT NOT NULL,
+    message TEXT NOT NULL,
+    submitted_at {real} NOT NULL,
+    updated_at {real} NOT NULL,
+    submitted_by TEXT NOT NULL DEFAULT ''
+)""",
+        f"""CREATE TABLE IF NOT EXISTS steps (
+    plan_id TEXT NOT NULL REFERENCES plans(plan_id),
+    step_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    tool TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    arguments TEXT,
+    confidence {real} NOT NULL,
+    depends_on TEXT NOT NULL,
+    state TEXT NOT NULL,
+    mode TEXT NOT NULL DEFAULT '',
+    decision_id TEXT NOT NULL DEFAULT '',
+    work_id TEXT NOT NULL DEFAULT '',
+    attempt INTEGER NOT NULL DEFAULT 0,
+    not_before {real} NOT NULL DEFAULT 0,
+    deadline {real} NOT NULL DEFAULT 0,
+    compensates TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT '',
+    result TEXT NOT NULL DEFAULT '{{}}',
+    updated_at {real} NOT NULL,
+    PRIMARY KEY (plan_id, step_id)
+)""",
+        f"""CREATE TABLE IF NOT EXISTS audit_outbox (
+    file TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    line TEXT NOT NULL,
+    PRIMARY KEY (file, seq)
+){rowid}""",
+        f"""CREATE TABLE IF NOT EXISTS approvals (
+    approval_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    decision_id TEXT NOT NULL,
+    plan_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    arguments_hash TEXT NOT NULL,
+    policy_revision TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requirement TEXT NOT NULL,
+    approver_roles TEXT NOT NULL,
+    approvals TEXT NOT NULL,
+    escalation_level INTEGER NOT NULL,
+    created_at {real} NOT NULL,
+    expires_at {real} NOT NULL,
+    confidence {real} NOT NULL,
+    reason TEXT NOT NULL,
+    resolved_by TEXT NOT NULL,
+    resolved_at {real} NOT NULL,
+    used_by_decision_id TEXT NOT NULL
+)""",
+        "CREATE INDEX IF NOT EXISTS approvals_decision ON approvals(decision_id)",
+        "CREATE INDEX IF NOT EXISTS approvals_state ON approvals(state)",
+        f"""CREATE TABLE IF NOT EXISTS store_probe (
+    id INTEGER PRIMARY KEY,
+    at {real} NOT NULL
+)""",
+        f"""CREATE TABLE IF NOT EXISTS events (
+    seq {seq},
+    time {real} NOT NULL,
+    kind TEXT NOT NULL,
+    plan_id TEXT NOT NULL DEFAULT '',
+    step_id TEXT NOT NULL DEFAULT '',
+    agent_id TEXT NOT NULL DEFAULT '',
+    decision_id TEXT NOT NULL DEFAULT '',
+    tool TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT '',
+    payload TEXT NOT NULL DEFAULT '{{}}'
+)""",
+        f"""CREATE TABLE IF NOT EXISTS signals (
+    id {identity},
+    signal_id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    tool TEXT NOT NULL DEFAULT '',
+    agent_id TEXT NOT NULL DEFAULT '',
+    value {real} NOT NULL,
+    evidence TEXT NOT NULL,
+    created_at {real} NOT NULL
+)""",
+        "CREATE INDEX IF NOT EXISTS signals_by_kind ON signals (kind, tool)",
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "the tables of 0.1: decisions, results, plans, steps, approvals, events, signals, outbox",
+        _tables(
+            "REAL",
+            "INTEGER PRIMARY KEY AUTOINCREMENT",
+            "INTEGER PRIMARY KEY AUTOINCREMENT",
+            " WITHOUT ROWID",
+        ),
+        # PostgreSQL: events.seq is given by the journal under its advisory
+        # lock (MAX + 1), so it is gapless and in commit order across replicas.
+        _tables(
+            "DOUBLE PRECISION",
+            "BIGINT PRIMARY KEY",
+            "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+            "",
+        ),
+    ),
+    Migration(
+        2,
+        "decisions.supersedes: the decision a step's hand-off decision replaces;"
+        " indexes for decisions by time and approvals by the decision that used them",
+        (
+            "ALTER TABLE decisions ADD COLUMN supersedes TEXT NOT NULL DEFAULT ''",
+            "CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (decided_at)",
+            "CREATE INDEX IF NOT EXISTS approvals_used_by ON approvals (used_by_decision_id)",
+        ),
+        (
+            "ALTER TABLE decisions ADD COLUMN supersedes TEXT NOT NULL DEFAULT ''",
+            "CREATE INDEX IF NOT EXISTS decisions_by_time ON decisions (decided_at)",
+            "CREATE INDEX IF NOT EXISTS approvals_used_by ON approvals (used_by_decision_id)",
+        ),
+    ),
+)
+
+SCHEMA_VERSION = MIGRATIONS[-1].version
+"""The schema this code reads and writes."""
+
+VERSION_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_version ("
+    " version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+)
+
+LEGACY_COLUMNS = (("plans", "submitted_by", "TEXT NOT NULL DEFAULT ''"),)
+"""Columns version 1 gained before migrations were versioned (SQLite only)."""
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer Interlock."""
+
+    def __init__(self, found: int) -> None:
+        super().__init__(
+            f"the database's schema is version {found}, but this Interlock knows versions up to "
+            f"{SCHEMA_VERSION}: it was written by a newer Interlock; run that version (or newer)"
+        )
+        self.found = found
+
+
+def pending(current: int) -> list[Migration]:
+    """The migrations to apply to a database at ``current``; refuses a newer one."""
+    if current > SCHEMA_VERSION:
+        raise SchemaTooNew(current)
+    return [m for m in MIGRATIONS if m.version > current]
+
+
+__all__ = [
+    "LEGACY_COLUMNS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "VERSION_TABLE",
+    "Migration",
+    "SchemaTooNew",
+    "pending",
+]
