@@ -33,16 +33,27 @@ from interlock.journal.backend import Backend, SqliteBackend
 from interlock.journal.records import (
     AuditLine,
     Batch,
+    Delete,
     EventRecord,
     Fact,
+    Guard,
     Insert,
     Recorded,
     Row,
     Upsert,
 )
-from interlock.journal.repos import Approvals, AuditLines, Decisions, Events, Plans, Signals
+from interlock.journal.repos import (
+    Approvals,
+    AuditLines,
+    Decisions,
+    Events,
+    LiveHolds,
+    Plans,
+    Replicas,
+    Signals,
+)
 from interlock.journal.schema import SCHEMA_VERSION, SchemaTooNew
-from interlock.journal.writer import Writer
+from interlock.journal.writer import EVENTS_CHANNEL, Writer
 from interlock.metrics import Metrics
 
 
@@ -50,21 +61,42 @@ class Journal:
     """Records facts durably and answers reads, on one backend."""
 
     def __init__(
-        self, backend: Backend, audit: AuditLog, *, metrics: Metrics | None = None
+        self,
+        backend: Backend,
+        audit: AuditLog,
+        *,
+        metrics: Metrics | None = None,
+        replica: str = "",
     ) -> None:
         self.backend = backend
         self.audit = audit
-        self.writer = Writer(backend, audit, metrics=metrics)
+        self.replica = replica
+        """This replica's id (docs/replicas.md): on its events and its audit lines."""
+        self.writer = Writer(backend, audit, metrics=metrics, replica=replica)
         self.decisions = Decisions(backend)
         self.plans = Plans(backend)
         self.approvals = Approvals(backend)
         self.events = Events(backend)
         self.signals = Signals(backend)
         self.audit_lines = AuditLines(backend)
+        self.live_holds = LiveHolds(backend)
+        self.replicas = Replicas(backend)
 
     @property
     def dialect(self) -> str:
         return self.backend.dialect
+
+    @property
+    def shared(self) -> bool:
+        """Whether other replicas may write to the same database (PostgreSQL)."""
+        return self.backend.dialect == "postgresql"
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever any replica commits events, until cancelled
+        (PostgreSQL's LISTEN/NOTIFY; on SQLite, one process: returns at once)."""
+        listen = getattr(self.backend, "listen", None)
+        if listen is not None:
+            await listen(EVENTS_CHANNEL, wake)
 
     @property
     def listeners(self) -> list[Callable[[list[EventRecord]], None]]:
@@ -107,7 +139,13 @@ class Journal:
 
 
 def open_journal(
-    url: str, data_dir: Path, audit: AuditLog, *, fsync: bool, metrics: Metrics | None = None
+    url: str,
+    data_dir: Path,
+    audit: AuditLog,
+    *,
+    fsync: bool,
+    metrics: Metrics | None = None,
+    replica: str = "",
 ) -> Journal:
     """A journal on ``url``: empty or ``sqlite:PATH`` for SQLite (default
     ``DATA_DIR/interlock.db``), ``postgresql://...`` for PostgreSQL."""
@@ -122,15 +160,17 @@ def open_journal(
         raise ValueError(
             f"store_url must be empty, sqlite:PATH or postgresql://..., not {url.split(':')[0]!r}"
         )
-    return Journal(backend, audit, metrics=metrics)
+    return Journal(backend, audit, metrics=metrics, replica=replica)
 
 
 __all__ = [
     "SCHEMA_VERSION",
     "AuditLine",
     "Batch",
+    "Delete",
     "EventRecord",
     "Fact",
+    "Guard",
     "Insert",
     "Journal",
     "Recorded",

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from interlock.journal.records import Insert, Row, Upsert
+from interlock.journal.records import Delete, Guard, Insert, Row, Upsert
 
 EVENT_COLUMNS = (
     "time",
@@ -38,6 +38,7 @@ EVENT_COLUMNS = (
     "tool",
     "message",
     "payload",
+    "replica",
 )
 WRITE_LOCK = 0x1A7E_4C0C
 """PostgreSQL advisory lock key taken by every write transaction."""
@@ -59,7 +60,32 @@ class WriteConnection(Protocol):
 
 
 def row_sql(row: Row) -> tuple[str, tuple[Any, ...]]:
-    """Portable SQL (``?`` placeholders) for a row."""
+    """Portable SQL (``?`` placeholders) for a row or a guard.
+
+    A guard's statement is an UPDATE (its row count must be 1) or a
+    ``SELECT COUNT(*)`` (its count must be at most ``at_most``); the writer
+    checks which (:func:`guard_holds`).
+    """
+    if isinstance(row, Delete):
+        where = " AND ".join(f"{c} = ?" for c in row.key)
+        return f"DELETE FROM {row.table} WHERE {where}", tuple(row.key.values())
+    if isinstance(row, Guard):
+        params: list[Any] = []
+        conditions = []
+        for c, v in row.where.items():
+            conditions.append(f"{c} = ?")
+            params.append(v)
+        if row.newer_than is not None:
+            conditions.append(f"{row.newer_than[0]} > ?")
+            params.append(row.newer_than[1])
+        where = " AND ".join(conditions) or "1 = 1"
+        if row.at_most is not None:
+            return f"SELECT COUNT(*) FROM {row.table} WHERE {where}", tuple(params)
+        sets = ", ".join(f"{c} = ?" for c in row.values)
+        return (
+            f"UPDATE {row.table} SET {sets} WHERE {where}",
+            (*row.values.values(), *params),
+        )
     columns = list(row.values)
     names = ", ".join(columns)
     marks = ", ".join("?" * len(columns))
@@ -71,6 +97,14 @@ def row_sql(row: Row) -> tuple[str, tuple[Any, ...]]:
     else:
         assert isinstance(row, Insert)
     return sql, tuple(row.values[c] for c in columns)
+
+
+def guard_holds(guard: Guard, cursor: Any) -> bool:
+    """Whether a guard's statement (just executed on ``cursor``) found it holding."""
+    if guard.at_most is not None:
+        row = cursor.fetchone()
+        return int(row[0]) <= guard.at_most
+    return int(cursor.rowcount) == 1
 
 
 class Backend(Protocol):
@@ -174,5 +208,6 @@ __all__ = [
     "Backend",
     "SqliteBackend",
     "WriteConnection",
+    "guard_holds",
     "row_sql",
 ]

@@ -15,9 +15,10 @@ write transactions of all replicas commit one at a time, and the event
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -142,6 +143,32 @@ class PostgresBackend:
             self.url, row_factory=dict_row, connect_timeout=int(CONNECT_TIMEOUT_SECONDS)
         ) as conn:
             return list(conn.execute(to_psycopg(sql), tuple(params)).fetchall())
+
+    async def listen(self, channel: str, wake: Callable[[], None], *, retry: float = 1.0) -> None:
+        """Call ``wake`` on every NOTIFY on ``channel``, until cancelled.
+
+        A dedicated async connection (autocommit) LISTENs; when it breaks it
+        is opened again after ``retry`` seconds, and ``wake`` is called on each
+        (re)connection, since notifications sent meanwhile are lost (the
+        caller reads the table, which is the truth).
+        """
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT_SECONDS)
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {channel}")
+                    wake()
+                    async for _notify in conn.notifies():
+                        wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "journal: listening on %s failed (%s); again in %gs", channel, exc, retry
+                )
+            await asyncio.sleep(retry)
 
     async def close(self) -> None:
         if self._pool is not None:

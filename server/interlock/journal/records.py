@@ -33,6 +33,8 @@ class EventRecord:
     payload: dict[str, Any] = field(default_factory=dict)
     time: float = field(default_factory=time.time)
     seq: int = 0
+    replica: str = ""
+    """The replica that committed it (given when it is committed)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,36 @@ class Upsert:
     key: tuple[str, ...]
 
 
-Row = Insert | Upsert
+@dataclass(frozen=True)
+class Delete:
+    """Rows removed by key (none is fine)."""
+
+    table: str
+    key: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A condition checked inside the fact's transaction, under the write lock
+    (on PostgreSQL, across replicas): when it does not hold, the fact is
+    rolled back alone and its caller gets ``error``.
+
+    Either an update that must change exactly one row (``values`` set where
+    every ``where`` column equals its value: a single use, a compare and
+    set), or, with ``at_most`` set, a count: the rows of ``table`` whose
+    ``newer_than`` column is above its value must number ``at_most`` or
+    fewer (a cap nobody else took meanwhile).
+    """
+
+    table: str
+    error: Exception
+    where: Mapping[str, Any] = field(default_factory=dict)
+    values: Mapping[str, Any] = field(default_factory=dict)
+    at_most: int | None = None
+    newer_than: tuple[str, float] | None = None
+
+
+Row = Insert | Upsert | Delete | Guard
 AuditLine = tuple[str, dict[str, Any]]
 """(file name, record): the journal adds ``seq`` and the hash chain."""
 
@@ -106,4 +137,15 @@ class Recorded:
         return self.audit_list
 
 
-__all__ = ["AuditLine", "Batch", "EventRecord", "Fact", "Insert", "Recorded", "Row", "Upsert"]
+__all__ = [
+    "AuditLine",
+    "Batch",
+    "Delete",
+    "EventRecord",
+    "Fact",
+    "Guard",
+    "Insert",
+    "Recorded",
+    "Row",
+    "Upsert",
+]

@@ -209,6 +209,21 @@ class Events(_Repo):
         return list(reversed(await self.db.fetch(sql, params)))
 
 
+class LiveHolds(_Repo):
+    async def count(self, now: float) -> int:
+        """LIVE executions in flight across every replica (holds not yet expired)."""
+        rows = await self.db.fetch("SELECT COUNT(*) AS n FROM live_holds WHERE until > ?", (now,))
+        return int(rows[0]["n"])
+
+
+class Replicas(_Repo):
+    async def alive(self, since: float) -> list[Rowdict]:
+        """Replicas whose heartbeat is at or after ``since``, by id."""
+        return await self.db.fetch(
+            "SELECT * FROM replicas WHERE heartbeat >= ? ORDER BY replica_id", (since,)
+        )
+
+
 class Signals(_Repo):
     async def newest(self, *, kinds: Sequence[str], tool: str, limit: int) -> list[Rowdict]:
         sql = "SELECT * FROM signals"
@@ -228,6 +243,19 @@ class Signals(_Repo):
 
 
 class AuditLines(_Repo):
+    async def files(self) -> list[str]:
+        """Every file name the outbox holds lines of."""
+        rows = await self.db.fetch("SELECT DISTINCT file FROM audit_outbox ORDER BY file")
+        return [str(r["file"]) for r in rows]
+
+    async def page(self, file: str, after_seq: int, limit: int) -> list[Rowdict]:
+        """All replicas' lines of ``file`` after ``after_seq``, in seq order (seq, replica, line)."""
+        return await self.db.fetch(
+            "SELECT seq, replica, line FROM audit_outbox WHERE file = ? AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (file, after_seq, limit),
+        )
+
     async def mentioning(self, file: str, decision_id: str) -> list[str]:
         """The committed lines of ``file`` that name a decision (may over-match)."""
         rows = await self.db.fetch(
@@ -237,4 +265,13 @@ class AuditLines(_Repo):
         return [str(r["line"]) for r in rows]
 
 
-__all__ = ["Approvals", "AuditLines", "Decisions", "Events", "Plans", "Signals"]
+__all__ = [
+    "Approvals",
+    "AuditLines",
+    "Decisions",
+    "Events",
+    "LiveHolds",
+    "Plans",
+    "Replicas",
+    "Signals",
+]

@@ -194,6 +194,68 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+
+def _replicas(real: str) -> tuple[str, ...]:
+    """Version 3: what replicas sharing one database need (docs/replicas.md)."""
+    return (
+        "ALTER TABLE events ADD COLUMN replica TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE audit_outbox ADD COLUMN replica TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX IF NOT EXISTS audit_outbox_by_replica ON audit_outbox (replica, file, seq)",
+        f"""CREATE TABLE IF NOT EXISTS live_holds (
+    decision_id TEXT PRIMARY KEY,
+    replica TEXT NOT NULL,
+    until {real} NOT NULL
+)""",
+        f"""CREATE TABLE IF NOT EXISTS replicas (
+    replica_id TEXT PRIMARY KEY,
+    revision TEXT NOT NULL,
+    loaded_at {real} NOT NULL,
+    policy_dir TEXT NOT NULL,
+    started_at {real} NOT NULL,
+    heartbeat {real} NOT NULL
+)""",
+    )
+
+
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        3,
+        "replicas: events.replica and audit_outbox.replica (who committed them), live_holds"
+        " (LIVE executions in flight, counted for the cap), replicas (policy revision, heartbeat)",
+        _replicas("REAL"),
+        _replicas("DOUBLE PRECISION"),
+    ),
+)
+
+
+def _leases(real: str) -> tuple[str, ...]:
+    return (
+        f"""CREATE TABLE IF NOT EXISTS plan_leases (
+    plan_id TEXT PRIMARY KEY REFERENCES plans(plan_id),
+    owner TEXT NOT NULL,
+    term BIGINT NOT NULL,
+    expires_at {real} NOT NULL,
+    cancel_requested TEXT NOT NULL DEFAULT ''
+)""",
+        "CREATE INDEX IF NOT EXISTS plan_leases_by_owner ON plan_leases (owner)",
+        # Plans running before leases: expired, so the first replica to look takes them.
+        "INSERT INTO plan_leases (plan_id, owner, term, expires_at)"
+        " SELECT plan_id, '', 0, 0 FROM plans WHERE state IN ('PENDING', 'RUNNING')",
+    )
+
+
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        4,
+        "plan_leases: the replica driving each plan, under a term every write checks",
+        _leases("REAL"),
+        _leases("DOUBLE PRECISION"),
+    ),
+)
+
+
 SCHEMA_VERSION = MIGRATIONS[-1].version
 """The schema this code reads and writes."""
 

@@ -44,8 +44,14 @@ import orjson
 
 from interlock.audit import GENESIS, AuditLog, seal
 from interlock.errors import AlreadyExists, Unavailable
-from interlock.journal.backend import WRITE_LOCK, Backend, WriteConnection, row_sql
-from interlock.journal.records import Batch, EventRecord
+from interlock.journal.backend import (
+    WRITE_LOCK,
+    Backend,
+    WriteConnection,
+    guard_holds,
+    row_sql,
+)
+from interlock.journal.records import Batch, EventRecord, Guard
 from interlock.journal.schema import LEGACY_COLUMNS, VERSION_TABLE, pending
 from interlock.metrics import Metrics
 
@@ -61,31 +67,50 @@ class _Pending:
     future: asyncio.Future[list[EventRecord]]
 
 
+EVENTS_CHANNEL = "interlock_events"
+"""The PostgreSQL NOTIFY channel a commit with events signals (payload: its highest seq)."""
+
+
+class _Refused(Exception):
+    """A guard did not hold: the fact is rolled back alone, its caller gets ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def _dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 class Outbox:
-    """The committed audit lines, read on the writer's connection (audit.Outbox)."""
+    """One replica's committed audit lines, read on the writer's connection
+    (audit.Outbox): a replica's files hold its own lines only, so its chains
+    continue its own lines, whatever other replicas commit meanwhile."""
 
-    def __init__(self, conn: WriteConnection) -> None:
+    def __init__(self, conn: WriteConnection, replica: str = "") -> None:
         self.conn = conn
+        self.replica = replica
 
     def last_line(self, name: str) -> str | None:
         row = self.conn.execute(
-            "SELECT line FROM audit_outbox WHERE file = ? ORDER BY seq DESC LIMIT 1", (name,)
+            "SELECT line FROM audit_outbox WHERE replica = ? AND file = ?"
+            " ORDER BY seq DESC LIMIT 1",
+            (self.replica, name),
         ).fetchone()
         return str(row[0]) if row else None
 
     def lines_after(self, name: str, seq: int) -> list[str]:
         rows = self.conn.execute(
-            "SELECT line FROM audit_outbox WHERE file = ? AND seq > ? ORDER BY seq", (name, seq)
+            "SELECT line FROM audit_outbox WHERE replica = ? AND file = ? AND seq > ? ORDER BY seq",
+            (self.replica, name, seq),
         ).fetchall()
         return [str(r[0]) for r in rows]
 
     def line_at(self, name: str, seq: int) -> str | None:
         row = self.conn.execute(
-            "SELECT line FROM audit_outbox WHERE file = ? AND seq = ?", (name, seq)
+            "SELECT line FROM audit_outbox WHERE replica = ? AND file = ? AND seq = ?",
+            (self.replica, name, seq),
         ).fetchone()
         return str(row[0]) if row else None
 
@@ -140,6 +165,19 @@ def _adopt_legacy(conn: WriteConnection) -> int:
     return 1
 
 
+def _adopt_lines(conn: WriteConnection, replica: str) -> None:
+    """The outbox's lines written before version 3 (no replica) continue ``replica``'s chains."""
+    conn.begin()
+    try:
+        if conn.dialect == "postgresql":
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (WRITE_LOCK,))
+        conn.execute("UPDATE audit_outbox SET replica = ? WHERE replica = ''", (replica,))
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+
+
 def _rollback(conn: WriteConnection) -> None:
     try:
         conn.execute("ROLLBACK")
@@ -151,11 +189,18 @@ class Writer:
     """The group-commit writer thread of one journal."""
 
     def __init__(
-        self, backend: Backend, audit: AuditLog, *, metrics: Metrics | None = None
+        self,
+        backend: Backend,
+        audit: AuditLog,
+        *,
+        metrics: Metrics | None = None,
+        replica: str = "",
     ) -> None:
         self.backend = backend
         self.audit = audit
         self.metrics = metrics
+        self.replica = replica
+        """This replica's id: on its events' rows, its audit lines and their outbox rows."""
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self.listeners: list[Callable[[list[EventRecord]], None]] = []
@@ -183,7 +228,9 @@ class Writer:
         conn = self.backend.write_connection()
         try:
             self.migrated_from = migrate(conn)
-            outbox = Outbox(conn)
+            if 0 < self.migrated_from < 3:  # lines from before replicas: this replica's
+                _adopt_lines(conn, self.replica)
+            outbox = Outbox(conn, self.replica)
             self.chain_problems = self.audit.check_tails(outbox)
             for name, problem in self.chain_problems.items():
                 log.error("audit: the chain of %s is broken: %s", name, problem)
@@ -285,7 +332,9 @@ class Writer:
         """A file could not be written or fsynced: lag behind the outbox from now on."""
         self.audit.discard()
         try:
-            lag = sum(len(lines) for lines in self.audit.missing(Outbox(conn)).values())
+            lag = sum(
+                len(lines) for lines in self.audit.missing(Outbox(conn, self.replica)).values()
+            )
         except Exception:
             lag = -1
         if self.metrics is not None and lag >= 0:
@@ -301,7 +350,7 @@ class Writer:
 
     def _catch_up(self, conn: WriteConnection) -> None:
         try:
-            restored = self.audit.recover(Outbox(conn))
+            restored = self.audit.recover(Outbox(conn, self.replica))
         except Exception as exc:
             if isinstance(exc, OSError):
                 self._audit_failed(conn, exc)
@@ -337,8 +386,11 @@ class Writer:
                 conn.execute(f"SAVEPOINT b{i}")
                 try:
                     for row in item.batch.rows:
-                        conn.execute(*row_sql(row))
+                        cursor = conn.execute(*row_sql(row))
+                        if isinstance(row, Guard) and not guard_holds(row, cursor):
+                            raise _Refused(row.error)
                     for ev in item.batch.events:
+                        ev.replica = self.replica
                         ev.seq = conn.insert_event(
                             (
                                 ev.time,
@@ -350,6 +402,7 @@ class Writer:
                                 ev.tool,
                                 ev.message,
                                 _dumps(ev.payload),
+                                ev.replica,
                             )
                         )
                     lines = []
@@ -358,11 +411,13 @@ class Writer:
                         seq = item.batch.events[-1].seq
                         for name, record in item.batch.audit:
                             line, chained[name] = seal(
-                                {**record, "seq": seq}, chained.get(name, GENESIS)
+                                {**record, "seq": seq, "replica": self.replica},
+                                chained.get(name, GENESIS),
                             )
                             conn.execute(
-                                "INSERT INTO audit_outbox (file, seq, line) VALUES (?,?,?)",
-                                (name, seq, line),
+                                "INSERT INTO audit_outbox (file, seq, line, replica)"
+                                " VALUES (?,?,?,?)",
+                                (name, seq, line, self.replica),
                             )
                             lines.append((name, line))
                     conn.execute(f"RELEASE b{i}")
@@ -373,6 +428,14 @@ class Writer:
                     conn.execute(f"ROLLBACK TO b{i}")
                     conn.execute(f"RELEASE b{i}")
                     outcomes.append(AlreadyExists(f"already recorded: {exc}"))
+                except _Refused as refused:
+                    conn.execute(f"ROLLBACK TO b{i}")
+                    conn.execute(f"RELEASE b{i}")
+                    outcomes.append(refused.error)
+            if conn.dialect == "postgresql":
+                newest = max((o[-1].seq for o in outcomes if isinstance(o, list) and o), default=0)
+                if newest:  # wakes every replica's feed once this commits
+                    conn.execute("SELECT pg_notify(?, ?)", (EVENTS_CHANNEL, str(newest)))
             conn.execute("COMMIT")
         except Exception as exc:  # nothing committed: nobody is acknowledged
             if self._store_error is None:  # once, not for every batch of a full disk
@@ -419,4 +482,4 @@ class Writer:
             self._thread = None
 
 
-__all__ = ["MAX_BATCH", "Outbox", "Writer", "migrate"]
+__all__ = ["EVENTS_CHANNEL", "MAX_BATCH", "Outbox", "Writer", "migrate"]
