@@ -264,11 +264,29 @@ async def test_resume_across_a_restart(start_server: StartServer) -> None:
     assert_consecutive(before[:2] + rest + live)
 
 
-async def test_after_seq_beyond_the_end_waits_for_new_events(server: Running) -> None:
+@pytest.mark.parametrize("beyond", [1, 1000, 2**63, 2**64 - 1])
+async def test_after_seq_beyond_the_highest_seq_is_refused_naming_it(
+    server: Running, beyond: int
+) -> None:
+    """No server handed out such a seq: honouring it would skip every event up to it."""
     await decide(server, 2)
-    async with watching(server, 2**64 - 1) as stream:
+    highest = await highest_seq(server)
+    async with watching(server, highest + beyond if beyond < 2**63 else beyond) as stream:
+        err = await stream.error()
+    assert err.code() == grpc.StatusCode.OUT_OF_RANGE
+    assert f"the highest event seq, {highest}:" in (err.details() or "")
+    assert details(err)[0] == "OUT_OF_RANGE"
+    assert server.server.events.watchers == 0
+
+
+async def test_after_the_highest_seq_gets_only_new_events(server: Running) -> None:
+    await decide(server, 2)
+    async with watching(server, await highest_seq(server)) as stream:
         await wait_for_watchers(server, 1)
         await stream.nothing_more()
+        new = await decide(server, 2)
+        live = await stream.take(2)
+    assert [e.decision_id for e in live] == [d.decision_id for d in new]
 
 
 # Filters ------------------------------------------------------------------------
@@ -424,7 +442,8 @@ async def test_events_committed_without_being_published_still_come(server: Runni
 
 async def test_server_stop_ends_open_streams_promptly(server: Running) -> None:
     made = (await decide(server))[0]
-    async with watching(server) as busy, watching(server, 2**40) as idle:
+    highest = await highest_seq(server)
+    async with watching(server) as busy, watching(server, highest) as idle:
         (event,) = await busy.take(1)
         await wait_for_watchers(server, 2)
 

@@ -123,6 +123,11 @@ class Unavailable(InterlockError):
     reason = "UNAVAILABLE"
 
 
+class OutOfRange(InterlockError):
+    code = grpc.StatusCode.OUT_OF_RANGE
+    reason = "OUT_OF_RANGE"
+
+
 class Unimplemented(InterlockError):
     code = grpc.StatusCode.UNIMPLEMENTED
     reason = "UNIMPLEMENTED"
@@ -143,6 +148,7 @@ __all__ = [
     "InterlockError",
     "InvalidArgument",
     "NotFound",
+    "OutOfRange",
     "PermissionDenied",
     "PolicyEvaluationError",
     "PolicyLoadError",

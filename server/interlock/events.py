@@ -8,7 +8,12 @@ across restarts). A watcher asks for the events after ``after_seq`` that
 match its filter (``plan_id``, ``agent_id``, ``kinds``; empty means all) and
 gets every one of them, in ``seq`` order, exactly once, with no gaps: from
 the store first, then live. ``after_seq`` from a previous server's life works,
-because the history comes from the durable store.
+because the history comes from the durable store. An ``after_seq`` beyond the
+highest committed ``seq`` is refused (OUT_OF_RANGE, naming the highest): no
+server ever handed it out, so it comes from another store (a wiped data dir)
+or was made up, and honouring it would silently skip the events up to it. To
+follow only new events, resume after the highest ``seq`` (GetHealth does not
+say it; the first event of a stream does).
 
 How
 ---
@@ -52,19 +57,16 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from interlock.api.convert import dict_to_struct, timestamp
-from interlock.decisions import check_id
-from interlock.errors import FieldViolation, InvalidArgument
+from interlock.errors import OutOfRange
 from interlock.journal import EventRecord, Journal
 from interlock.journal.repos import Events
-from interlock.v1 import observe_pb2
 
 log = logging.getLogger(__name__)
 
@@ -75,29 +77,12 @@ PAGE_SIZE = 500
 CHECK_INTERVAL_SECONDS = 2.0
 """How often the hub looks for committed events the store did not publish."""
 MAX_SEQ = 2**63 - 1
-"""The largest seq SQLite can hold; larger ``after_seq`` values mean "only new"."""
-_KIND_PREFIX = "EVENT_KIND_"
+"""The largest seq the store can hold."""
 
 
-# Kinds, filters and the wire form ---------------------------------------------
-
-
-def kind_name(value: int) -> str:
-    """``EVENT_KIND_DECISION`` -> ``"DECISION"``; ``""`` for UNSPECIFIED and unknown values."""
-    if value == observe_pb2.EVENT_KIND_UNSPECIFIED:
-        return ""
-    try:
-        return str(observe_pb2.EventKind.Name(value)).removeprefix(_KIND_PREFIX)
-    except ValueError:
-        return ""
-
-
-def kind_value(name: str) -> int:
-    """A stored kind (``"DECISION"``) as its enum value; UNSPECIFIED when unknown."""
-    try:
-        return int(observe_pb2.EventKind.Value(_KIND_PREFIX + name))
-    except ValueError:
-        return int(observe_pb2.EVENT_KIND_UNSPECIFIED)
+# Filters and stored rows --------------------------------------------------------
+# (Their protobuf form, the kinds' enum values and WatchEvents' request
+# validation, is the API's: :mod:`interlock.api.events`.)
 
 
 @dataclass(frozen=True)
@@ -116,25 +101,6 @@ class EventFilter:
         )
 
 
-def event_filter(plan_id: str, agent_id: str, kinds: Iterable[int]) -> EventFilter:
-    """Validate a WatchEvents request's filter; InvalidArgument names every bad field."""
-    violations: list[FieldViolation] = []
-    check_id("plan_id", plan_id, violations, required=False)
-    check_id("agent_id", agent_id, violations, required=False)
-    names: set[str] = set()
-    for i, value in enumerate(kinds):
-        name = kind_name(value)
-        if name:
-            names.add(name)
-        else:
-            violations.append(
-                FieldViolation(f"kinds[{i}]", f"must be a known event kind, not {value}")
-            )
-    if violations:
-        raise InvalidArgument.of(violations)
-    return EventFilter(plan_id, agent_id, frozenset(names))
-
-
 def record_from_row(row: Mapping[str, Any]) -> EventRecord:
     return EventRecord(
         kind=row["kind"],
@@ -147,21 +113,6 @@ def record_from_row(row: Mapping[str, Any]) -> EventRecord:
         payload=orjson.loads(row["payload"]),
         time=row["time"],
         seq=row["seq"],
-    )
-
-
-def event_pb(event: EventRecord) -> observe_pb2.Event:
-    return observe_pb2.Event(
-        seq=event.seq,
-        kind=kind_value(event.kind),  # type: ignore[arg-type]
-        time=timestamp(event.time),
-        plan_id=event.plan_id,
-        step_id=event.step_id,
-        agent_id=event.agent_id,
-        decision_id=event.decision_id,
-        tool=event.tool,
-        message=event.message,
-        payload=dict_to_struct(event.payload),
     )
 
 
@@ -299,6 +250,18 @@ class EventHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await checker
 
+    async def check_resume(self, after_seq: int) -> None:
+        """Refuse (OutOfRange) an ``after_seq`` beyond the highest committed seq."""
+        if after_seq <= (self._published or 0):
+            return
+        highest = await self._highest_committed()  # another replica may be ahead of us
+        if after_seq > highest:
+            raise OutOfRange(
+                f"after_seq {after_seq} is beyond the highest event seq, {highest}: "
+                f"resume with after_seq <= {highest} (0 streams from the start)",
+                metadata={"highest_seq": str(highest)},
+            )
+
     @contextlib.contextmanager
     def watch(self, after_seq: int, selection: EventFilter) -> Iterator[Watcher]:
         """A watcher of the events after ``after_seq`` matching ``selection``, while in use."""
@@ -388,14 +351,11 @@ class EventHub:
 
 __all__ = [
     "CHECK_INTERVAL_SECONDS",
+    "MAX_SEQ",
     "PAGE_SIZE",
     "QUEUE_SIZE",
     "EventFilter",
     "EventHub",
     "Watcher",
-    "event_filter",
-    "event_pb",
-    "kind_name",
-    "kind_value",
     "record_from_row",
 ]

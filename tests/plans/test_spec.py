@@ -9,12 +9,12 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import struct_pb2
+from interlock.api.plan_specs import from_proto
 from interlock.contracts import Catalog
 from interlock.errors import FieldViolation, InvalidArgument
 from interlock.plans.model import PlanSpec, StepSpec
 from interlock.plans.spec import (
     MAX_VIOLATIONS,
-    from_proto,
     parse_json_plan,
     parse_phase21,
     parse_spec,

@@ -22,12 +22,13 @@ from interlock.api.convert import (
     struct_to_dict,
     timestamp,
 )
+from interlock.api.events import event_filter, event_pb
 from interlock.api.plans import PlanRpcs, step_pb
 from interlock.api.signals import list_signals
 from interlock.auth import current_principal
 from interlock.decisions import DecisionService, ToolCall
 from interlock.errors import InvalidArgument, Unavailable
-from interlock.events import EventHub, event_filter, event_pb
+from interlock.events import EventHub
 from interlock.health import HealthMonitor
 from interlock.plans.orchestrator import Orchestrator
 from interlock.policy.manager import PolicyManager
@@ -155,8 +156,10 @@ class ControlPlane(PlanRpcs, ApprovalRpcs, pb_grpc.ControlPlaneServicer):
 
         Runs until the client cancels; when the server stops it ends with
         UNAVAILABLE (reason ``SERVER_STOPPING``) naming the seq to resume after.
+        An ``after_seq`` beyond the highest committed seq is refused (OUT_OF_RANGE).
         """
         selection = event_filter(request.plan_id, request.agent_id, request.kinds)
+        await self.events.check_resume(request.after_seq)
         with self.events.watch(request.after_seq, selection) as watcher:
             async for event in watcher:
                 yield pb.WatchEventsResponse(event=event_pb(event))

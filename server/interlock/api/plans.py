@@ -17,9 +17,9 @@ from interlock.api.convert import (
     struct_to_dict,
     timestamp,
 )
+from interlock.api.plan_specs import from_proto
 from interlock.auth import current_principal
 from interlock.errors import InvalidArgument, Unavailable
-from interlock.plans import spec as plan_spec
 from interlock.plans.model import Conflict
 from interlock.plans.orchestrator import Orchestrator
 from interlock.plans.runtime import PlanRun, StepRun
@@ -106,7 +106,7 @@ class PlanRpcs:
         self, request: pb.SubmitPlanRequest, context: grpc.aio.ServicerContext
     ) -> pb.SubmitPlanResponse:
         plan = await self.orchestrator.submit(
-            plan_spec.from_proto(request), submitted_by=current_principal.get().id
+            from_proto(request), submitted_by=current_principal.get().id
         )
         return pb.SubmitPlanResponse(plan=plan_pb(plan))
 

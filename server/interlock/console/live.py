@@ -19,6 +19,7 @@ import contextlib
 import orjson
 from aiohttp import web
 
+from interlock.api.events import event_filter, kind_value
 from interlock.console.pages import allow, console
 from interlock.console.views import event_view
 from interlock.errors import InvalidArgument
@@ -38,8 +39,6 @@ def _after(request: web.Request) -> int:
 
 
 def _selection(request: web.Request) -> EventFilter:
-    from interlock.events import event_filter, kind_value
-
     q = request.query
     kinds = [k for k in q.get("kinds", "").split(",") if k]
     return event_filter(
@@ -59,6 +58,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
+    await c.s.events.check_resume(after)
     with c.s.guard.stream(principal), c.s.events.watch(after, selection) as watcher:
         await response.prepare(request)
         await response.write(f"retry: {RETRY_MILLISECONDS}\n\n".encode())

@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 
 from interlock.api.convert import check_text, require_id
+from interlock.api.events import kind_names
 from interlock.approvals import STATES, Approval
 from interlock.auth import Principal
 from interlock.console.app import CONSOLE, PRINCIPAL, Console, http_status
@@ -223,10 +224,7 @@ async def events(request: web.Request) -> web.Response:
 
 
 def _event_kinds() -> list[str]:
-    from interlock.events import kind_name
-    from interlock.v1 import observe_pb2
-
-    return [n for n in (kind_name(v) for v in observe_pb2.EventKind.values()) if n]
+    return kind_names()
 
 
 # Decisions --------------------------------------------------------------------------

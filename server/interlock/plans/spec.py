@@ -1,7 +1,8 @@
 """Plan submissions: the two formats, how each becomes a PlanSpec, and validation.
 
-A plan comes over gRPC (``SubmitPlanRequest``, oneof ``phase21`` | ``spec``)
-or as a JSON file (``interlock plan submit FILE``). Both formats become a
+A plan comes over gRPC (``SubmitPlanRequest``, oneof ``phase21`` | ``spec``;
+:mod:`interlock.api.plan_specs` turns it into the documents below) or as a
+JSON file (``interlock plan submit FILE``). Both formats become a
 :class:`~interlock.plans.model.PlanSpec`.
 
 **Phase-21**, accepted exactly as the Phase-21 planner writes it::
@@ -56,18 +57,16 @@ import heapq
 import math
 import re
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from interlock_client.jsonpaths import json_type, member
 
-from interlock.api.convert import struct_to_dict
 from interlock.contracts import AGENTS_FILE, Catalog
 from interlock.decisions import check_id
 from interlock.errors import FieldViolation, InvalidArgument
 from interlock.plans.model import PlanSpec, StepSpec
-from interlock.v1 import control_plane_pb2, plans_pb2
 
 MAX_STEPS = 256
 """The default limit on a plan's steps."""
@@ -250,12 +249,13 @@ def _object(doc: object, path: str) -> Mapping[Any, Any]:
 # The spec format ------------------------------------------------------------
 
 
-def parse_spec(doc: Mapping[str, Any]) -> PlanSpec:
-    """A plan with explicit steps (``source_format="spec"``); validate it next."""
-    return _read_spec(doc, [])
+def parse_spec(doc: Mapping[str, Any], found: Sequence[FieldViolation] = ()) -> PlanSpec:
+    """A plan with explicit steps (``source_format="spec"``); validate it next.
+    ``found``: problems found before (converting a protobuf message), reported with the rest."""
+    return _read_spec(doc, found)
 
 
-def _read_spec(doc: object, extra: list[FieldViolation]) -> PlanSpec:
+def _read_spec(doc: object, extra: Sequence[FieldViolation]) -> PlanSpec:
     """Read a spec document; ``extra`` are problems found before (converting a proto)."""
     doc = _object(doc, SPEC)
     notes = _Notes()
@@ -557,51 +557,6 @@ def parse_json_plan(doc: Any) -> PlanSpec:
         "'agent_assignments' and 'execution_order' (a Phase-21 plan)",
         reason=REASON,
     )
-
-
-def from_proto(request: control_plane_pb2.SubmitPlanRequest) -> PlanSpec:
-    """The plan of a SubmitPlan request; validate it next."""
-    kind = request.WhichOneof("plan")
-    if kind == PHASE21:
-        p = request.phase21
-        # Proto maps have no order: sort them, so that reports are stable.
-        return parse_phase21(
-            {
-                "plan_id": p.plan_id,
-                "agent_assignments": {
-                    agent: list(tools.tools) for agent, tools in sorted(p.agent_assignments.items())
-                },
-                "execution_order": list(p.execution_order),
-                "confidence_scores": dict(sorted(p.confidence_scores.items())),
-            }
-        )
-    if kind == SPEC:
-        problems: list[FieldViolation] = []
-        doc = {
-            "plan_id": request.spec.plan_id,
-            "labels": dict(sorted(request.spec.labels.items())),
-            "steps": [_step_doc(i, s, problems) for i, s in enumerate(request.spec.steps)],
-        }
-        return _read_spec(doc, problems)
-    raise InvalidArgument.field("plan", "is required: set phase21 or spec", reason=REASON)
-
-
-def _step_doc(i: int, step: plans_pb2.StepSpec, problems: list[FieldViolation]) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "step_id": step.step_id,
-        "tool": step.tool,
-        "agent_id": step.agent_id,
-        "depends_on": list(step.depends_on),
-    }
-    if step.HasField("confidence"):  # absent: reported as required by validation
-        doc["confidence"] = step.confidence
-    # An absent Struct means no arguments; an empty one is an empty object.
-    if step.HasField("arguments"):
-        try:
-            doc["arguments"] = struct_to_dict(step.arguments, f"{SPEC}.steps[{i}].arguments")
-        except InvalidArgument as err:  # a NaN or an infinity
-            problems.extend(err.violations)
-    return doc
 
 
 # Validation -----------------------------------------------------------------
@@ -916,7 +871,6 @@ __all__ = [
     "MAX_STEPS",
     "SchemaFailed",
     "agent_entry",
-    "from_proto",
     "parse_json_plan",
     "parse_phase21",
     "parse_spec",
