@@ -32,6 +32,7 @@ from google.protobuf import duration_pb2, struct_pb2
 
 from interlock_client.errors import InterlockError
 from interlock_client.jsonpaths import json_type, member
+from interlock_client.targets import channel_target
 from interlock_client.v1 import (
     control_plane_pb2,
     control_plane_pb2_grpc,
@@ -366,14 +367,20 @@ def _with_timeout(method: Callable[..., Awaitable[_Response]], seconds: float) -
 
 
 class InterlockClient:
-    """An asyncio client of one Interlock server.
+    """An asyncio client of one Interlock server, or of several replicas.
 
     Use it as ``async with InterlockClient("127.0.0.1:50051") as client: ...``, or
     call :meth:`close` when done. The channel is opened on first use, on the
     running event loop; a client belongs to that loop.
 
+    Replicas of one Interlock (sharing a PostgreSQL database) are reached with a
+    list of their addresses, ``InterlockClient(["10.0.0.1:50051", "10.0.0.2:50051"])``
+    or ``"10.0.0.1:50051,10.0.0.2:50051"``: the calls spread over them with gRPC's
+    ``round_robin`` policy (see :mod:`interlock_client.targets`).
+
     Args:
-        target: the server's ``host:port``.
+        target: the server's ``host:port``, any gRPC target (``dns:///name:port``),
+            or a list of replicas' ``IP:PORT`` (a sequence or comma-separated).
         timeout: the deadline of each call, in seconds.
         retries: how many times an idempotent read is retried on ``UNAVAILABLE``.
         token: sent as ``authorization: Bearer <token>`` metadata when given.
@@ -387,7 +394,7 @@ class InterlockClient:
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | Sequence[str] = DEFAULT_TARGET,
         *,
         timeout: float = DEFAULT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
@@ -400,7 +407,10 @@ class InterlockClient:
             raise ValueError("timeout must be positive")
         if retries < 0:
             raise ValueError("retries must not be negative")
-        self.target = target
+        resolved = channel_target(target)
+        self.target = resolved.display
+        """The server's address, or the replicas' addresses joined with commas."""
+        self._uri = resolved.uri
         self.timeout = float(timeout)
         self.retries = int(retries)
         metadata = []
@@ -410,7 +420,9 @@ class InterlockClient:
             metadata.append((DEV_PRINCIPAL_HEADER, dev_principal))
         self._metadata: tuple[tuple[str, str], ...] | None = tuple(metadata) or None
         self._credentials = credentials
-        self._options = list(options or [])
+        given = list(options or [])
+        named = {name for name, _ in given}  # the caller's options win over the target's
+        self._options = [o for o in resolved.options if o[0] not in named] + given
         self._channel: grpc.aio.Channel | None = None
         self._control: control_plane_pb2_grpc.ControlPlaneStub | None = None
         self._policy: policy_service_pb2_grpc.PolicyServiceStub | None = None
@@ -424,9 +436,9 @@ class InterlockClient:
         if self._channel is not None:
             return
         if self._credentials is not None:
-            channel = grpc.aio.secure_channel(self.target, self._credentials, self._options)
+            channel = grpc.aio.secure_channel(self._uri, self._credentials, self._options)
         else:
-            channel = grpc.aio.insecure_channel(self.target, self._options)
+            channel = grpc.aio.insecure_channel(self._uri, self._options)
         self._channel = channel
         self._control = control_plane_pb2_grpc.ControlPlaneStub(channel)
         self._policy = policy_service_pb2_grpc.PolicyServiceStub(channel)

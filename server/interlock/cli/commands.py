@@ -106,13 +106,16 @@ def connect(args: argparse.Namespace) -> InterlockClient:
         raise UsageError(f"cannot read a credentials file: {exc}") from None
     if not getattr(args, "token_file", None):  # --token-file wins over --token, then the env
         token = getattr(args, "token", None) or token
-    return InterlockClient(
-        _target(args),
-        timeout=getattr(args, "timeout", DEFAULT_TIMEOUT),
-        token=token,
-        credentials=credentials,
-        dev_principal=getattr(args, "dev_principal", None),
-    )
+    try:
+        return InterlockClient(
+            _target(args),
+            timeout=getattr(args, "timeout", DEFAULT_TIMEOUT),
+            token=token,
+            credentials=credentials,
+            dev_principal=getattr(args, "dev_principal", None),
+        )
+    except ValueError as exc:  # a list of replicas that is not IP:PORT,IP:PORT
+        raise UsageError(f"--server/--target: {exc}") from None
 
 
 def _call(args: argparse.Namespace, call: Callable[[InterlockClient], Awaitable[_T]]) -> _T:

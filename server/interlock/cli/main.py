@@ -114,9 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     group = conn.add_argument_group("connection")
     group.add_argument(
         "--server",
+        "--target",
+        dest="server",
         metavar="HOST:PORT",
         default=argparse.SUPPRESS,
-        help=f"the server to talk to [default: ${SERVER_ENV} or {DEFAULT_TARGET}]",
+        help="the server to talk to, or replicas' IP:PORT,IP:PORT,... (calls spread over "
+        f"them, round_robin) [default: ${SERVER_ENV} or {DEFAULT_TARGET}]",
     )
     group.add_argument(
         "--timeout",
