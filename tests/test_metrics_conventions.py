@@ -13,7 +13,7 @@ import interlock
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, StartServer
+from tests.conftest import ROOT, STORE, StartServer
 
 ALERTS = ROOT / "deploy" / "prometheus"
 
@@ -36,7 +36,7 @@ async def test_metrics_endpoint_serves_process_platform_and_build_info(
     samples = await asyncio.to_thread(scrape, s.server.metrics_port)
 
     assert samples["interlock_build_info"] == [
-        ({"version": interlock.__version__, "engine": "embedded", "store": "sqlite"}, 1.0)
+        ({"version": interlock.__version__, "engine": "embedded", "store": STORE}, 1.0)
     ]
     for name in (
         "process_cpu_seconds_total",

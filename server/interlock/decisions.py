@@ -11,6 +11,7 @@ MOCK mode with the reason (fail closed), recorded and counted like any other.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import logging
@@ -66,8 +67,6 @@ def new_decision_id() -> str:
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 """Ids: matched whole (``fullmatch``; ``$`` would let a trailing newline through)."""
 OUTCOMES = ("SUCCEEDED", "FAILED", "TIMED_OUT")
-LIVE_RECHECKS = 16
-"""How often a LIVE answer is re-evaluated when the LIVE count moved meanwhile."""
 
 
 def sha256_hex(value: Any) -> str:
@@ -133,6 +132,8 @@ class DecisionService:
         self.journal = journal
         self.metrics = metrics
         self._live: dict[str, float] = {}
+        self._live_lock = asyncio.Lock()
+        """Held while a LIVE answer is evaluated again and takes its slot."""
         """LIVE decisions in flight: decision id -> when it stops counting (a
         direct call: its tool's timeout after the decision; an orchestrated
         step: never, until :meth:`release_live`)."""
@@ -312,29 +313,68 @@ class DecisionService:
         reserved: Approval | None,
         started: float,
     ) -> DecisionRecord:
-        for _attempt in range(LIVE_RECHECKS):
-            counted = self.live_in_flight()
-            policy_input = self.build_input(call, catalog, live_in_flight=counted)
-            input_hash = sha256_hex(policy_input)
-            decision, revision, fail_closed = await self.evaluate(
-                policy_input, input_hash, live=True
+        counted = self.live_in_flight()
+        policy_input = self.build_input(call, catalog, live_in_flight=counted)
+        input_hash = sha256_hex(policy_input)
+        decision, revision, fail_closed = await self.evaluate(policy_input, input_hash, live=True)
+        # The LIVE cap is exact. A LIVE answer registers below without awaiting
+        # anything after this check, so it takes its slot atomically, unless
+        # other LIVE decisions registered while it was evaluated (or one is being
+        # settled under the lock): then it is evaluated again under the lock with
+        # the count as it stands. Nobody registers while the lock is held, and
+        # results only lower the count, so one more evaluation is always enough.
+        lock: asyncio.Lock | None = None
+        if decision.mode == "LIVE" and (
+            self._live_lock.locked() or self.live_in_flight() > counted
+        ):
+            await self._live_lock.acquire()
+            lock = self._live_lock
+            try:
+                policy_input = self.build_input(call, catalog, live_in_flight=self.live_in_flight())
+                input_hash = sha256_hex(policy_input)
+                decision, revision, fail_closed = await self.evaluate(
+                    policy_input, input_hash, live=True
+                )
+            except BaseException:
+                lock.release()
+                raise
+        held = [lock] if lock is not None else []
+
+        def release() -> None:
+            """Release the lock once, if this call holds it."""
+            while held:
+                held.pop().release()
+
+        try:
+            return await self._settle(
+                call,
+                catalog,
+                arguments_json,
+                reserved,
+                started,
+                decision,
+                revision,
+                fail_closed,
+                input_hash,
+                release,
             )
-            # The LIVE cap is exact: other LIVE decisions may have been made while
-            # this one was evaluated; if so, ask again with the new count. Nothing
-            # awaits between this check and the registration of a LIVE decision
-            # below, so two decisions never both take the last LIVE slot.
-            if decision.mode != "LIVE" or self.live_in_flight() <= counted:
-                break
-        else:
-            decision = PolicyDecision(
-                "DENY",
-                "MOCK",
-                False,
-                (
-                    f"the count of LIVE executions kept changing over {LIVE_RECHECKS} "
-                    "evaluations; denied rather than risk exceeding the LIVE cap",
-                ),
-            )
+        finally:
+            release()
+
+    async def _settle(
+        self,
+        call: ToolCall,
+        catalog: Catalog,
+        arguments_json: str,
+        reserved: Approval | None,
+        started: float,
+        decision: PolicyDecision,
+        revision: str,
+        fail_closed: bool,
+        input_hash: str,
+        release: Callable[[], None],
+    ) -> DecisionRecord:
+        """Record an evaluated decision; a LIVE one takes its slot before anything awaits."""
         decision_id = new_decision_id()
         now = time.time()
         approval: Approval | None = None
@@ -431,6 +471,7 @@ class DecisionService:
             else:
                 live_deadline = record.decided_at + catalog.tool(call.tool).timeout_seconds
                 self._live[record.decision_id] = live_deadline
+        release()  # the slot is taken: others may settle now
         batch = Batch.of(
             DecisionMade(record, live_deadline, arguments_json, time.perf_counter() - started)
         )
