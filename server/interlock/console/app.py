@@ -31,22 +31,19 @@ import logging
 import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from aiohttp import web
 
-from interlock.approvals import Approvals
 from interlock.auth import (
     DEV_HEADER,
     Principal,
-    PrincipalDirectory,
     authenticate,
     token_hash,
 )
-from interlock.config import ServerConfig
+from interlock.console import live, pages
 from interlock.console.sessions import (
     COOKIE,
     CSRF_FIELD,
@@ -55,32 +52,15 @@ from interlock.console.sessions import (
     SessionError,
     SessionKeeper,
 )
+from interlock.console.shared import CONSOLE, PRINCIPAL, SESSION, Services, http_status
 from interlock.console.views import pretty
-from interlock.decisions import DecisionService
 from interlock.errors import InterlockError, Unauthenticated
-from interlock.events import EventHub
-from interlock.guard import Guard
-from interlock.health import HealthMonitor
-from interlock.plans.orchestrator import Orchestrator
-from interlock.policy.manager import PolicyManager
-from interlock.signals import SignalEngine
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 OPEN_PATHS = ("/signin", "/static/", "/favicon.ico")
-HTTP_STATUS = {
-    "INVALID_ARGUMENT": 400,
-    "UNAUTHENTICATED": 401,
-    "PERMISSION_DENIED": 403,
-    "NOT_FOUND": 404,
-    "ALREADY_EXISTS": 409,
-    "FAILED_PRECONDITION": 409,
-    "RESOURCE_EXHAUSTED": 429,
-    "UNAVAILABLE": 503,
-    "DEADLINE_EXCEEDED": 504,
-}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -92,30 +72,8 @@ SECURITY_HEADERS = {
 }
 
 COOKIE_GRACE_SECONDS = 300
-SESSION = web.RequestKey("session", Session)
-PRINCIPAL = web.RequestKey("principal", Principal)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True)
-class Services:
-    """What the console reads and acts through: the services the gRPC servicers use."""
-
-    config: ServerConfig
-    guard: Guard
-    directory: PrincipalDirectory | None
-    decisions: DecisionService
-    approvals: Approvals
-    orchestrator: Orchestrator
-    events: EventHub
-    health: HealthMonitor
-    signals: SignalEngine
-    policies: PolicyManager
-
-
-def http_status(exc: InterlockError) -> int:
-    return HTTP_STATUS.get(exc.code.name, 500)
 
 
 def peer_names(request: web.Request) -> list[str]:
@@ -170,8 +128,6 @@ class Console:
     # Building and serving ----------------------------------------------------------
 
     def _build(self) -> web.Application:
-        from interlock.console import live, pages
-
         app = web.Application(middlewares=[self._gate])
         app[CONSOLE] = self
         app.router.add_get("/static/{name}", self.static_file)
@@ -381,9 +337,6 @@ class Console:
         response = web.HTTPSeeOther("/signin?why=" + urllib.parse.quote("you signed out"))
         response.del_cookie(COOKIE, path="/")
         raise response
-
-
-CONSOLE = web.AppKey("console", Console)
 
 
 async def _no_content(request: web.Request) -> web.Response:

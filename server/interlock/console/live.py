@@ -20,7 +20,8 @@ import orjson
 from aiohttp import web
 
 from interlock.api.events import event_filter, kind_value
-from interlock.console.pages import allow, console
+from interlock.console.pages import allow
+from interlock.console.shared import console
 from interlock.console.views import event_view
 from interlock.errors import InvalidArgument
 from interlock.events import MAX_SEQ, EventFilter

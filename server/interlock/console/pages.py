@@ -14,7 +14,7 @@ from interlock.api.convert import check_text, require_id
 from interlock.api.events import kind_names
 from interlock.approvals import STATES, Approval
 from interlock.auth import Principal
-from interlock.console.app import CONSOLE, PRINCIPAL, Console, http_status
+from interlock.console.shared import PRINCIPAL, console, http_status
 from interlock.console.views import approval_view, decision_view, event_view, plan_view
 from interlock.errors import (
     AlreadyExists,
@@ -49,10 +49,6 @@ HISTORY = 30
 VERDICTS = ("ALLOW", "DENY", "PENDING_APPROVAL")
 MODES = ("MOCK", "DRY_RUN", "LIVE")
 EVENT_PAGE = 100
-
-
-def console(request: web.Request) -> Console:
-    return request.app[CONSOLE]
 
 
 async def allow(request: web.Request, action: str, rpc_request: Any = None) -> Principal:
