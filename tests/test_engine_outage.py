@@ -21,12 +21,10 @@ from interlock.v1 import types_pb2
 
 from tests.conftest import StartServer
 from tests.helpers.calls import tool_call
+from tests.helpers.health import NOT_SERVING, SERVING, wait_for_health
 from tests.helpers.opa import OpaProcess
 
 pytestmark = pytest.mark.opa
-
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
-SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 @pytest.fixture
@@ -35,16 +33,6 @@ def resumable_opa(opa: OpaProcess) -> Iterator[OpaProcess]:
     yield opa
     if opa.proc is not None and opa.proc.poll() is None:
         os.kill(opa.proc.pid, signal.SIGCONT)
-
-
-async def wait_status(health: health_pb2_grpc.HealthStub, status: int) -> None:
-    """Until the server's overall status is ``status`` (the probe runs each second)."""
-    for _ in range(150):
-        answer = await health.Check(health_pb2.HealthCheckRequest(service=""))
-        if answer.status == status:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"health stayed {answer.status}, not {status}")
 
 
 def kill(opa: OpaProcess) -> None:
@@ -100,6 +88,6 @@ async def test_no_cached_answer_after_the_first_failure(
         os.kill(opa.proc.pid, signal.SIGCONT)
     else:
         opa.start()
-    await wait_status(health, SERVING)
+    await wait_for_health(s.channel, SERVING, within=15)
     back = (await s.cp.RequestToolCall(cached)).decision
     assert back.verdict == types_pb2.VERDICT_ALLOW and back.mode == types_pb2.EXECUTION_MODE_LIVE

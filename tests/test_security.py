@@ -27,6 +27,7 @@ from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import observe_pb2, plans_pb2, policy_service_pb2, types_pb2
 
 from tests.conftest import StartServer, server_config
+from tests.helpers.health import NOT_SERVING, wait_for_health
 from tests.helpers.opa import OpaProcess
 from tests.helpers.security import Pki, Stubs, channel, write_principals
 from tests.test_approvals import EMAIL, lines, reason_of, request, rpc_error
@@ -444,13 +445,7 @@ async def test_authorization_fails_closed_when_the_engine_is_down(
         call.arguments.update(FORM)
         assert (await cp.RequestToolCall(call)).decision.mode == types_pb2.EXECUTION_MODE_LIVE
         opa.stop()
-        health = health_pb2_grpc.HealthStub(ch)
-        for _ in range(60):  # the server notices the engine is gone
-            status = (await health.Check(health_pb2.HealthCheckRequest())).status
-            if status == health_pb2.HealthCheckResponse.NOT_SERVING:
-                break
-            await asyncio.sleep(0.1)
-        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+        await wait_for_health(ch, NOT_SERVING)  # the server notices the engine is gone
         # The same call, allowed a moment ago, is refused: no cached answer lets it through.
         err = await rpc_error(cp.RequestToolCall(call))
         assert err.code() == grpc.StatusCode.UNAVAILABLE
