@@ -15,7 +15,7 @@ import (
 // Version is this client's version, sent in the user agent.
 const Version = "0.1.0"
 
-// Client is a client of one Interlock server. It is safe for concurrent use;
+// Client is a client of one Interlock server, or of several replicas. It is safe for concurrent use;
 // Close it when done.
 type Client struct {
 	target string
@@ -26,7 +26,10 @@ type Client struct {
 }
 
 // Dial opens a client of the server at target ("host:port", or any gRPC
-// target). It loads the credentials the options name and returns at once,
+// target), or of the replicas at a comma-separated list of IP:PORT
+// ("10.0.0.1:50051,10.0.0.2:50051"): calls spread over those that answer
+// (round_robin; see ReplicaAddresses). A "dns:///name:port" target spreads
+// over every address the name resolves to. It loads the credentials the options name and returns at once,
 // connecting in the background, unless WithBlock asks it to wait for the
 // connection, as long as ctx allows. See the package documentation for the
 // security options.
@@ -38,6 +41,10 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Client, error) {
 	if err := cfg.apply(opts); err != nil {
 		return nil, fmt.Errorf("interlock: %w", err)
 	}
+	dialTarget, targetOpts, err := resolveTarget(target)
+	if err != nil {
+		return nil, fmt.Errorf("interlock: %w", err)
+	}
 	creds, err := transportCredentials(&cfg, target)
 	if err != nil {
 		return nil, err
@@ -46,7 +53,8 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	dialOpts := append([]grpc.DialOption{grpc.WithUserAgent("interlock-go/" + Version)}, cfg.dialOptions...)
+	dialOpts := append([]grpc.DialOption{grpc.WithUserAgent("interlock-go/" + Version)}, targetOpts...)
+	dialOpts = append(dialOpts, cfg.dialOptions...)
 	dialOpts = append(dialOpts, grpc.WithTransportCredentials(creds))
 	if token != nil {
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(token))
@@ -61,7 +69,7 @@ func Dial(ctx context.Context, target string, opts ...Option) (*Client, error) {
 				return streamer(metadata.AppendToOutgoingContext(ctx, md...), desc, cc, method, opts...)
 			}))
 	}
-	conn, err := grpc.NewClient(target, dialOpts...)
+	conn, err := grpc.NewClient(dialTarget, dialOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("interlock: %w", err)
 	}

@@ -62,8 +62,17 @@ func tlsConfig(cfg *config) (*tls.Config, error) {
 }
 
 // IsLoopbackTarget reports whether a gRPC target names this machine: a
-// loopback IP address, "localhost", or a Unix socket.
+// loopback IP address, "localhost", or a Unix socket; a list of replicas
+// when every address in it is loopback.
 func IsLoopbackTarget(target string) bool {
+	if addresses, err := ReplicaAddresses(target); err == nil && addresses != nil {
+		for _, a := range addresses {
+			if !IsLoopbackTarget(a) {
+				return false
+			}
+		}
+		return true
+	}
 	endpoint := target
 	if strings.HasPrefix(target, "unix:") || strings.HasPrefix(target, "unix-abstract:") {
 		return true

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -809,5 +810,38 @@ func TestTLSFilesRefused(t *testing.T) {
 			c.Close()
 			t.Errorf("%s: Dial accepted it", name)
 		}
+	}
+}
+
+func TestReplicaAddresses(t *testing.T) {
+	for _, tc := range []struct {
+		target string
+		want   []string
+		err    string
+	}{
+		{"127.0.0.1:50051", nil, ""},
+		{"dns:///interlock.example:50051", nil, ""},
+		{"127.0.0.1:1, 127.0.0.1:2", []string{"127.0.0.1:1", "127.0.0.1:2"}, ""},
+		{"[::1]:1,[::1]:2", []string{"[::1]:1", "[::1]:2"}, ""},
+		{"localhost:1,localhost:2", nil, "takes IP addresses"},
+		{"127.0.0.1:1,[::1]:2", nil, "cannot mix"},
+		{"127.0.0.1:1,", nil, "must be IP:PORT"},
+	} {
+		got, err := ReplicaAddresses(tc.target)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ReplicaAddresses(%q) error %v, want one saying %q", tc.target, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("ReplicaAddresses(%q) = %v, %v; want %v", tc.target, got, err, tc.want)
+		}
+	}
+	if _, err := Dial(context.Background(), "localhost:1,localhost:2"); err == nil {
+		t.Error("Dial took a list of host names")
+	}
+	if IsLoopbackTarget("127.0.0.1:1,10.0.0.1:2") || !IsLoopbackTarget("127.0.0.1:1,127.0.0.2:2") {
+		t.Error("IsLoopbackTarget of a list must need every address to be loopback")
 	}
 }
