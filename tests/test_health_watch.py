@@ -134,3 +134,59 @@ async def test_watch_through_the_python_stub_and_shutdown(start_server: StartSer
     assert replies and set(replies) == {health_pb2.HealthCheckResponse.NOT_SERVING}
     assert await call.code() == grpc.StatusCode.OK
     await stopping
+
+
+# The caps on open Watch streams (Health needs no credentials) ------------------
+
+
+async def open_watch(channel: grpc.aio.Channel) -> Any:
+    """A Watch call that has answered its first status (so it is open server-side)."""
+    call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+    first = await asyncio.wait_for(call.read(), WAIT_SECONDS)
+    assert first is not grpc.aio.EOF, await call.details()
+    return call
+
+
+async def refused(channel: grpc.aio.Channel) -> grpc.aio.AioRpcError:
+    call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await asyncio.wait_for(call.read(), WAIT_SECONDS)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("limits", "setting"),
+    [
+        ({"max_health_watches_per_client": 3}, "max_health_watches_per_client"),
+        ({"max_health_watches": 3, "max_health_watches_per_client": 100}, "max_health_watches"),
+    ],
+    ids=["per-client", "total"],
+)
+async def test_watch_streams_past_the_cap_are_refused(
+    start_server: StartServer, limits: dict[str, int], setting: str
+) -> None:
+    s = await start_server(**limits)
+    address = f"127.0.0.1:{s.server.port}"
+    async with contextlib.AsyncExitStack() as stack:
+        # Each on its own connection: the cap is per client address, not per connection.
+        channels = [
+            await stack.enter_async_context(grpc.aio.insecure_channel(address)) for _ in range(5)
+        ]
+        held = [await open_watch(ch) for ch in channels[:3]]
+        err = await refused(channels[3])
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert f"({setting})" in (err.details() or "")
+        assert s.server.health.watching == 3
+        # Check is never limited.
+        check = await health_pb2_grpc.HealthStub(channels[4]).Check(health_pb2.HealthCheckRequest())
+        assert check.status == health_pb2.HealthCheckResponse.SERVING
+        # A slot comes back when a stream ends.
+        held.pop().cancel()
+        for _ in range(300):
+            if s.server.health.watching < 3:
+                break
+            await asyncio.sleep(0.01)
+        again = await open_watch(channels[4])
+        again.cancel()
+        for call in held:
+            call.cancel()

@@ -132,6 +132,12 @@ class ServerConfig:
     max_streams_per_principal: int = 64
     """Open PullWork and WatchEvents streams one principal may hold; past it RESOURCE_EXHAUSTED."""
 
+    max_health_watches: int = 1000
+    """Open grpc.health.v1 Health/Watch streams the server holds in all (Health needs no credentials); past it Watch answers RESOURCE_EXHAUSTED. Check is never limited."""
+
+    max_health_watches_per_client: int = 16
+    """Open Health/Watch streams one client address (IP, any port) may hold; past it RESOURCE_EXHAUSTED."""
+
     max_string_length: int = 4096
     """Longest free-text field accepted (error messages, reasons), in characters."""
 
@@ -291,6 +297,8 @@ def _check(config: ServerConfig) -> None:
         raise ConfigError("tls_cert_file/tls_client_ca_file: TLS needs insecure turned off")
     if config.rate_limit_per_second < 0 or config.rate_limit_burst < 1:
         raise ConfigError("rate_limit_per_second must be >= 0 and rate_limit_burst >= 1")
+    if config.max_health_watches < 1 or config.max_health_watches_per_client < 1:
+        raise ConfigError("max_health_watches and max_health_watches_per_client must be >= 1")
     if config.max_streams_per_principal < 1 or config.max_string_length < 16:
         raise ConfigError("max_streams_per_principal must be >= 1, max_string_length >= 16")
     if config.insecure and host not in ("127.0.0.1", "localhost", "::1"):

@@ -123,7 +123,10 @@ class InterlockServer:
             orchestrator=self.orchestrator,
             signals=self.signals,
         )
-        self.health = HealthService()
+        self.health = HealthService(
+            max_watches=config.max_health_watches,
+            max_watches_per_client=config.max_health_watches_per_client,
+        )
         self.readiness = Readiness()
         self._serving_lock = asyncio.Lock()
         self._serving_tasks: set[asyncio.Task[None]] = set()
