@@ -27,7 +27,13 @@ import {
   status as Status,
 } from "@grpc/grpc-js";
 
-import { type ConnectionMode, type ConnectionOptions, type TokenSource, resolveConnection } from "./connection";
+import {
+  type ConnectionMode,
+  type ConnectionOptions,
+  type TokenSource,
+  channelTarget,
+  resolveConnection,
+} from "./connection";
 import { InterlockError } from "./errors";
 import { DEFAULT_RETRY_POLICY, type RetryPolicy, backoffMs, shouldRetry, validateRetryPolicy } from "./retry";
 import {
@@ -262,10 +268,12 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
 }
 
 /**
- * A client of one Interlock server.
+ * A client of one Interlock server, or of several replicas.
  *
  * ```ts
  * const client = new InterlockClient("127.0.0.1:50051", { tokenFile: "token.txt", caFile: "ca.pem" });
+ * // Replicas sharing one database: calls spread over them (round_robin).
+ * const replicas = new InterlockClient(["10.0.0.1:50051", "10.0.0.2:50051"], { caFile: "ca.pem" });
  * const { tools } = await client.listTools();
  * client.close();
  * ```
@@ -274,6 +282,7 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
  * the connection itself opens on the first call.
  */
 export class InterlockClient {
+  /** The server's address, or the replicas' addresses joined with commas. */
   readonly target: string;
   /** "insecure" (plaintext), "tls" or "mtls". */
   readonly mode: ConnectionMode;
@@ -288,23 +297,24 @@ export class InterlockClient {
   private readonly inFlight = new Set<{ cancel(): void }>();
   private closed = false;
 
-  constructor(target: string = DEFAULT_TARGET, options: InterlockClientOptions = {}) {
-    if (typeof target !== "string" || target.trim() === "") throw new TypeError("the target must be HOST:PORT");
+  constructor(target: string | readonly string[] = DEFAULT_TARGET, options: InterlockClientOptions = {}) {
+    if (typeof target !== "string" && !Array.isArray(target)) throw new TypeError("the target must be HOST:PORT");
+    const channel = channelTarget(target);
     const timeout = options.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS;
     if (!Number.isFinite(timeout) || timeout <= 0) {
       throw new RangeError(`defaultTimeoutMs must be a positive number, not ${timeout}`);
     }
-    this.target = target;
+    this.target = channel.display;
     this.defaultTimeoutMs = timeout;
     this.retryPolicy = Object.freeze(validateRetryPolicy({ ...DEFAULT_RETRY_POLICY, ...options.retry }));
-    const connection = resolveConnection(target, options);
+    const connection = resolveConnection(channel.uri, options);
     this.mode = connection.mode;
     this.token = connection.token;
     this.extraMetadata = { ...options.metadata };
     this.metadata(); // checks the extra metadata now
-    const channelOptions = { ...connection.channelOptions, ...options.channelOptions };
-    this.controlPlane = new ControlPlaneClient(target, connection.credentials, channelOptions);
-    this.policyService = new PolicyServiceClient(target, connection.credentials, {
+    const channelOptions = { ...channel.channelOptions, ...connection.channelOptions, ...options.channelOptions };
+    this.controlPlane = new ControlPlaneClient(channel.uri, connection.credentials, channelOptions);
+    this.policyService = new PolicyServiceClient(channel.uri, connection.credentials, {
       ...channelOptions,
       channelOverride: this.controlPlane.getChannel(),
     });

@@ -17,6 +17,7 @@
 
 import { X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
+import { isIP } from "node:net";
 import { ChannelCredentials, type ChannelOptions } from "@grpc/grpc-js";
 
 /** Connection settings of an {@link InterlockClient}. */
@@ -174,8 +175,81 @@ export function targetHost(target: string): string {
   return rest; // a bare host, or a bare IPv6 address
 }
 
+/** The service config a client of several replicas uses: calls spread over every address that answers. */
+export const ROUND_ROBIN_SERVICE_CONFIG = JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] });
+
+/** What {@link channelTarget} makes of a target. */
+export interface ChannelTarget {
+  /** The target as given (a list joined with commas), for messages. */
+  display: string;
+  /** The gRPC target the channel is opened with. */
+  uri: string;
+  /** The channel options the target needs (round_robin; a list's first address as authority). */
+  channelOptions: ChannelOptions;
+}
+
+function replicaAddress(text: string): { version: 4 | 6; address: string } {
+  const address = text.trim();
+  const colon = address.lastIndexOf(":");
+  const host = colon > 0 ? address.slice(0, colon) : "";
+  const port = colon > 0 ? address.slice(colon + 1) : "";
+  if (host === "" || !/^\d+$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
+    throw new Error(`a replica address must be IP:PORT, not ${JSON.stringify(text)}`);
+  }
+  const bracketed = host.startsWith("[") && host.endsWith("]");
+  const ip = bracketed ? host.slice(1, -1) : host;
+  const version = isIP(ip);
+  if (version === 0) {
+    throw new Error(
+      `a list of replicas takes IP addresses (127.0.0.1:50051, [::1]:50051), not the host name in ` +
+        `${JSON.stringify(text)}; for names, give one DNS name that resolves to every replica ` +
+        "(dns:///interlock.example:50051)",
+    );
+  }
+  if (version === 6 && !bracketed) throw new Error(`an IPv6 address takes brackets: [${ip}]:${port}, not ${text}`);
+  return { version: version as 4 | 6, address };
+}
+
+/**
+ * The channel target of a target: one server's "host:port" or any gRPC target
+ * is kept (a "dns:" / "ipv4:" / "ipv6:" one gets round_robin over what it
+ * resolves to); a list of replicas' IP:PORT (an array, or a comma-separated
+ * string) becomes an "ipv4:" / "ipv6:" target with round_robin. Throws for a
+ * host name in a list (grpc-js resolves a list of IP addresses only), mixed
+ * IP versions, or a malformed address.
+ */
+export function channelTarget(target: string | readonly string[]): ChannelTarget {
+  const roundRobin: ChannelOptions = { "grpc.service_config": ROUND_ROBIN_SERVICE_CONFIG };
+  let parts: string[];
+  if (typeof target === "string") {
+    const text = target.trim();
+    if (text === "") throw new TypeError("the target must be HOST:PORT or a list of IP:PORT");
+    if (/^(dns|ipv4|ipv6):/.test(text)) return { display: text, uri: text, channelOptions: roundRobin };
+    if (!text.includes(",")) return { display: text, uri: text, channelOptions: {} };
+    parts = text.split(",");
+  } else {
+    if (!Array.isArray(target) || target.length === 0 || !target.every((t) => typeof t === "string")) {
+      throw new TypeError("a list of replicas must hold one or more IP:PORT strings");
+    }
+    if (target.length === 1) return channelTarget(target[0] as string);
+    parts = [...target];
+  }
+  const addresses = parts.map(replicaAddress);
+  const versions = new Set(addresses.map((a) => a.version));
+  if (versions.size > 1) throw new Error("a list of replicas cannot mix IPv4 and IPv6 addresses");
+  const listed = addresses.map((a) => a.address).join(",");
+  const first = addresses[0]?.address ?? "";
+  return {
+    display: listed,
+    uri: `ipv${addresses[0]?.version}:${listed}`,
+    channelOptions: { ...roundRobin, "grpc.default_authority": first },
+  };
+}
+
 /** Whether a target names this machine: loopback addresses, localhost, a unix socket. */
 export function isLoopbackTarget(target: string): boolean {
+  const list = /^(ipv4|ipv6):(\/\/[^/]*\/)?(.*)$/.exec(target.trim());
+  if (list?.[3]?.includes(",")) return list[3].split(",").every((address) => isLoopbackTarget(address));
   const host = targetHost(target).toLowerCase();
   return (
     host === "" ||
