@@ -103,6 +103,10 @@ class Latencies:
     def worst(self) -> float:
         return max(self.seconds)
 
+    @property
+    def p99(self) -> float:
+        return statistics.quantiles(self.seconds, n=100, method="inclusive")[98]
+
 
 async def decision_latencies(
     channel: grpc.aio.Channel,
