@@ -154,6 +154,10 @@ bench-plans: install ## Benchmark: plans per second, and WatchEvents fan-out to 
 run: $(VENV)/.installed ## Start the server on embedded defaults (embedded Rego, SQLite, loopback, insecure dev mode); the console on http://127.0.0.1:8080/
 	$(VENV)/bin/interlock serve --console-listen 127.0.0.1:8080
 
+.PHONY: run-replicas
+run-replicas: $(VENV)/.installed postgres ## Start a PostgreSQL cluster (var/replicas/postgres) and three replicas sharing it on 127.0.0.1:50051-50053 (dev mode); Ctrl-C stops all
+	$(PY) -m interlock.devtools.replicas
+
 .PHONY: clean
 clean: ## Remove the venv, tools, caches and local state
 	rm -rf $(VENV) .tools var .pytest_cache .ruff_cache .mypy_cache
