@@ -102,6 +102,9 @@ class ServerConfig:
     rollback_on_failure: bool = True
     """When a plan step fails, compensate the plan's completed LIVE steps (newest first)."""
 
+    plan_lease_seconds: float = 10.0
+    """With replicas on PostgreSQL: how long a replica's lease on a plan it drives lasts unrenewed (renewed every third of it); a plan whose lease expired is taken over by another replica."""
+
     max_argument_bytes: int = 65536
     """Largest accepted tool-call arguments, as canonical JSON bytes."""
 
@@ -266,6 +269,8 @@ def _check(config: ServerConfig) -> None:
     if config.opa_timeout_seconds <= 0:
         raise ConfigError("opa_timeout_seconds: must be positive")
     if config.max_argument_bytes < 2:
+    if config.plan_lease_seconds <= 0:
+        raise ConfigError("plan_lease_seconds: must be positive")
         raise ConfigError("max_argument_bytes: must be at least 2")
     if config.live_confidence_floor is not None and not 0 <= config.live_confidence_floor <= 1:
         raise ConfigError("live_confidence_floor: must be in [0, 1]")

@@ -181,6 +181,24 @@ class Approvals(_Repo):
         return await self.db.fetch(sql, params)
 
 
+    async def leases_of(self, owner: str) -> list[Rowdict]:
+        """The leases a replica holds on unfinished plans."""
+        return await self.db.fetch(
+            "SELECT l.* FROM plan_leases l JOIN plans p ON p.plan_id = l.plan_id"
+            " WHERE l.owner = ? AND p.state IN ('PENDING', 'RUNNING')",
+            (owner,),
+        )
+
+    async def takeable(self, owner: str, now: float) -> list[Rowdict]:
+        """Leases on unfinished plans that ``owner`` may take: expired ones, and
+        its own (held before a restart)."""
+        return await self.db.fetch(
+            "SELECT l.* FROM plan_leases l JOIN plans p ON p.plan_id = l.plan_id"
+            " WHERE p.state IN ('PENDING', 'RUNNING') AND (l.expires_at < ? OR l.owner = ?)"
+            " ORDER BY l.plan_id",
+            (now, owner),
+        )
+
 class Events(_Repo):
     async def after(self, seq: int, limit: int = 500) -> list[Rowdict]:
         return await self.db.fetch(

@@ -26,6 +26,7 @@ finishes the step; the plan's task does the rest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import time
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from interlock.config import ServerConfig
 from interlock.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from interlock.journal import EventRecord
+from interlock.plans.leases import LeaseLost
 from interlock.plans.model import StepState
 from interlock.plans.runtime import PlanRun, StepRun
 from interlock.plans.workers import WorkHub, WorkOffer
@@ -177,7 +179,10 @@ class Dispatch:
             # restart never offers a LIVE item twice.
             step.deadline = time.time() + self.timeout_of(step.tool)
             step.message = ""
-            await self.set_step(plan, step, StepState.DISPATCHED)
+            try:
+                await self.set_step(plan, step, StepState.DISPATCHED)
+            except LeaseLost:  # another replica drives the plan now: not ours to hand out
+                return None
             return self._offer(plan, step, offer.compensation)
 
     def _on_lost(self, offer: WorkOffer) -> None:
@@ -187,6 +192,10 @@ class Dispatch:
         plan, step = found
 
         async def lost() -> None:
+            with contextlib.suppress(LeaseLost):  # the new owner judges it at its deadline
+                await lost_step()
+
+        async def lost_step() -> None:
             self._release(step)
             stored = None
             if step.decision_id and not step.compensates:
@@ -274,7 +283,9 @@ class Dispatch:
                 # have landed just before a crash): the stored result stands.
                 result = await self.decisions.stored_result(step.decision_id) or result
         self._release(step)
-        await self.finish_step(plan, step, result)
+        step.result = result
+        with contextlib.suppress(LeaseLost):  # the result is in the journal for the new owner
+            await self.finish_step(plan, step, result)
         return step
 
     async def finish_step(self, plan: PlanRun, step: StepRun, result: dict[str, Any]) -> None:

@@ -38,8 +38,10 @@ from interlock.errors import (
 )
 from interlock.journal import EventRecord, Journal
 from interlock.plans import conflicts as conflict_rules
+from interlock.plans import leases
 from interlock.plans import spec as plan_spec
 from interlock.plans.dispatch import RATE_WINDOW_SECONDS, Dispatch
+from interlock.plans.leases import Lease, LeaseLost, LeaseTaken
 from interlock.plans.model import (
     Conflict,
     ConflictType,
@@ -96,6 +98,11 @@ class Orchestrator(Dispatch):
         """Work ids that were out when the server stopped: never offered again."""
         self.approvals = decisions.approvals
         self.approvals.listeners.append(self._on_approval)
+        self.shared = journal.dialect == "postgresql"
+        """Replicas may share the journal: plans are driven under leases."""
+        self.replica = getattr(journal, "replica", "") or leases.default_replica(config.data_dir)
+        self._leases: dict[str, Lease] = {}
+        self._lease_task: asyncio.Task[None] | None = None
 
     def _on_approval(self, approval: Approval) -> None:
         plan = self.plans.get(approval.plan_id)
@@ -113,7 +120,23 @@ class Orchestrator(Dispatch):
     ) -> None:
         plan.updated_at = time.time()
         events = list(events)
-        await self.journal.record(PlanChange(plan, list(steps), events, list(audit)))
+        change = PlanChange(plan, list(steps), events, list(audit))
+        lease = self._leases.get(plan.plan_id)
+        if self.shared:
+            if lease is None:
+                raise LeaseLost(f"plan {plan.plan_id} is not driven by this replica")
+            if lease.fresh:
+                expires = time.time() + self.config.plan_lease_seconds
+                change.lease = [leases.first(plan.plan_id, lease, expires)]
+            else:
+                change.lease = [leases.guard(plan.plan_id, lease)]
+        try:
+            await self.journal.record(change)
+        except LeaseLost:
+            self._forget(plan)
+            raise
+        if lease is not None:
+            lease.fresh = False
         for e in events:
             if e.kind == "CONFLICT" and e.payload:
                 self.metrics.plan_conflicts.labels(
@@ -294,7 +317,12 @@ class Orchestrator(Dispatch):
             )
             for c in report.conflicts
         ]
-        await self.commit(plan, list(steps.values()), events)
+        self._leases[plan.plan_id] = Lease(self.replica, 1, fresh=True)
+        try:
+            await self.commit(plan, list(steps.values()), events)
+        except BaseException:
+            self._leases.pop(plan.plan_id, None)
+            raise
         self.metrics.plans_submitted.labels("accepted").inc()
         self.plans[plan.plan_id] = plan
         for step_id, reason in sorted(adj.skipped.items()):
@@ -330,6 +358,8 @@ class Orchestrator(Dispatch):
                         await plan.changed.wait()
         except asyncio.CancelledError:
             raise
+        except LeaseLost as exc:  # another replica drives it now
+            log.warning("plan %s: %s; no longer driven here", plan.plan_id, exc.message)
         except InterlockError as exc:  # e.g. a reload removed a tool the plan uses
             log.error("plan %s failed: %s", plan.plan_id, exc.message)
             with contextlib.suppress(Exception):
@@ -387,6 +417,13 @@ class Orchestrator(Dispatch):
         for step in plan.steps.values():
             if step.state == StepState.DISPATCHED and step.deadline and step.deadline <= now:
                 self._release(step)
+                if self.shared and step.decision_id and not step.compensates:
+                    # Its worker may have reported to another replica.
+                    stored = await self.decisions.stored_result(step.decision_id)
+                    if stored is not None:
+                        step.work_id = ""
+                        await self.finish_step(plan, step, stored)
+                        continue
                 if step.work_id in self._restored:
                     await self.set_step(
                         plan,
@@ -561,6 +598,10 @@ class Orchestrator(Dispatch):
             raise FailedPrecondition(
                 f"plan {plan_id} is already {plan.state.value}", reason="PLAN_FINISHED"
             )
+        if self.shared and plan_id not in self.plans:
+            # Another replica drives it: it reads the request with its leases.
+            await self.journal.record(leases.cancel_request(plan_id, reason or "cancelled"))
+            return plan
         plan.cancel_requested = reason or "cancelled"
         plan.changed.set()
         task = self._tasks.get(plan_id)
@@ -605,34 +646,129 @@ class Orchestrator(Dispatch):
         return [await self.get(plan_id) for plan_id in ids]
 
     async def restore(self) -> None:
-        """Pick up every plan that was running when the server stopped."""
+        """Pick up every plan that was running when the server stopped (on
+        shared storage: the plans whose lease expired or was this replica's),
+        then keep the leases: renew them, and take over expired ones."""
+        if self.shared:
+            taken = await self._take_over()
+            self._lease_task = asyncio.create_task(self._keep_leases(), name="plan-leases")
+            if taken:
+                log.info("took over %d plan(s)", taken)
+            return
         rows = await self.journal.plans.unfinished()
         for row in rows:
             steps = await self.journal.plans.steps(row["plan_id"])
-            plan = PlanRun.from_rows(row, steps)
-            self.plans[plan.plan_id] = plan
-            await self._apply_stored_results(plan)
-            for step in plan.steps.values():
-                if step.state == StepState.DISPATCHED and (step.mode == "LIVE" or step.compensates):
-                    # Out with a worker when we stopped: keep it, never offer it again;
-                    # a report may still come, else its deadline makes it AMBIGUOUS.
-                    if not step.compensates:
-                        self.decisions.hold_live(step.decision_id)
-                    self._work[step.work_id] = (plan.plan_id, step.step_id)
-                    self._out_by_tool[step.tool] += 1
-                    self._restored.add(step.work_id)
-                    if not step.deadline:
-                        step.deadline = time.time() + self.timeout_of(step.tool)
-                elif step.state in (StepState.DECIDED, StepState.DISPATCHED):
-                    # Not handed out (DECIDED: DISPATCHED is recorded before a worker
-                    # receives an item), or MOCK/DRY_RUN work that is safe to offer again.
-                    step.work_id = ""
-                    step.state = StepState.DECIDED
-                    if step.mode == "LIVE" and not step.compensates:
-                        self.decisions.hold_live(step.decision_id)
-            self._start(plan)
+            await self._adopt(PlanRun.from_rows(row, steps))
         if rows:
             log.info("resumed %d plan(s) after a restart", len(rows))
+
+    async def _adopt(self, plan: PlanRun) -> None:
+        """Drive a plan read from the journal (after a restart or a takeover)."""
+        self.plans[plan.plan_id] = plan
+        await self._apply_stored_results(plan)
+        for step in plan.steps.values():
+            if step.state == StepState.DISPATCHED and (step.mode == "LIVE" or step.compensates):
+                # Out with a worker when we stopped: keep it, never offer it again;
+                # a report may still come, else its deadline makes it AMBIGUOUS.
+                if not step.compensates:
+                    self.decisions.hold_live(step.decision_id)
+                self._work[step.work_id] = (plan.plan_id, step.step_id)
+                self._out_by_tool[step.tool] += 1
+                self._restored.add(step.work_id)
+                if not step.deadline:
+                    step.deadline = time.time() + self.timeout_of(step.tool)
+            elif step.state in (StepState.DECIDED, StepState.DISPATCHED):
+                # Not handed out (DECIDED: DISPATCHED is recorded before a worker
+                # receives an item), or MOCK/DRY_RUN work that is safe to offer again.
+                step.work_id = ""
+                step.state = StepState.DECIDED
+                if step.mode == "LIVE" and not step.compensates:
+                    self.decisions.hold_live(step.decision_id)
+        self._start(plan)
+
+    async def _take_over(self) -> int:
+        """Take every plan whose lease expired (or that this replica held before
+        a restart), one compare-and-set each; drive the ones won."""
+        now = time.time()
+        taken = 0
+        for row in await self.journal.plans.takeable(self.replica, now):
+            plan_id = str(row["plan_id"])
+            if plan_id in self.plans or self._closing:
+                continue
+            expires = time.time() + self.config.plan_lease_seconds
+            try:
+                await self.journal.record(leases.takeover(row, self.replica, expires))
+            except LeaseTaken:
+                continue
+            stored = await self.journal.plans.get(plan_id)
+            if stored is None:
+                continue
+            self._leases[plan_id] = Lease(self.replica, int(row["term"]) + 1)
+            plan = PlanRun.from_rows(*stored)
+            plan.cancel_requested = str(row["cancel_requested"] or "")
+            if plan.finished:
+                self._leases.pop(plan_id, None)
+                continue
+            log.warning(
+                "plan %s: taken over from %s (term %d)",
+                plan_id,
+                row["owner"] or "before leases",
+                int(row["term"]) + 1,
+            )
+            try:
+                await self._adopt(plan)
+            except LeaseLost:
+                continue
+            taken += 1
+        return taken
+
+    async def _keep_leases(self) -> None:
+        """Renew this replica's leases every third of the lease time; forget the
+        plans another replica took; take over expired ones; pass on cancel
+        requests made on other replicas."""
+        interval = self.config.plan_lease_seconds / 3
+        while not self._closing:
+            await asyncio.sleep(interval)
+            try:
+                await self._renew()
+                await self._take_over()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store is away: the next round tries again
+                log.exception("plan leases: renewal or takeover failed")
+
+    async def _renew(self) -> None:
+        expires = time.time() + self.config.plan_lease_seconds
+        held = [(p, lease) for p, lease in self._leases.items() if not lease.fresh]
+        outcomes = await asyncio.gather(
+            *(self.journal.record(leases.renewal(p, lease, expires)) for p, lease in held),
+            return_exceptions=True,
+        )
+        for (plan_id, _), outcome in zip(held, outcomes, strict=True):
+            plan = self.plans.get(plan_id)
+            if isinstance(outcome, LeaseLost) and plan is not None:
+                log.warning("plan %s: %s; no longer driven here", plan_id, outcome.message)
+                self._forget(plan)
+        for row in await self.journal.plans.leases_of(self.replica):
+            plan = self.plans.get(str(row["plan_id"]))
+            if plan is not None and row["cancel_requested"] and not plan.cancel_requested:
+                plan.cancel_requested = str(row["cancel_requested"])
+                plan.changed.set()
+
+    def _forget(self, plan: PlanRun) -> None:
+        """Stop driving a plan another replica took over: its task ends, its work
+        here is withdrawn, its LIVE decisions stop counting here."""
+        if self.plans.get(plan.plan_id) is not plan:
+            return
+        del self.plans[plan.plan_id]
+        self._leases.pop(plan.plan_id, None)
+        for step in plan.steps.values():
+            self._release(step)
+            if step.decision_id and not step.compensates:
+                self.decisions.release_live(step.decision_id)
+        task = self._tasks.get(plan.plan_id)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
 
     async def _apply_stored_results(self, plan: PlanRun) -> None:
         """A report the store took just before a crash finishes its step now."""
@@ -647,6 +783,8 @@ class Orchestrator(Dispatch):
     async def close(self) -> None:
         """End work streams and plan tasks; the plans resume at the next start."""
         self._closing = True
+        if self._lease_task is not None:
+            self._lease_task.cancel()
         self.hub.close()
         tasks = list(self._tasks.values())
         for plan in self.plans.values():

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from interlock.journal import AuditLine, EventRecord, Row, Upsert
+from interlock.journal import AuditLine, EventRecord, Guard, Row, Upsert
 from interlock.plans.model import Conflict, ConflictType, PlanState, Resolution, StepState
 
 FINISHED_STEP_STATES = frozenset(
@@ -189,11 +189,16 @@ class PlanChange:
     steps: list[StepRun] = field(default_factory=list)
     event_list: list[EventRecord] = field(default_factory=list)
     audit_list: list[AuditLine] = field(default_factory=list)
+    lease: list[Row] = field(default_factory=list)
+    """On shared storage: the lease guard, checked before anything is written
+    (or, for a new plan, its first lease, inserted after the plan's row)."""
 
     def rows(self) -> Iterable[Row]:
+        yield from (r for r in self.lease if isinstance(r, Guard))
         yield Upsert("plans", self.plan.values(), ("plan_id",))
         for step in self.steps:
             yield Upsert("steps", step.values(), ("plan_id", "step_id"))
+        yield from (r for r in self.lease if not isinstance(r, Guard))
 
     def events(self) -> Iterable[EventRecord]:
         return self.event_list or [
