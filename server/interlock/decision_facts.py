@@ -83,6 +83,8 @@ class DecisionMade:
     """When a direct LIVE call stops counting toward the cap (None otherwise)."""
     arguments_json: str
     latency_seconds: float = 0.0
+    input_json: str = ""
+    """The policy input as evaluated, canonical JSON (kept for ``policy replay``)."""
 
     def line(self) -> dict[str, Any]:
         r = self.record
@@ -130,7 +132,12 @@ class DecisionMade:
             "live_deadline": self.live_deadline,
             "supersedes": r.supersedes,
         }
-        return [Insert("decisions", values)]
+        rows: list[Row] = [Insert("decisions", values)]
+        if self.input_json:
+            rows.append(
+                Insert("decision_inputs", {"decision_id": r.decision_id, "input": self.input_json})
+            )
+        return rows
 
     def events(self) -> Iterable[EventRecord]:
         r, line = self.record, self.line()

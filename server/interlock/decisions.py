@@ -357,6 +357,7 @@ class DecisionService:
                 fail_closed,
                 input_hash,
                 release,
+                canonical_json(policy_input),
             )
         finally:
             release()
@@ -373,6 +374,7 @@ class DecisionService:
         fail_closed: bool,
         input_hash: str,
         release: Callable[[], None],
+        input_json: str = "",
     ) -> DecisionRecord:
         """Record an evaluated decision; a LIVE one takes its slot before anything awaits."""
         decision_id = new_decision_id()
@@ -473,7 +475,13 @@ class DecisionService:
                 self._live[record.decision_id] = live_deadline
         release()  # the slot is taken: others may settle now
         batch = Batch.of(
-            DecisionMade(record, live_deadline, arguments_json, time.perf_counter() - started)
+            DecisionMade(
+                record,
+                live_deadline,
+                arguments_json,
+                time.perf_counter() - started,
+                input_json=input_json,
+            )
         )
         if approval_batch is not None:
             batch.rows.extend(approval_batch.rows)

@@ -23,6 +23,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ReplayChange int32
+
+const (
+	ReplayChange_REPLAY_CHANGE_UNSPECIFIED ReplayChange = 0
+	ReplayChange_REPLAY_CHANGE_UNCHANGED   ReplayChange = 1
+	// More runs: DENY to ALLOW, a higher mode (anything to LIVE), an approval no longer needed.
+	ReplayChange_REPLAY_CHANGE_WIDENS  ReplayChange = 2
+	ReplayChange_REPLAY_CHANGE_NARROWS ReplayChange = 3
+)
+
+// Enum value maps for ReplayChange.
+var (
+	ReplayChange_name = map[int32]string{
+		0: "REPLAY_CHANGE_UNSPECIFIED",
+		1: "REPLAY_CHANGE_UNCHANGED",
+		2: "REPLAY_CHANGE_WIDENS",
+		3: "REPLAY_CHANGE_NARROWS",
+	}
+	ReplayChange_value = map[string]int32{
+		"REPLAY_CHANGE_UNSPECIFIED": 0,
+		"REPLAY_CHANGE_UNCHANGED":   1,
+		"REPLAY_CHANGE_WIDENS":      2,
+		"REPLAY_CHANGE_NARROWS":     3,
+	}
+)
+
+func (x ReplayChange) Enum() *ReplayChange {
+	p := new(ReplayChange)
+	*p = x
+	return p
+}
+
+func (x ReplayChange) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReplayChange) Descriptor() protoreflect.EnumDescriptor {
+	return file_interlock_v1_policy_service_proto_enumTypes[0].Descriptor()
+}
+
+func (ReplayChange) Type() protoreflect.EnumType {
+	return &file_interlock_v1_policy_service_proto_enumTypes[0]
+}
+
+func (x ReplayChange) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReplayChange.Descriptor instead.
+func (ReplayChange) EnumDescriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{0}
+}
+
 // A policy set sent inline: bundle-relative path -> file content
 // (".rego" modules, "data.yaml" / "data.json" documents).
 type PolicySet struct {
@@ -591,6 +644,768 @@ func (x *EvaluatePolicyResponse) GetInput() *structpb.Struct {
 	return nil
 }
 
+type ReplayPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The candidate set (required).
+	PolicySet *PolicySet `protobuf:"bytes,1,opt,name=policy_set,json=policySet,proto3" json:"policy_set,omitempty"`
+	// Decisions made at or after since and before until (unset: no bound).
+	Since   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since,proto3" json:"since,omitempty"`
+	Until   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=until,proto3" json:"until,omitempty"`
+	AgentId string                 `protobuf:"bytes,4,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Tool    string                 `protobuf:"bytes,5,opt,name=tool,proto3" json:"tool,omitempty"`
+	// The newest N decisions of the range; 0: all of them.
+	Limit uint32 `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
+	// "embedded" (the default) or "opa" (the server's OPA; needs engine: opa).
+	Engine string `protobuf:"bytes,7,opt,name=engine,proto3" json:"engine,omitempty"`
+	// Sample decisions kept per transition; 0: 3.
+	Samples uint32 `protobuf:"varint,8,opt,name=samples,proto3" json:"samples,omitempty"`
+	// Skip decisions recorded before inputs were kept, instead of rebuilding
+	// their input (no LIVE executions in flight, no switch overrides).
+	SkipUnrecorded bool `protobuf:"varint,9,opt,name=skip_unrecorded,json=skipUnrecorded,proto3" json:"skip_unrecorded,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReplayPolicyRequest) Reset() {
+	*x = ReplayPolicyRequest{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayPolicyRequest) ProtoMessage() {}
+
+func (x *ReplayPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayPolicyRequest.ProtoReflect.Descriptor instead.
+func (*ReplayPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReplayPolicyRequest) GetPolicySet() *PolicySet {
+	if x != nil {
+		return x.PolicySet
+	}
+	return nil
+}
+
+func (x *ReplayPolicyRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *ReplayPolicyRequest) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *ReplayPolicyRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *ReplayPolicyRequest) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ReplayPolicyRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ReplayPolicyRequest) GetEngine() string {
+	if x != nil {
+		return x.Engine
+	}
+	return ""
+}
+
+func (x *ReplayPolicyRequest) GetSamples() uint32 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
+func (x *ReplayPolicyRequest) GetSkipUnrecorded() bool {
+	if x != nil {
+		return x.SkipUnrecorded
+	}
+	return false
+}
+
+type ReplayPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Item:
+	//
+	//	*ReplayPolicyResponse_Progress
+	//	*ReplayPolicyResponse_Report
+	Item          isReplayPolicyResponse_Item `protobuf_oneof:"item"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayPolicyResponse) Reset() {
+	*x = ReplayPolicyResponse{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayPolicyResponse) ProtoMessage() {}
+
+func (x *ReplayPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayPolicyResponse.ProtoReflect.Descriptor instead.
+func (*ReplayPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ReplayPolicyResponse) GetItem() isReplayPolicyResponse_Item {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
+func (x *ReplayPolicyResponse) GetProgress() *ReplayProgress {
+	if x != nil {
+		if x, ok := x.Item.(*ReplayPolicyResponse_Progress); ok {
+			return x.Progress
+		}
+	}
+	return nil
+}
+
+func (x *ReplayPolicyResponse) GetReport() *ReplayReport {
+	if x != nil {
+		if x, ok := x.Item.(*ReplayPolicyResponse_Report); ok {
+			return x.Report
+		}
+	}
+	return nil
+}
+
+type isReplayPolicyResponse_Item interface {
+	isReplayPolicyResponse_Item()
+}
+
+type ReplayPolicyResponse_Progress struct {
+	Progress *ReplayProgress `protobuf:"bytes,1,opt,name=progress,proto3,oneof"`
+}
+
+type ReplayPolicyResponse_Report struct {
+	Report *ReplayReport `protobuf:"bytes,2,opt,name=report,proto3,oneof"`
+}
+
+func (*ReplayPolicyResponse_Progress) isReplayPolicyResponse_Item() {}
+
+func (*ReplayPolicyResponse_Report) isReplayPolicyResponse_Item() {}
+
+type ReplayProgress struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Done          uint64                 `protobuf:"varint,1,opt,name=done,proto3" json:"done,omitempty"`
+	Total         uint64                 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayProgress) Reset() {
+	*x = ReplayProgress{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayProgress) ProtoMessage() {}
+
+func (x *ReplayProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayProgress.ProtoReflect.Descriptor instead.
+func (*ReplayProgress) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ReplayProgress) GetDone() uint64 {
+	if x != nil {
+		return x.Done
+	}
+	return 0
+}
+
+func (x *ReplayProgress) GetTotal() uint64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+// A decision's outcome: what the recorded decision said, or the candidate says.
+type ReplayOutcome struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Verdict       Verdict                `protobuf:"varint,1,opt,name=verdict,proto3,enum=interlock.v1.Verdict" json:"verdict,omitempty"`
+	Mode          ExecutionMode          `protobuf:"varint,2,opt,name=mode,proto3,enum=interlock.v1.ExecutionMode" json:"mode,omitempty"`
+	NeedsApproval bool                   `protobuf:"varint,3,opt,name=needs_approval,json=needsApproval,proto3" json:"needs_approval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayOutcome) Reset() {
+	*x = ReplayOutcome{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayOutcome) ProtoMessage() {}
+
+func (x *ReplayOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayOutcome.ProtoReflect.Descriptor instead.
+func (*ReplayOutcome) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReplayOutcome) GetVerdict() Verdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return Verdict_VERDICT_UNSPECIFIED
+}
+
+func (x *ReplayOutcome) GetMode() ExecutionMode {
+	if x != nil {
+		return x.Mode
+	}
+	return ExecutionMode_EXECUTION_MODE_UNSPECIFIED
+}
+
+func (x *ReplayOutcome) GetNeedsApproval() bool {
+	if x != nil {
+		return x.NeedsApproval
+	}
+	return false
+}
+
+type ReplaySample struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	DecisionId string                 `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	// The policy revision that made the recorded decision.
+	RecordedRevision string                 `protobuf:"bytes,2,opt,name=recorded_revision,json=recordedRevision,proto3" json:"recorded_revision,omitempty"`
+	DecidedAt        *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	AgentId          string                 `protobuf:"bytes,4,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Tool             string                 `protobuf:"bytes,5,opt,name=tool,proto3" json:"tool,omitempty"`
+	Confidence       float64                `protobuf:"fixed64,6,opt,name=confidence,proto3" json:"confidence,omitempty"`
+	RecordedReasons  []string               `protobuf:"bytes,7,rep,name=recorded_reasons,json=recordedReasons,proto3" json:"recorded_reasons,omitempty"`
+	CandidateReasons []string               `protobuf:"bytes,8,rep,name=candidate_reasons,json=candidateReasons,proto3" json:"candidate_reasons,omitempty"`
+	// Recorded before inputs were kept: its input was rebuilt.
+	Reconstructed bool `protobuf:"varint,9,opt,name=reconstructed,proto3" json:"reconstructed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaySample) Reset() {
+	*x = ReplaySample{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaySample) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaySample) ProtoMessage() {}
+
+func (x *ReplaySample) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaySample.ProtoReflect.Descriptor instead.
+func (*ReplaySample) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReplaySample) GetDecisionId() string {
+	if x != nil {
+		return x.DecisionId
+	}
+	return ""
+}
+
+func (x *ReplaySample) GetRecordedRevision() string {
+	if x != nil {
+		return x.RecordedRevision
+	}
+	return ""
+}
+
+func (x *ReplaySample) GetDecidedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DecidedAt
+	}
+	return nil
+}
+
+func (x *ReplaySample) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *ReplaySample) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ReplaySample) GetConfidence() float64 {
+	if x != nil {
+		return x.Confidence
+	}
+	return 0
+}
+
+func (x *ReplaySample) GetRecordedReasons() []string {
+	if x != nil {
+		return x.RecordedReasons
+	}
+	return nil
+}
+
+func (x *ReplaySample) GetCandidateReasons() []string {
+	if x != nil {
+		return x.CandidateReasons
+	}
+	return nil
+}
+
+func (x *ReplaySample) GetReconstructed() bool {
+	if x != nil {
+		return x.Reconstructed
+	}
+	return false
+}
+
+// Recorded decisions that went from one outcome to another.
+type ReplayTransition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *ReplayOutcome         `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *ReplayOutcome         `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	Change        ReplayChange           `protobuf:"varint,3,opt,name=change,proto3,enum=interlock.v1.ReplayChange" json:"change,omitempty"`
+	Count         uint64                 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	ByAgent       map[string]uint64      `protobuf:"bytes,5,rep,name=by_agent,json=byAgent,proto3" json:"by_agent,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	ByTool        map[string]uint64      `protobuf:"bytes,6,rep,name=by_tool,json=byTool,proto3" json:"by_tool,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Samples       []*ReplaySample        `protobuf:"bytes,7,rep,name=samples,proto3" json:"samples,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayTransition) Reset() {
+	*x = ReplayTransition{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayTransition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayTransition) ProtoMessage() {}
+
+func (x *ReplayTransition) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayTransition.ProtoReflect.Descriptor instead.
+func (*ReplayTransition) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ReplayTransition) GetBefore() *ReplayOutcome {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *ReplayTransition) GetAfter() *ReplayOutcome {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+func (x *ReplayTransition) GetChange() ReplayChange {
+	if x != nil {
+		return x.Change
+	}
+	return ReplayChange_REPLAY_CHANGE_UNSPECIFIED
+}
+
+func (x *ReplayTransition) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *ReplayTransition) GetByAgent() map[string]uint64 {
+	if x != nil {
+		return x.ByAgent
+	}
+	return nil
+}
+
+func (x *ReplayTransition) GetByTool() map[string]uint64 {
+	if x != nil {
+		return x.ByTool
+	}
+	return nil
+}
+
+func (x *ReplayTransition) GetSamples() []*ReplaySample {
+	if x != nil {
+		return x.Samples
+	}
+	return nil
+}
+
+// A recorded decision the candidate could not evaluate (a failure).
+type ReplayError struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	DecisionId       string                 `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	RecordedRevision string                 `protobuf:"bytes,2,opt,name=recorded_revision,json=recordedRevision,proto3" json:"recorded_revision,omitempty"`
+	AgentId          string                 `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Tool             string                 `protobuf:"bytes,4,opt,name=tool,proto3" json:"tool,omitempty"`
+	Message          string                 `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ReplayError) Reset() {
+	*x = ReplayError{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayError) ProtoMessage() {}
+
+func (x *ReplayError) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayError.ProtoReflect.Descriptor instead.
+func (*ReplayError) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ReplayError) GetDecisionId() string {
+	if x != nil {
+		return x.DecisionId
+	}
+	return ""
+}
+
+func (x *ReplayError) GetRecordedRevision() string {
+	if x != nil {
+		return x.RecordedRevision
+	}
+	return ""
+}
+
+func (x *ReplayError) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *ReplayError) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ReplayError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type ReplayReport struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	CandidateRevision string                 `protobuf:"bytes,1,opt,name=candidate_revision,json=candidateRevision,proto3" json:"candidate_revision,omitempty"`
+	Engine            string                 `protobuf:"bytes,2,opt,name=engine,proto3" json:"engine,omitempty"`
+	// Recorded decisions read.
+	Decisions uint64 `protobuf:"varint,3,opt,name=decisions,proto3" json:"decisions,omitempty"`
+	// Decisions the candidate evaluated.
+	Replayed uint64 `protobuf:"varint,4,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// Different inputs evaluated (equal inputs are evaluated once).
+	DistinctInputs uint64 `protobuf:"varint,5,opt,name=distinct_inputs,json=distinctInputs,proto3" json:"distinct_inputs,omitempty"`
+	// Decisions recorded before inputs were kept; reconstructed or skipped.
+	UnrecordedInputs uint64 `protobuf:"varint,6,opt,name=unrecorded_inputs,json=unrecordedInputs,proto3" json:"unrecorded_inputs,omitempty"`
+	Reconstructed    uint64 `protobuf:"varint,7,opt,name=reconstructed,proto3" json:"reconstructed,omitempty"`
+	Skipped          uint64 `protobuf:"varint,8,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// Decisions the candidate could not evaluate.
+	Failures  uint64 `protobuf:"varint,9,opt,name=failures,proto3" json:"failures,omitempty"`
+	Unchanged uint64 `protobuf:"varint,10,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
+	Widening  uint64 `protobuf:"varint,11,opt,name=widening,proto3" json:"widening,omitempty"`
+	Narrowing uint64 `protobuf:"varint,12,opt,name=narrowing,proto3" json:"narrowing,omitempty"`
+	// Widening first, then narrowing, then unchanged; by count.
+	Transitions []*ReplayTransition `protobuf:"bytes,13,rep,name=transitions,proto3" json:"transitions,omitempty"`
+	// The first failures.
+	Errors []*ReplayError `protobuf:"bytes,14,rep,name=errors,proto3" json:"errors,omitempty"`
+	// Why nothing was replayed, if nothing was.
+	Message       string  `protobuf:"bytes,15,opt,name=message,proto3" json:"message,omitempty"`
+	Seconds       float64 `protobuf:"fixed64,16,opt,name=seconds,proto3" json:"seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplayReport) Reset() {
+	*x = ReplayReport{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplayReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplayReport) ProtoMessage() {}
+
+func (x *ReplayReport) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplayReport.ProtoReflect.Descriptor instead.
+func (*ReplayReport) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ReplayReport) GetCandidateRevision() string {
+	if x != nil {
+		return x.CandidateRevision
+	}
+	return ""
+}
+
+func (x *ReplayReport) GetEngine() string {
+	if x != nil {
+		return x.Engine
+	}
+	return ""
+}
+
+func (x *ReplayReport) GetDecisions() uint64 {
+	if x != nil {
+		return x.Decisions
+	}
+	return 0
+}
+
+func (x *ReplayReport) GetReplayed() uint64 {
+	if x != nil {
+		return x.Replayed
+	}
+	return 0
+}
+
+func (x *ReplayReport) GetDistinctInputs() uint64 {
+	if x != nil {
+		return x.DistinctInputs
+	}
+	return 0
+}
+
+func (x *ReplayReport) GetUnrecordedInputs() uint64 {
+	if x != nil {
+		return x.UnrecordedInputs
+	}
+	return 0
+}
+
+func (x *ReplayReport) GetReconstructed() uint64 {
+	if x != nil {
+		return x.Reconstructed
+	}
+	return 0
+}
+
+func (x *ReplayReport) GetSkipped() uint64 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *ReplayReport) GetFailures() uint64 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *ReplayReport) GetUnchanged() uint64 {
+	if x != nil {
+		return x.Unchanged
+	}
+	return 0
+}
+
+func (x *ReplayReport) GetWidening() uint64 {
+	if x != nil {
+		return x.Widening
+	}
+	return 0
+}
+
+func (x *ReplayReport) GetNarrowing() uint64 {
+	if x != nil {
+		return x.Narrowing
+	}
+	return 0
+}
+
+func (x *ReplayReport) GetTransitions() []*ReplayTransition {
+	if x != nil {
+		return x.Transitions
+	}
+	return nil
+}
+
+func (x *ReplayReport) GetErrors() []*ReplayError {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
+func (x *ReplayReport) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ReplayReport) GetSeconds() float64 {
+	if x != nil {
+		return x.Seconds
+	}
+	return 0
+}
+
 var File_interlock_v1_policy_service_proto protoreflect.FileDescriptor
 
 const file_interlock_v1_policy_service_proto_rawDesc = "" +
@@ -645,11 +1460,92 @@ const file_interlock_v1_policy_service_proto_rawDesc = "" +
 	"\areasons\x18\x04 \x03(\tR\areasons\x12\x1a\n" +
 	"\brevision\x18\x05 \x01(\tR\brevision\x12\x16\n" +
 	"\x06engine\x18\x06 \x01(\tR\x06engine\x12-\n" +
-	"\x05input\x18\a \x01(\v2\x17.google.protobuf.StructR\x05input2\xa9\x02\n" +
+	"\x05input\x18\a \x01(\v2\x17.google.protobuf.StructR\x05input\"\xd1\x02\n" +
+	"\x13ReplayPolicyRequest\x126\n" +
+	"\n" +
+	"policy_set\x18\x01 \x01(\v2\x17.interlock.v1.PolicySetR\tpolicySet\x120\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
+	"\x05until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x12\x19\n" +
+	"\bagent_id\x18\x04 \x01(\tR\aagentId\x12\x12\n" +
+	"\x04tool\x18\x05 \x01(\tR\x04tool\x12\x14\n" +
+	"\x05limit\x18\x06 \x01(\rR\x05limit\x12\x16\n" +
+	"\x06engine\x18\a \x01(\tR\x06engine\x12\x18\n" +
+	"\asamples\x18\b \x01(\rR\asamples\x12'\n" +
+	"\x0fskip_unrecorded\x18\t \x01(\bR\x0eskipUnrecorded\"\x90\x01\n" +
+	"\x14ReplayPolicyResponse\x12:\n" +
+	"\bprogress\x18\x01 \x01(\v2\x1c.interlock.v1.ReplayProgressH\x00R\bprogress\x124\n" +
+	"\x06report\x18\x02 \x01(\v2\x1a.interlock.v1.ReplayReportH\x00R\x06reportB\x06\n" +
+	"\x04item\":\n" +
+	"\x0eReplayProgress\x12\x12\n" +
+	"\x04done\x18\x01 \x01(\x04R\x04done\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x04R\x05total\"\x98\x01\n" +
+	"\rReplayOutcome\x12/\n" +
+	"\averdict\x18\x01 \x01(\x0e2\x15.interlock.v1.VerdictR\averdict\x12/\n" +
+	"\x04mode\x18\x02 \x01(\x0e2\x1b.interlock.v1.ExecutionModeR\x04mode\x12%\n" +
+	"\x0eneeds_approval\x18\x03 \x01(\bR\rneedsApproval\"\xe4\x02\n" +
+	"\fReplaySample\x12\x1f\n" +
+	"\vdecision_id\x18\x01 \x01(\tR\n" +
+	"decisionId\x12+\n" +
+	"\x11recorded_revision\x18\x02 \x01(\tR\x10recordedRevision\x129\n" +
+	"\n" +
+	"decided_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12\x19\n" +
+	"\bagent_id\x18\x04 \x01(\tR\aagentId\x12\x12\n" +
+	"\x04tool\x18\x05 \x01(\tR\x04tool\x12\x1e\n" +
+	"\n" +
+	"confidence\x18\x06 \x01(\x01R\n" +
+	"confidence\x12)\n" +
+	"\x10recorded_reasons\x18\a \x03(\tR\x0frecordedReasons\x12+\n" +
+	"\x11candidate_reasons\x18\b \x03(\tR\x10candidateReasons\x12$\n" +
+	"\rreconstructed\x18\t \x01(\bR\rreconstructed\"\xfe\x03\n" +
+	"\x10ReplayTransition\x123\n" +
+	"\x06before\x18\x01 \x01(\v2\x1b.interlock.v1.ReplayOutcomeR\x06before\x121\n" +
+	"\x05after\x18\x02 \x01(\v2\x1b.interlock.v1.ReplayOutcomeR\x05after\x122\n" +
+	"\x06change\x18\x03 \x01(\x0e2\x1a.interlock.v1.ReplayChangeR\x06change\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\x04R\x05count\x12F\n" +
+	"\bby_agent\x18\x05 \x03(\v2+.interlock.v1.ReplayTransition.ByAgentEntryR\abyAgent\x12C\n" +
+	"\aby_tool\x18\x06 \x03(\v2*.interlock.v1.ReplayTransition.ByToolEntryR\x06byTool\x124\n" +
+	"\asamples\x18\a \x03(\v2\x1a.interlock.v1.ReplaySampleR\asamples\x1a:\n" +
+	"\fByAgentEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a9\n" +
+	"\vByToolEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xa4\x01\n" +
+	"\vReplayError\x12\x1f\n" +
+	"\vdecision_id\x18\x01 \x01(\tR\n" +
+	"decisionId\x12+\n" +
+	"\x11recorded_revision\x18\x02 \x01(\tR\x10recordedRevision\x12\x19\n" +
+	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\x12\n" +
+	"\x04tool\x18\x04 \x01(\tR\x04tool\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"\xc2\x04\n" +
+	"\fReplayReport\x12-\n" +
+	"\x12candidate_revision\x18\x01 \x01(\tR\x11candidateRevision\x12\x16\n" +
+	"\x06engine\x18\x02 \x01(\tR\x06engine\x12\x1c\n" +
+	"\tdecisions\x18\x03 \x01(\x04R\tdecisions\x12\x1a\n" +
+	"\breplayed\x18\x04 \x01(\x04R\breplayed\x12'\n" +
+	"\x0fdistinct_inputs\x18\x05 \x01(\x04R\x0edistinctInputs\x12+\n" +
+	"\x11unrecorded_inputs\x18\x06 \x01(\x04R\x10unrecordedInputs\x12$\n" +
+	"\rreconstructed\x18\a \x01(\x04R\rreconstructed\x12\x18\n" +
+	"\askipped\x18\b \x01(\x04R\askipped\x12\x1a\n" +
+	"\bfailures\x18\t \x01(\x04R\bfailures\x12\x1c\n" +
+	"\tunchanged\x18\n" +
+	" \x01(\x04R\tunchanged\x12\x1a\n" +
+	"\bwidening\x18\v \x01(\x04R\bwidening\x12\x1c\n" +
+	"\tnarrowing\x18\f \x01(\x04R\tnarrowing\x12@\n" +
+	"\vtransitions\x18\r \x03(\v2\x1e.interlock.v1.ReplayTransitionR\vtransitions\x121\n" +
+	"\x06errors\x18\x0e \x03(\v2\x19.interlock.v1.ReplayErrorR\x06errors\x12\x18\n" +
+	"\amessage\x18\x0f \x01(\tR\amessage\x12\x18\n" +
+	"\aseconds\x18\x10 \x01(\x01R\aseconds*\x7f\n" +
+	"\fReplayChange\x12\x1d\n" +
+	"\x19REPLAY_CHANGE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17REPLAY_CHANGE_UNCHANGED\x10\x01\x12\x18\n" +
+	"\x14REPLAY_CHANGE_WIDENS\x10\x02\x12\x19\n" +
+	"\x15REPLAY_CHANGE_NARROWS\x10\x032\x82\x03\n" +
 	"\rPolicyService\x12^\n" +
 	"\x0fGetPolicyStatus\x12$.interlock.v1.GetPolicyStatusRequest\x1a%.interlock.v1.GetPolicyStatusResponse\x12[\n" +
 	"\x0eReloadPolicies\x12#.interlock.v1.ReloadPoliciesRequest\x1a$.interlock.v1.ReloadPoliciesResponse\x12[\n" +
-	"\x0eEvaluatePolicy\x12#.interlock.v1.EvaluatePolicyRequest\x1a$.interlock.v1.EvaluatePolicyResponseb\x06proto3"
+	"\x0eEvaluatePolicy\x12#.interlock.v1.EvaluatePolicyRequest\x1a$.interlock.v1.EvaluatePolicyResponse\x12W\n" +
+	"\fReplayPolicy\x12!.interlock.v1.ReplayPolicyRequest\x1a\".interlock.v1.ReplayPolicyResponse0\x01b\x06proto3"
 
 var (
 	file_interlock_v1_policy_service_proto_rawDescOnce sync.Once
@@ -663,44 +1559,74 @@ func file_interlock_v1_policy_service_proto_rawDescGZIP() []byte {
 	return file_interlock_v1_policy_service_proto_rawDescData
 }
 
-var file_interlock_v1_policy_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_interlock_v1_policy_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_interlock_v1_policy_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_interlock_v1_policy_service_proto_goTypes = []any{
-	(*PolicySet)(nil),               // 0: interlock.v1.PolicySet
-	(*GetPolicyStatusRequest)(nil),  // 1: interlock.v1.GetPolicyStatusRequest
-	(*GetPolicyStatusResponse)(nil), // 2: interlock.v1.GetPolicyStatusResponse
-	(*ReloadPoliciesRequest)(nil),   // 3: interlock.v1.ReloadPoliciesRequest
-	(*ReloadPoliciesResponse)(nil),  // 4: interlock.v1.ReloadPoliciesResponse
-	(*ToolCallInput)(nil),           // 5: interlock.v1.ToolCallInput
-	(*EvaluatePolicyRequest)(nil),   // 6: interlock.v1.EvaluatePolicyRequest
-	(*EvaluatePolicyResponse)(nil),  // 7: interlock.v1.EvaluatePolicyResponse
-	nil,                             // 8: interlock.v1.PolicySet.FilesEntry
-	(*timestamppb.Timestamp)(nil),   // 9: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),         // 10: google.protobuf.Struct
-	(Verdict)(0),                    // 11: interlock.v1.Verdict
-	(ExecutionMode)(0),              // 12: interlock.v1.ExecutionMode
+	(ReplayChange)(0),               // 0: interlock.v1.ReplayChange
+	(*PolicySet)(nil),               // 1: interlock.v1.PolicySet
+	(*GetPolicyStatusRequest)(nil),  // 2: interlock.v1.GetPolicyStatusRequest
+	(*GetPolicyStatusResponse)(nil), // 3: interlock.v1.GetPolicyStatusResponse
+	(*ReloadPoliciesRequest)(nil),   // 4: interlock.v1.ReloadPoliciesRequest
+	(*ReloadPoliciesResponse)(nil),  // 5: interlock.v1.ReloadPoliciesResponse
+	(*ToolCallInput)(nil),           // 6: interlock.v1.ToolCallInput
+	(*EvaluatePolicyRequest)(nil),   // 7: interlock.v1.EvaluatePolicyRequest
+	(*EvaluatePolicyResponse)(nil),  // 8: interlock.v1.EvaluatePolicyResponse
+	(*ReplayPolicyRequest)(nil),     // 9: interlock.v1.ReplayPolicyRequest
+	(*ReplayPolicyResponse)(nil),    // 10: interlock.v1.ReplayPolicyResponse
+	(*ReplayProgress)(nil),          // 11: interlock.v1.ReplayProgress
+	(*ReplayOutcome)(nil),           // 12: interlock.v1.ReplayOutcome
+	(*ReplaySample)(nil),            // 13: interlock.v1.ReplaySample
+	(*ReplayTransition)(nil),        // 14: interlock.v1.ReplayTransition
+	(*ReplayError)(nil),             // 15: interlock.v1.ReplayError
+	(*ReplayReport)(nil),            // 16: interlock.v1.ReplayReport
+	nil,                             // 17: interlock.v1.PolicySet.FilesEntry
+	nil,                             // 18: interlock.v1.ReplayTransition.ByAgentEntry
+	nil,                             // 19: interlock.v1.ReplayTransition.ByToolEntry
+	(*timestamppb.Timestamp)(nil),   // 20: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),         // 21: google.protobuf.Struct
+	(Verdict)(0),                    // 22: interlock.v1.Verdict
+	(ExecutionMode)(0),              // 23: interlock.v1.ExecutionMode
 }
 var file_interlock_v1_policy_service_proto_depIdxs = []int32{
-	8,  // 0: interlock.v1.PolicySet.files:type_name -> interlock.v1.PolicySet.FilesEntry
-	9,  // 1: interlock.v1.GetPolicyStatusResponse.loaded_at:type_name -> google.protobuf.Timestamp
-	9,  // 2: interlock.v1.GetPolicyStatusResponse.last_error_at:type_name -> google.protobuf.Timestamp
-	10, // 3: interlock.v1.ToolCallInput.arguments:type_name -> google.protobuf.Struct
-	5,  // 4: interlock.v1.EvaluatePolicyRequest.tool_call:type_name -> interlock.v1.ToolCallInput
-	10, // 5: interlock.v1.EvaluatePolicyRequest.raw_input:type_name -> google.protobuf.Struct
-	0,  // 6: interlock.v1.EvaluatePolicyRequest.policy_set:type_name -> interlock.v1.PolicySet
-	11, // 7: interlock.v1.EvaluatePolicyResponse.verdict:type_name -> interlock.v1.Verdict
-	12, // 8: interlock.v1.EvaluatePolicyResponse.mode:type_name -> interlock.v1.ExecutionMode
-	10, // 9: interlock.v1.EvaluatePolicyResponse.input:type_name -> google.protobuf.Struct
-	1,  // 10: interlock.v1.PolicyService.GetPolicyStatus:input_type -> interlock.v1.GetPolicyStatusRequest
-	3,  // 11: interlock.v1.PolicyService.ReloadPolicies:input_type -> interlock.v1.ReloadPoliciesRequest
-	6,  // 12: interlock.v1.PolicyService.EvaluatePolicy:input_type -> interlock.v1.EvaluatePolicyRequest
-	2,  // 13: interlock.v1.PolicyService.GetPolicyStatus:output_type -> interlock.v1.GetPolicyStatusResponse
-	4,  // 14: interlock.v1.PolicyService.ReloadPolicies:output_type -> interlock.v1.ReloadPoliciesResponse
-	7,  // 15: interlock.v1.PolicyService.EvaluatePolicy:output_type -> interlock.v1.EvaluatePolicyResponse
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	17, // 0: interlock.v1.PolicySet.files:type_name -> interlock.v1.PolicySet.FilesEntry
+	20, // 1: interlock.v1.GetPolicyStatusResponse.loaded_at:type_name -> google.protobuf.Timestamp
+	20, // 2: interlock.v1.GetPolicyStatusResponse.last_error_at:type_name -> google.protobuf.Timestamp
+	21, // 3: interlock.v1.ToolCallInput.arguments:type_name -> google.protobuf.Struct
+	6,  // 4: interlock.v1.EvaluatePolicyRequest.tool_call:type_name -> interlock.v1.ToolCallInput
+	21, // 5: interlock.v1.EvaluatePolicyRequest.raw_input:type_name -> google.protobuf.Struct
+	1,  // 6: interlock.v1.EvaluatePolicyRequest.policy_set:type_name -> interlock.v1.PolicySet
+	22, // 7: interlock.v1.EvaluatePolicyResponse.verdict:type_name -> interlock.v1.Verdict
+	23, // 8: interlock.v1.EvaluatePolicyResponse.mode:type_name -> interlock.v1.ExecutionMode
+	21, // 9: interlock.v1.EvaluatePolicyResponse.input:type_name -> google.protobuf.Struct
+	1,  // 10: interlock.v1.ReplayPolicyRequest.policy_set:type_name -> interlock.v1.PolicySet
+	20, // 11: interlock.v1.ReplayPolicyRequest.since:type_name -> google.protobuf.Timestamp
+	20, // 12: interlock.v1.ReplayPolicyRequest.until:type_name -> google.protobuf.Timestamp
+	11, // 13: interlock.v1.ReplayPolicyResponse.progress:type_name -> interlock.v1.ReplayProgress
+	16, // 14: interlock.v1.ReplayPolicyResponse.report:type_name -> interlock.v1.ReplayReport
+	22, // 15: interlock.v1.ReplayOutcome.verdict:type_name -> interlock.v1.Verdict
+	23, // 16: interlock.v1.ReplayOutcome.mode:type_name -> interlock.v1.ExecutionMode
+	20, // 17: interlock.v1.ReplaySample.decided_at:type_name -> google.protobuf.Timestamp
+	12, // 18: interlock.v1.ReplayTransition.before:type_name -> interlock.v1.ReplayOutcome
+	12, // 19: interlock.v1.ReplayTransition.after:type_name -> interlock.v1.ReplayOutcome
+	0,  // 20: interlock.v1.ReplayTransition.change:type_name -> interlock.v1.ReplayChange
+	18, // 21: interlock.v1.ReplayTransition.by_agent:type_name -> interlock.v1.ReplayTransition.ByAgentEntry
+	19, // 22: interlock.v1.ReplayTransition.by_tool:type_name -> interlock.v1.ReplayTransition.ByToolEntry
+	13, // 23: interlock.v1.ReplayTransition.samples:type_name -> interlock.v1.ReplaySample
+	14, // 24: interlock.v1.ReplayReport.transitions:type_name -> interlock.v1.ReplayTransition
+	15, // 25: interlock.v1.ReplayReport.errors:type_name -> interlock.v1.ReplayError
+	2,  // 26: interlock.v1.PolicyService.GetPolicyStatus:input_type -> interlock.v1.GetPolicyStatusRequest
+	4,  // 27: interlock.v1.PolicyService.ReloadPolicies:input_type -> interlock.v1.ReloadPoliciesRequest
+	7,  // 28: interlock.v1.PolicyService.EvaluatePolicy:input_type -> interlock.v1.EvaluatePolicyRequest
+	9,  // 29: interlock.v1.PolicyService.ReplayPolicy:input_type -> interlock.v1.ReplayPolicyRequest
+	3,  // 30: interlock.v1.PolicyService.GetPolicyStatus:output_type -> interlock.v1.GetPolicyStatusResponse
+	5,  // 31: interlock.v1.PolicyService.ReloadPolicies:output_type -> interlock.v1.ReloadPoliciesResponse
+	8,  // 32: interlock.v1.PolicyService.EvaluatePolicy:output_type -> interlock.v1.EvaluatePolicyResponse
+	10, // 33: interlock.v1.PolicyService.ReplayPolicy:output_type -> interlock.v1.ReplayPolicyResponse
+	30, // [30:34] is the sub-list for method output_type
+	26, // [26:30] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_interlock_v1_policy_service_proto_init() }
@@ -714,18 +1640,23 @@ func file_interlock_v1_policy_service_proto_init() {
 		(*EvaluatePolicyRequest_ToolCall)(nil),
 		(*EvaluatePolicyRequest_RawInput)(nil),
 	}
+	file_interlock_v1_policy_service_proto_msgTypes[9].OneofWrappers = []any{
+		(*ReplayPolicyResponse_Progress)(nil),
+		(*ReplayPolicyResponse_Report)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_interlock_v1_policy_service_proto_rawDesc), len(file_interlock_v1_policy_service_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   9,
+			NumEnums:      1,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_interlock_v1_policy_service_proto_goTypes,
 		DependencyIndexes: file_interlock_v1_policy_service_proto_depIdxs,
+		EnumInfos:         file_interlock_v1_policy_service_proto_enumTypes,
 		MessageInfos:      file_interlock_v1_policy_service_proto_msgTypes,
 	}.Build()
 	File_interlock_v1_policy_service_proto = out.File

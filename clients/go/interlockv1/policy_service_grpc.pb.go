@@ -22,6 +22,7 @@ const (
 	PolicyService_GetPolicyStatus_FullMethodName = "/interlock.v1.PolicyService/GetPolicyStatus"
 	PolicyService_ReloadPolicies_FullMethodName  = "/interlock.v1.PolicyService/ReloadPolicies"
 	PolicyService_EvaluatePolicy_FullMethodName  = "/interlock.v1.PolicyService/EvaluatePolicy"
+	PolicyService_ReplayPolicy_FullMethodName    = "/interlock.v1.PolicyService/ReplayPolicy"
 )
 
 // PolicyServiceClient is the client API for PolicyService service.
@@ -36,6 +37,11 @@ type PolicyServiceClient interface {
 	ReloadPolicies(ctx context.Context, in *ReloadPoliciesRequest, opts ...grpc.CallOption) (*ReloadPoliciesResponse, error)
 	// Evaluate an input against the active or a given policy set, changing nothing.
 	EvaluatePolicy(ctx context.Context, in *EvaluatePolicyRequest, opts ...grpc.CallOption) (*EvaluatePolicyResponse, error)
+	// Evaluate recorded decisions again under a candidate policy set, changing
+	// nothing: progress after each page of decisions, then the report (how each
+	// recorded verdict and mode would change). A candidate that does not
+	// compile or check is refused (FAILED_PRECONDITION), nothing loaded.
+	ReplayPolicy(ctx context.Context, in *ReplayPolicyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReplayPolicyResponse], error)
 }
 
 type policyServiceClient struct {
@@ -76,6 +82,25 @@ func (c *policyServiceClient) EvaluatePolicy(ctx context.Context, in *EvaluatePo
 	return out, nil
 }
 
+func (c *policyServiceClient) ReplayPolicy(ctx context.Context, in *ReplayPolicyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReplayPolicyResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &PolicyService_ServiceDesc.Streams[0], PolicyService_ReplayPolicy_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReplayPolicyRequest, ReplayPolicyResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PolicyService_ReplayPolicyClient = grpc.ServerStreamingClient[ReplayPolicyResponse]
+
 // PolicyServiceServer is the server API for PolicyService service.
 // All implementations must embed UnimplementedPolicyServiceServer
 // for forward compatibility.
@@ -88,6 +113,11 @@ type PolicyServiceServer interface {
 	ReloadPolicies(context.Context, *ReloadPoliciesRequest) (*ReloadPoliciesResponse, error)
 	// Evaluate an input against the active or a given policy set, changing nothing.
 	EvaluatePolicy(context.Context, *EvaluatePolicyRequest) (*EvaluatePolicyResponse, error)
+	// Evaluate recorded decisions again under a candidate policy set, changing
+	// nothing: progress after each page of decisions, then the report (how each
+	// recorded verdict and mode would change). A candidate that does not
+	// compile or check is refused (FAILED_PRECONDITION), nothing loaded.
+	ReplayPolicy(*ReplayPolicyRequest, grpc.ServerStreamingServer[ReplayPolicyResponse]) error
 	mustEmbedUnimplementedPolicyServiceServer()
 }
 
@@ -106,6 +136,9 @@ func (UnimplementedPolicyServiceServer) ReloadPolicies(context.Context, *ReloadP
 }
 func (UnimplementedPolicyServiceServer) EvaluatePolicy(context.Context, *EvaluatePolicyRequest) (*EvaluatePolicyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EvaluatePolicy not implemented")
+}
+func (UnimplementedPolicyServiceServer) ReplayPolicy(*ReplayPolicyRequest, grpc.ServerStreamingServer[ReplayPolicyResponse]) error {
+	return status.Error(codes.Unimplemented, "method ReplayPolicy not implemented")
 }
 func (UnimplementedPolicyServiceServer) mustEmbedUnimplementedPolicyServiceServer() {}
 func (UnimplementedPolicyServiceServer) testEmbeddedByValue()                       {}
@@ -182,6 +215,17 @@ func _PolicyService_EvaluatePolicy_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PolicyService_ReplayPolicy_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ReplayPolicyRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PolicyServiceServer).ReplayPolicy(m, &grpc.GenericServerStream[ReplayPolicyRequest, ReplayPolicyResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PolicyService_ReplayPolicyServer = grpc.ServerStreamingServer[ReplayPolicyResponse]
+
 // PolicyService_ServiceDesc is the grpc.ServiceDesc for PolicyService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -202,6 +246,12 @@ var PolicyService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _PolicyService_EvaluatePolicy_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ReplayPolicy",
+			Handler:       _PolicyService_ReplayPolicy_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "interlock/v1/policy_service.proto",
 }

@@ -883,6 +883,46 @@ class InterlockClient:
             request.policy_set.files.update(dict(policy_files))
         return await self._call(self.policy_service.EvaluatePolicy, request, idempotent=False)
 
+    async def replay_policy(
+        self,
+        policy_files: Mapping[str, str],
+        *,
+        since: float = 0.0,
+        until: float = 0.0,
+        agent_id: str = "",
+        tool: str = "",
+        limit: int = 0,
+        engine: str = "",
+        samples: int = 0,
+        skip_unrecorded: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 - the call's gRPC deadline
+    ) -> AsyncGenerator[policy_service_pb2.ReplayPolicyResponse, None]:
+        """Replay recorded decisions under a candidate set (its files, as
+        ``evaluate_policy`` takes them): yields ``ReplayPolicyResponse``
+        messages, progress after each page, the report last. ``since`` and
+        ``until`` are Unix times (0: no bound). No deadline by default."""
+        request = policy_service_pb2.ReplayPolicyRequest(
+            agent_id=agent_id,
+            tool=tool,
+            limit=limit,
+            engine=engine,
+            samples=samples,
+            skip_unrecorded=skip_unrecorded,
+        )
+        request.policy_set.files.update(dict(policy_files))
+        if since:
+            request.since.FromNanoseconds(int(since * 1e9))
+        if until:
+            request.until.FromNanoseconds(int(until * 1e9))
+        call = self.policy_service.ReplayPolicy(request, timeout=timeout, metadata=self._metadata)
+        try:
+            async for response in call:
+                yield response
+        except grpc.aio.AioRpcError as exc:
+            raise InterlockError.from_rpc_error(exc) from exc
+        finally:
+            call.cancel()
+
 
 __all__ = [
     "DEFAULT_TARGET",

@@ -52,7 +52,7 @@ MAX_PLAN_LABELS = 64
 """Most labels on one plan."""
 
 _PAYLOAD_METHODS = ("RequestToolCall", "ReportToolResult")
-_LARGE_METHODS = ("SubmitPlan", "EvaluatePolicy")
+_LARGE_METHODS = ("SubmitPlan", "EvaluatePolicy", "ReplayPolicy")
 
 
 def _plain(name: str) -> str:

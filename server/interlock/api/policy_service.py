@@ -12,6 +12,8 @@ limit. Inline sets are never uploaded to the OPA that serves live decisions.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -28,6 +30,7 @@ from interlock.policy.bundle import PolicySet
 from interlock.policy.engine import PolicyDecision
 from interlock.policy.manager import PolicyManager
 from interlock.policy.sandbox import PolicySandbox, timed_out
+from interlock.replay import ReplayQuery, replay_candidate
 from interlock.v1 import policy_service_pb2 as pb
 from interlock.v1 import policy_service_pb2_grpc as pb_grpc
 
@@ -133,3 +136,105 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             engine=SANDBOX_ENGINE if in_sandbox else self.policies.engine.name,
             input=dict_to_struct(policy_input),
         )
+
+    async def ReplayPolicy(
+        self, request: pb.ReplayPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ReplayPolicyResponse]:
+        async for response in replay_policy(self, request):
+            yield response
+
+
+_CHANGE = {
+    "unchanged": pb.REPLAY_CHANGE_UNCHANGED,
+    "widens": pb.REPLAY_CHANGE_WIDENS,
+    "narrows": pb.REPLAY_CHANGE_NARROWS,
+}
+
+
+def _outcome(o: dict[str, Any]) -> pb.ReplayOutcome:
+    return pb.ReplayOutcome(
+        verdict=verdict_pb(o["verdict"]),
+        mode=mode_pb(o["mode"]),
+        needs_approval=o["needs_approval"],
+    )
+
+
+def replay_report_pb(report: dict[str, Any]) -> pb.ReplayReport:
+    """The replay report (:func:`interlock.replay.replay`'s dict) as its message."""
+    scalars = {
+        k: report[k]
+        for k in (
+            "candidate_revision",
+            "engine",
+            "decisions",
+            "replayed",
+            "distinct_inputs",
+            "unrecorded_inputs",
+            "reconstructed",
+            "skipped",
+            "failures",
+            "unchanged",
+            "widening",
+            "narrowing",
+            "message",
+            "seconds",
+        )
+    }
+    return pb.ReplayReport(
+        **scalars,
+        transitions=[
+            pb.ReplayTransition(
+                before=_outcome(t["from"]),
+                after=_outcome(t["to"]),
+                change=_CHANGE[t["change"]],
+                count=t["count"],
+                by_agent=t["by_agent"],
+                by_tool=t["by_tool"],
+                samples=[
+                    pb.ReplaySample(
+                        decision_id=s["decision_id"],
+                        recorded_revision=s["recorded_revision"],
+                        decided_at=timestamp(s["decided_at"]),
+                        agent_id=s["agent_id"],
+                        tool=s["tool"],
+                        confidence=s["confidence"],
+                        recorded_reasons=s["recorded_reasons"],
+                        candidate_reasons=s["candidate_reasons"],
+                        reconstructed=s["reconstructed"],
+                    )
+                    for s in t["samples"]
+                ],
+            )
+            for t in report["transitions"]
+        ],
+        errors=[pb.ReplayError(**e) for e in report["errors"]],
+    )
+
+
+async def replay_policy(
+    service: PolicyService, request: pb.ReplayPolicyRequest
+) -> AsyncIterator[pb.ReplayPolicyResponse]:
+    """ReplayPolicy's stream (PolicyService.ReplayPolicy)."""
+    if not request.HasField("policy_set") or not request.policy_set.files:
+        raise InvalidArgument.field("policy_set", "the candidate policy set is required")
+    engine = request.engine or "embedded"
+    if engine not in ("embedded", "opa"):
+        raise InvalidArgument.field("engine", f"must be embedded or opa, not {engine!r}")
+    candidate = PolicySet.from_files(dict(request.policy_set.files), source="candidate")
+    query = ReplayQuery(
+        since=request.since.ToNanoseconds() / 1e9 if request.HasField("since") else 0.0,
+        until=request.until.ToNanoseconds() / 1e9 if request.HasField("until") else 0.0,
+        agent_id=request.agent_id,
+        tool=request.tool,
+        limit=request.limit,
+        samples=request.samples or 3,
+        skip_unrecorded=request.skip_unrecorded,
+    )
+    async for item in replay_candidate(
+        service.decisions.journal, service.policies, candidate, engine=engine, query=query
+    ):
+        if isinstance(item, dict):
+            yield pb.ReplayPolicyResponse(report=replay_report_pb(item))
+        else:
+            done, total = item
+            yield pb.ReplayPolicyResponse(progress=pb.ReplayProgress(done=done, total=total))

@@ -41,6 +41,7 @@ from interlock.cli.common import (
     UsageError,
 )
 from interlock.cli.output import print_error
+from interlock.cli.replay import add_parser as add_replay_parser
 from interlock.cli.serve import _add_config_flags, cmd_serve, run_server, setup_logging
 from interlock.v1 import observe_pb2, plans_pb2
 
@@ -258,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="evaluate against this folder's policy files instead of the active set",
     )
     evaluate.set_defaults(handler=cmd_policy_eval, parser=evaluate)
+    add_replay_parser(policy_commands, client)
 
     health = commands.add_parser("health", parents=client, help="the server's health")
     health.set_defaults(handler=cmd_health, parser=health)

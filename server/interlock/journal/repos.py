@@ -84,6 +84,59 @@ class Decisions(_Repo):
         params.append(limit)
         return await self.db.fetch(sql, params)
 
+    @staticmethod
+    def _replay_filter(
+        since: float, until: float, agent_id: str, tool: str
+    ) -> tuple[str, list[Any]]:
+        sql, params = "", list[Any]()
+        for column, value in (("d.agent_id", agent_id), ("d.tool", tool)):
+            if value:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        if since:
+            sql += " AND d.decided_at >= ?"
+            params.append(since)
+        if until:
+            sql += " AND d.decided_at < ?"
+            params.append(until)
+        return sql, params
+
+    async def count_for_replay(
+        self, *, since: float = 0.0, until: float = 0.0, agent_id: str = "", tool: str = ""
+    ) -> int:
+        where, params = self._replay_filter(since, until, agent_id, tool)
+        rows = await self.db.fetch(
+            f"SELECT COUNT(*) AS n FROM decisions d WHERE 1 = 1{where}", params
+        )
+        return int(rows[0]["n"])
+
+    async def for_replay(
+        self,
+        *,
+        since: float = 0.0,
+        until: float = 0.0,
+        agent_id: str = "",
+        tool: str = "",
+        before: tuple[float, str] | None = None,
+        limit: int = 5000,
+    ) -> list[Rowdict]:
+        """A page of decisions, newest first, strictly before the cursor
+        (decided_at, decision_id), each with its recorded policy input
+        (``input``: None for a decision recorded before inputs were kept)."""
+        where, params = self._replay_filter(since, until, agent_id, tool)
+        if before is not None:
+            where += " AND (d.decided_at < ? OR (d.decided_at = ? AND d.decision_id < ?))"
+            params += [before[0], before[0], before[1]]
+        params.append(limit)
+        return await self.db.fetch(
+            "SELECT d.decision_id, d.decided_at, d.agent_id, d.tool, d.plan_id, d.step_id,"
+            " d.confidence, d.verdict, d.mode, d.needs_approval, d.reasons,"
+            " d.policy_revision, d.fail_closed, d.arguments, i.input"
+            " FROM decisions d LEFT JOIN decision_inputs i ON i.decision_id = d.decision_id"
+            f" WHERE 1 = 1{where} ORDER BY d.decided_at DESC, d.decision_id DESC LIMIT ?",
+            params,
+        )
+
 
 class Plans(_Repo):
     async def exists(self, plan_id: str) -> bool:

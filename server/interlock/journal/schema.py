@@ -256,6 +256,24 @@ MIGRATIONS = (
 )
 
 
+_DECISION_INPUTS = (
+    """CREATE TABLE IF NOT EXISTS decision_inputs (
+    decision_id TEXT PRIMARY KEY REFERENCES decisions(decision_id),
+    input TEXT NOT NULL
+)""",
+)
+
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        5,
+        "decision_inputs: each decision's policy input as evaluated (canonical JSON), for replay",
+        _DECISION_INPUTS,
+        _DECISION_INPUTS,
+    ),
+)
+
+
 SCHEMA_VERSION = MIGRATIONS[-1].version
 """The schema this code reads and writes."""
 

@@ -4,12 +4,24 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from interlock_client.v1 import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ReplayChange(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REPLAY_CHANGE_UNSPECIFIED: _ClassVar[ReplayChange]
+    REPLAY_CHANGE_UNCHANGED: _ClassVar[ReplayChange]
+    REPLAY_CHANGE_WIDENS: _ClassVar[ReplayChange]
+    REPLAY_CHANGE_NARROWS: _ClassVar[ReplayChange]
+REPLAY_CHANGE_UNSPECIFIED: ReplayChange
+REPLAY_CHANGE_UNCHANGED: ReplayChange
+REPLAY_CHANGE_WIDENS: ReplayChange
+REPLAY_CHANGE_NARROWS: ReplayChange
 
 class PolicySet(_message.Message):
     __slots__ = ("files",)
@@ -109,3 +121,155 @@ class EvaluatePolicyResponse(_message.Message):
     engine: str
     input: _struct_pb2.Struct
     def __init__(self, verdict: _Optional[_Union[_types_pb2.Verdict, str]] = ..., mode: _Optional[_Union[_types_pb2.ExecutionMode, str]] = ..., needs_approval: _Optional[bool] = ..., reasons: _Optional[_Iterable[str]] = ..., revision: _Optional[str] = ..., engine: _Optional[str] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ReplayPolicyRequest(_message.Message):
+    __slots__ = ("policy_set", "since", "until", "agent_id", "tool", "limit", "engine", "samples", "skip_unrecorded")
+    POLICY_SET_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SKIP_UNRECORDED_FIELD_NUMBER: _ClassVar[int]
+    policy_set: PolicySet
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    agent_id: str
+    tool: str
+    limit: int
+    engine: str
+    samples: int
+    skip_unrecorded: bool
+    def __init__(self, policy_set: _Optional[_Union[PolicySet, _Mapping]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agent_id: _Optional[str] = ..., tool: _Optional[str] = ..., limit: _Optional[int] = ..., engine: _Optional[str] = ..., samples: _Optional[int] = ..., skip_unrecorded: _Optional[bool] = ...) -> None: ...
+
+class ReplayPolicyResponse(_message.Message):
+    __slots__ = ("progress", "report")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    progress: ReplayProgress
+    report: ReplayReport
+    def __init__(self, progress: _Optional[_Union[ReplayProgress, _Mapping]] = ..., report: _Optional[_Union[ReplayReport, _Mapping]] = ...) -> None: ...
+
+class ReplayProgress(_message.Message):
+    __slots__ = ("done", "total")
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    done: int
+    total: int
+    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+
+class ReplayOutcome(_message.Message):
+    __slots__ = ("verdict", "mode", "needs_approval")
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    verdict: _types_pb2.Verdict
+    mode: _types_pb2.ExecutionMode
+    needs_approval: bool
+    def __init__(self, verdict: _Optional[_Union[_types_pb2.Verdict, str]] = ..., mode: _Optional[_Union[_types_pb2.ExecutionMode, str]] = ..., needs_approval: _Optional[bool] = ...) -> None: ...
+
+class ReplaySample(_message.Message):
+    __slots__ = ("decision_id", "recorded_revision", "decided_at", "agent_id", "tool", "confidence", "recorded_reasons", "candidate_reasons", "reconstructed")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_REASONS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_REASONS_FIELD_NUMBER: _ClassVar[int]
+    RECONSTRUCTED_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    recorded_revision: str
+    decided_at: _timestamp_pb2.Timestamp
+    agent_id: str
+    tool: str
+    confidence: float
+    recorded_reasons: _containers.RepeatedScalarFieldContainer[str]
+    candidate_reasons: _containers.RepeatedScalarFieldContainer[str]
+    reconstructed: bool
+    def __init__(self, decision_id: _Optional[str] = ..., recorded_revision: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., agent_id: _Optional[str] = ..., tool: _Optional[str] = ..., confidence: _Optional[float] = ..., recorded_reasons: _Optional[_Iterable[str]] = ..., candidate_reasons: _Optional[_Iterable[str]] = ..., reconstructed: _Optional[bool] = ...) -> None: ...
+
+class ReplayTransition(_message.Message):
+    __slots__ = ("before", "after", "change", "count", "by_agent", "by_tool", "samples")
+    class ByAgentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class ByToolEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    BY_AGENT_FIELD_NUMBER: _ClassVar[int]
+    BY_TOOL_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    before: ReplayOutcome
+    after: ReplayOutcome
+    change: ReplayChange
+    count: int
+    by_agent: _containers.ScalarMap[str, int]
+    by_tool: _containers.ScalarMap[str, int]
+    samples: _containers.RepeatedCompositeFieldContainer[ReplaySample]
+    def __init__(self, before: _Optional[_Union[ReplayOutcome, _Mapping]] = ..., after: _Optional[_Union[ReplayOutcome, _Mapping]] = ..., change: _Optional[_Union[ReplayChange, str]] = ..., count: _Optional[int] = ..., by_agent: _Optional[_Mapping[str, int]] = ..., by_tool: _Optional[_Mapping[str, int]] = ..., samples: _Optional[_Iterable[_Union[ReplaySample, _Mapping]]] = ...) -> None: ...
+
+class ReplayError(_message.Message):
+    __slots__ = ("decision_id", "recorded_revision", "agent_id", "tool", "message")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    recorded_revision: str
+    agent_id: str
+    tool: str
+    message: str
+    def __init__(self, decision_id: _Optional[str] = ..., recorded_revision: _Optional[str] = ..., agent_id: _Optional[str] = ..., tool: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ReplayReport(_message.Message):
+    __slots__ = ("candidate_revision", "engine", "decisions", "replayed", "distinct_inputs", "unrecorded_inputs", "reconstructed", "skipped", "failures", "unchanged", "widening", "narrowing", "transitions", "errors", "message", "seconds")
+    CANDIDATE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    DISTINCT_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    UNRECORDED_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    RECONSTRUCTED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    WIDENING_FIELD_NUMBER: _ClassVar[int]
+    NARROWING_FIELD_NUMBER: _ClassVar[int]
+    TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    candidate_revision: str
+    engine: str
+    decisions: int
+    replayed: int
+    distinct_inputs: int
+    unrecorded_inputs: int
+    reconstructed: int
+    skipped: int
+    failures: int
+    unchanged: int
+    widening: int
+    narrowing: int
+    transitions: _containers.RepeatedCompositeFieldContainer[ReplayTransition]
+    errors: _containers.RepeatedCompositeFieldContainer[ReplayError]
+    message: str
+    seconds: float
+    def __init__(self, candidate_revision: _Optional[str] = ..., engine: _Optional[str] = ..., decisions: _Optional[int] = ..., replayed: _Optional[int] = ..., distinct_inputs: _Optional[int] = ..., unrecorded_inputs: _Optional[int] = ..., reconstructed: _Optional[int] = ..., skipped: _Optional[int] = ..., failures: _Optional[int] = ..., unchanged: _Optional[int] = ..., widening: _Optional[int] = ..., narrowing: _Optional[int] = ..., transitions: _Optional[_Iterable[_Union[ReplayTransition, _Mapping]]] = ..., errors: _Optional[_Iterable[_Union[ReplayError, _Mapping]]] = ..., message: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...

@@ -50,6 +50,11 @@ class PolicyServiceStub:
                 request_serializer=interlock_dot_v1_dot_policy__service__pb2.EvaluatePolicyRequest.SerializeToString,
                 response_deserializer=interlock_dot_v1_dot_policy__service__pb2.EvaluatePolicyResponse.FromString,
                 _registered_method=True)
+        self.ReplayPolicy = channel.unary_stream(
+                '/interlock.v1.PolicyService/ReplayPolicy',
+                request_serializer=interlock_dot_v1_dot_policy__service__pb2.ReplayPolicyRequest.SerializeToString,
+                response_deserializer=interlock_dot_v1_dot_policy__service__pb2.ReplayPolicyResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -77,6 +82,16 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplayPolicy(self, request, context):
+        """Evaluate recorded decisions again under a candidate policy set, changing
+        nothing: progress after each page of decisions, then the report (how each
+        recorded verdict and mode would change). A candidate that does not
+        compile or check is refused (FAILED_PRECONDITION), nothing loaded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +109,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.EvaluatePolicy,
                     request_deserializer=interlock_dot_v1_dot_policy__service__pb2.EvaluatePolicyRequest.FromString,
                     response_serializer=interlock_dot_v1_dot_policy__service__pb2.EvaluatePolicyResponse.SerializeToString,
+            ),
+            'ReplayPolicy': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReplayPolicy,
+                    request_deserializer=interlock_dot_v1_dot_policy__service__pb2.ReplayPolicyRequest.FromString,
+                    response_serializer=interlock_dot_v1_dot_policy__service__pb2.ReplayPolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +198,33 @@ class PolicyService:
             '/interlock.v1.PolicyService/EvaluatePolicy',
             interlock_dot_v1_dot_policy__service__pb2.EvaluatePolicyRequest.SerializeToString,
             interlock_dot_v1_dot_policy__service__pb2.EvaluatePolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/interlock.v1.PolicyService/ReplayPolicy',
+            interlock_dot_v1_dot_policy__service__pb2.ReplayPolicyRequest.SerializeToString,
+            interlock_dot_v1_dot_policy__service__pb2.ReplayPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -28,6 +30,52 @@ import {
   verdictFromJSON,
   verdictToJSON,
 } from "./types";
+
+export enum ReplayChange {
+  REPLAY_CHANGE_UNSPECIFIED = 0,
+  REPLAY_CHANGE_UNCHANGED = 1,
+  /** REPLAY_CHANGE_WIDENS - More runs: DENY to ALLOW, a higher mode (anything to LIVE), an approval no longer needed. */
+  REPLAY_CHANGE_WIDENS = 2,
+  REPLAY_CHANGE_NARROWS = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function replayChangeFromJSON(object: any): ReplayChange {
+  switch (object) {
+    case 0:
+    case "REPLAY_CHANGE_UNSPECIFIED":
+      return ReplayChange.REPLAY_CHANGE_UNSPECIFIED;
+    case 1:
+    case "REPLAY_CHANGE_UNCHANGED":
+      return ReplayChange.REPLAY_CHANGE_UNCHANGED;
+    case 2:
+    case "REPLAY_CHANGE_WIDENS":
+      return ReplayChange.REPLAY_CHANGE_WIDENS;
+    case 3:
+    case "REPLAY_CHANGE_NARROWS":
+      return ReplayChange.REPLAY_CHANGE_NARROWS;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ReplayChange.UNRECOGNIZED;
+  }
+}
+
+export function replayChangeToJSON(object: ReplayChange): string {
+  switch (object) {
+    case ReplayChange.REPLAY_CHANGE_UNSPECIFIED:
+      return "REPLAY_CHANGE_UNSPECIFIED";
+    case ReplayChange.REPLAY_CHANGE_UNCHANGED:
+      return "REPLAY_CHANGE_UNCHANGED";
+    case ReplayChange.REPLAY_CHANGE_WIDENS:
+      return "REPLAY_CHANGE_WIDENS";
+    case ReplayChange.REPLAY_CHANGE_NARROWS:
+      return "REPLAY_CHANGE_NARROWS";
+    case ReplayChange.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
 
 /**
  * A policy set sent inline: bundle-relative path -> file content
@@ -106,6 +154,117 @@ export interface EvaluatePolicyResponse {
   engine: string;
   /** The input the policy saw. */
   input?: { [key: string]: any } | undefined;
+}
+
+export interface ReplayPolicyRequest {
+  /** The candidate set (required). */
+  policySet?:
+    | PolicySet
+    | undefined;
+  /** Decisions made at or after since and before until (unset: no bound). */
+  since?: Date | undefined;
+  until?: Date | undefined;
+  agentId: string;
+  tool: string;
+  /** The newest N decisions of the range; 0: all of them. */
+  limit: number;
+  /** "embedded" (the default) or "opa" (the server's OPA; needs engine: opa). */
+  engine: string;
+  /** Sample decisions kept per transition; 0: 3. */
+  samples: number;
+  /**
+   * Skip decisions recorded before inputs were kept, instead of rebuilding
+   * their input (no LIVE executions in flight, no switch overrides).
+   */
+  skipUnrecorded: boolean;
+}
+
+export interface ReplayPolicyResponse {
+  progress?: ReplayProgress | undefined;
+  report?: ReplayReport | undefined;
+}
+
+export interface ReplayProgress {
+  done: number;
+  total: number;
+}
+
+/** A decision's outcome: what the recorded decision said, or the candidate says. */
+export interface ReplayOutcome {
+  verdict: Verdict;
+  mode: ExecutionMode;
+  needsApproval: boolean;
+}
+
+export interface ReplaySample {
+  decisionId: string;
+  /** The policy revision that made the recorded decision. */
+  recordedRevision: string;
+  decidedAt?: Date | undefined;
+  agentId: string;
+  tool: string;
+  confidence: number;
+  recordedReasons: string[];
+  candidateReasons: string[];
+  /** Recorded before inputs were kept: its input was rebuilt. */
+  reconstructed: boolean;
+}
+
+/** Recorded decisions that went from one outcome to another. */
+export interface ReplayTransition {
+  before?: ReplayOutcome | undefined;
+  after?: ReplayOutcome | undefined;
+  change: ReplayChange;
+  count: number;
+  byAgent: { [key: string]: number };
+  byTool: { [key: string]: number };
+  samples: ReplaySample[];
+}
+
+export interface ReplayTransition_ByAgentEntry {
+  key: string;
+  value: number;
+}
+
+export interface ReplayTransition_ByToolEntry {
+  key: string;
+  value: number;
+}
+
+/** A recorded decision the candidate could not evaluate (a failure). */
+export interface ReplayError {
+  decisionId: string;
+  recordedRevision: string;
+  agentId: string;
+  tool: string;
+  message: string;
+}
+
+export interface ReplayReport {
+  candidateRevision: string;
+  engine: string;
+  /** Recorded decisions read. */
+  decisions: number;
+  /** Decisions the candidate evaluated. */
+  replayed: number;
+  /** Different inputs evaluated (equal inputs are evaluated once). */
+  distinctInputs: number;
+  /** Decisions recorded before inputs were kept; reconstructed or skipped. */
+  unrecordedInputs: number;
+  reconstructed: number;
+  skipped: number;
+  /** Decisions the candidate could not evaluate. */
+  failures: number;
+  unchanged: number;
+  widening: number;
+  narrowing: number;
+  /** Widening first, then narrowing, then unchanged; by count. */
+  transitions: ReplayTransition[];
+  /** The first failures. */
+  errors: ReplayError[];
+  /** Why nothing was replayed, if nothing was. */
+  message: string;
+  seconds: number;
 }
 
 function createBasePolicySet(): PolicySet {
@@ -1189,6 +1348,1651 @@ export const EvaluatePolicyResponse: MessageFns<EvaluatePolicyResponse> = {
   },
 };
 
+function createBaseReplayPolicyRequest(): ReplayPolicyRequest {
+  return {
+    policySet: undefined,
+    since: undefined,
+    until: undefined,
+    agentId: "",
+    tool: "",
+    limit: 0,
+    engine: "",
+    samples: 0,
+    skipUnrecorded: false,
+  };
+}
+
+export const ReplayPolicyRequest: MessageFns<ReplayPolicyRequest> = {
+  encode(message: ReplayPolicyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.policySet !== undefined) {
+      PolicySet.encode(message.policySet, writer.uint32(10).fork()).join();
+    }
+    if (message.since !== undefined) {
+      Timestamp.encode(toTimestamp(message.since), writer.uint32(18).fork()).join();
+    }
+    if (message.until !== undefined) {
+      Timestamp.encode(toTimestamp(message.until), writer.uint32(26).fork()).join();
+    }
+    if (message.agentId !== "") {
+      writer.uint32(34).string(message.agentId);
+    }
+    if (message.tool !== "") {
+      writer.uint32(42).string(message.tool);
+    }
+    if (message.limit !== 0) {
+      writer.uint32(48).uint32(message.limit);
+    }
+    if (message.engine !== "") {
+      writer.uint32(58).string(message.engine);
+    }
+    if (message.samples !== 0) {
+      writer.uint32(64).uint32(message.samples);
+    }
+    if (message.skipUnrecorded !== false) {
+      writer.uint32(72).bool(message.skipUnrecorded);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplayPolicyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplayPolicyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.policySet = PolicySet.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.since = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.until = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.agentId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tool = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.limit = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.engine = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.samples = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.skipUnrecorded = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplayPolicyRequest {
+    return {
+      policySet: isSet(object.policySet)
+        ? PolicySet.fromJSON(object.policySet)
+        : isSet(object.policy_set)
+        ? PolicySet.fromJSON(object.policy_set)
+        : undefined,
+      since: isSet(object.since) ? fromJsonTimestamp(object.since) : undefined,
+      until: isSet(object.until) ? fromJsonTimestamp(object.until) : undefined,
+      agentId: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
+      tool: isSet(object.tool) ? globalThis.String(object.tool) : "",
+      limit: isSet(object.limit) ? globalThis.Number(object.limit) : 0,
+      engine: isSet(object.engine) ? globalThis.String(object.engine) : "",
+      samples: isSet(object.samples) ? globalThis.Number(object.samples) : 0,
+      skipUnrecorded: isSet(object.skipUnrecorded)
+        ? globalThis.Boolean(object.skipUnrecorded)
+        : isSet(object.skip_unrecorded)
+        ? globalThis.Boolean(object.skip_unrecorded)
+        : false,
+    };
+  },
+
+  toJSON(message: ReplayPolicyRequest): unknown {
+    const obj: any = {};
+    if (message.policySet !== undefined) {
+      obj.policySet = PolicySet.toJSON(message.policySet);
+    }
+    if (message.since !== undefined) {
+      obj.since = message.since.toISOString();
+    }
+    if (message.until !== undefined) {
+      obj.until = message.until.toISOString();
+    }
+    if (message.agentId !== "") {
+      obj.agentId = message.agentId;
+    }
+    if (message.tool !== "") {
+      obj.tool = message.tool;
+    }
+    if (message.limit !== 0) {
+      obj.limit = Math.round(message.limit);
+    }
+    if (message.engine !== "") {
+      obj.engine = message.engine;
+    }
+    if (message.samples !== 0) {
+      obj.samples = Math.round(message.samples);
+    }
+    if (message.skipUnrecorded !== false) {
+      obj.skipUnrecorded = message.skipUnrecorded;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReplayPolicyRequest>): ReplayPolicyRequest {
+    return ReplayPolicyRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReplayPolicyRequest>): ReplayPolicyRequest {
+    const message = createBaseReplayPolicyRequest();
+    message.policySet = (object.policySet !== undefined && object.policySet !== null)
+      ? PolicySet.fromPartial(object.policySet)
+      : undefined;
+    message.since = object.since ?? undefined;
+    message.until = object.until ?? undefined;
+    message.agentId = object.agentId ?? "";
+    message.tool = object.tool ?? "";
+    message.limit = object.limit ?? 0;
+    message.engine = object.engine ?? "";
+    message.samples = object.samples ?? 0;
+    message.skipUnrecorded = object.skipUnrecorded ?? false;
+    return message;
+  },
+};
+
+function createBaseReplayPolicyResponse(): ReplayPolicyResponse {
+  return { progress: undefined, report: undefined };
+}
+
+export const ReplayPolicyResponse: MessageFns<ReplayPolicyResponse> = {
+  encode(message: ReplayPolicyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.progress !== undefined) {
+      ReplayProgress.encode(message.progress, writer.uint32(10).fork()).join();
+    }
+    if (message.report !== undefined) {
+      ReplayReport.encode(message.report, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplayPolicyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplayPolicyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.progress = ReplayProgress.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.report = ReplayReport.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplayPolicyResponse {
+    return {
+      progress: isSet(object.progress) ? ReplayProgress.fromJSON(object.progress) : undefined,
+      report: isSet(object.report) ? ReplayReport.fromJSON(object.report) : undefined,
+    };
+  },
+
+  toJSON(message: ReplayPolicyResponse): unknown {
+    const obj: any = {};
+    if (message.progress !== undefined) {
+      obj.progress = ReplayProgress.toJSON(message.progress);
+    }
+    if (message.report !== undefined) {
+      obj.report = ReplayReport.toJSON(message.report);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReplayPolicyResponse>): ReplayPolicyResponse {
+    return ReplayPolicyResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReplayPolicyResponse>): ReplayPolicyResponse {
+    const message = createBaseReplayPolicyResponse();
+    message.progress = (object.progress !== undefined && object.progress !== null)
+      ? ReplayProgress.fromPartial(object.progress)
+      : undefined;
+    message.report = (object.report !== undefined && object.report !== null)
+      ? ReplayReport.fromPartial(object.report)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseReplayProgress(): ReplayProgress {
+  return { done: 0, total: 0 };
+}
+
+export const ReplayProgress: MessageFns<ReplayProgress> = {
+  encode(message: ReplayProgress, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.done !== 0) {
+      writer.uint32(8).uint64(message.done);
+    }
+    if (message.total !== 0) {
+      writer.uint32(16).uint64(message.total);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplayProgress {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplayProgress();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.done = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.total = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplayProgress {
+    return {
+      done: isSet(object.done) ? globalThis.Number(object.done) : 0,
+      total: isSet(object.total) ? globalThis.Number(object.total) : 0,
+    };
+  },
+
+  toJSON(message: ReplayProgress): unknown {
+    const obj: any = {};
+    if (message.done !== 0) {
+      obj.done = Math.round(message.done);
+    }
+    if (message.total !== 0) {
+      obj.total = Math.round(message.total);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReplayProgress>): ReplayProgress {
+    return ReplayProgress.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReplayProgress>): ReplayProgress {
+    const message = createBaseReplayProgress();
+    message.done = object.done ?? 0;
+    message.total = object.total ?? 0;
+    return message;
+  },
+};
+
+function createBaseReplayOutcome(): ReplayOutcome {
+  return { verdict: 0, mode: 0, needsApproval: false };
+}
+
+export const ReplayOutcome: MessageFns<ReplayOutcome> = {
+  encode(message: ReplayOutcome, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.verdict !== 0) {
+      writer.uint32(8).int32(message.verdict);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(16).int32(message.mode);
+    }
+    if (message.needsApproval !== false) {
+      writer.uint32(24).bool(message.needsApproval);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplayOutcome {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplayOutcome();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.verdict = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.mode = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.needsApproval = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplayOutcome {
+    return {
+      verdict: isSet(object.verdict) ? verdictFromJSON(object.verdict) : 0,
+      mode: isSet(object.mode) ? executionModeFromJSON(object.mode) : 0,
+      needsApproval: isSet(object.needsApproval)
+        ? globalThis.Boolean(object.needsApproval)
+        : isSet(object.needs_approval)
+        ? globalThis.Boolean(object.needs_approval)
+        : false,
+    };
+  },
+
+  toJSON(message: ReplayOutcome): unknown {
+    const obj: any = {};
+    if (message.verdict !== 0) {
+      obj.verdict = verdictToJSON(message.verdict);
+    }
+    if (message.mode !== 0) {
+      obj.mode = executionModeToJSON(message.mode);
+    }
+    if (message.needsApproval !== false) {
+      obj.needsApproval = message.needsApproval;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReplayOutcome>): ReplayOutcome {
+    return ReplayOutcome.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReplayOutcome>): ReplayOutcome {
+    const message = createBaseReplayOutcome();
+    message.verdict = object.verdict ?? 0;
+    message.mode = object.mode ?? 0;
+    message.needsApproval = object.needsApproval ?? false;
+    return message;
+  },
+};
+
+function createBaseReplaySample(): ReplaySample {
+  return {
+    decisionId: "",
+    recordedRevision: "",
+    decidedAt: undefined,
+    agentId: "",
+    tool: "",
+    confidence: 0,
+    recordedReasons: [],
+    candidateReasons: [],
+    reconstructed: false,
+  };
+}
+
+export const ReplaySample: MessageFns<ReplaySample> = {
+  encode(message: ReplaySample, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.decisionId !== "") {
+      writer.uint32(10).string(message.decisionId);
+    }
+    if (message.recordedRevision !== "") {
+      writer.uint32(18).string(message.recordedRevision);
+    }
+    if (message.decidedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.decidedAt), writer.uint32(26).fork()).join();
+    }
+    if (message.agentId !== "") {
+      writer.uint32(34).string(message.agentId);
+    }
+    if (message.tool !== "") {
+      writer.uint32(42).string(message.tool);
+    }
+    if (message.confidence !== 0) {
+      writer.uint32(49).double(message.confidence);
+    }
+    for (const v of message.recordedReasons) {
+      writer.uint32(58).string(v!);
+    }
+    for (const v of message.candidateReasons) {
+      writer.uint32(66).string(v!);
+    }
+    if (message.reconstructed !== false) {
+      writer.uint32(72).bool(message.reconstructed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplaySample {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplaySample();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.decisionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.recordedRevision = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.decidedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.agentId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.tool = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.confidence = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.recordedReasons.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.candidateReasons.push(reader.string());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.reconstructed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplaySample {
+    return {
+      decisionId: isSet(object.decisionId)
+        ? globalThis.String(object.decisionId)
+        : isSet(object.decision_id)
+        ? globalThis.String(object.decision_id)
+        : "",
+      recordedRevision: isSet(object.recordedRevision)
+        ? globalThis.String(object.recordedRevision)
+        : isSet(object.recorded_revision)
+        ? globalThis.String(object.recorded_revision)
+        : "",
+      decidedAt: isSet(object.decidedAt)
+        ? fromJsonTimestamp(object.decidedAt)
+        : isSet(object.decided_at)
+        ? fromJsonTimestamp(object.decided_at)
+        : undefined,
+      agentId: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
+      tool: isSet(object.tool) ? globalThis.String(object.tool) : "",
+      confidence: isSet(object.confidence) ? globalThis.Number(object.confidence) : 0,
+      recordedReasons: globalThis.Array.isArray(object?.recordedReasons)
+        ? object.recordedReasons.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.recorded_reasons)
+        ? object.recorded_reasons.map((e: any) => globalThis.String(e))
+        : [],
+      candidateReasons: globalThis.Array.isArray(object?.candidateReasons)
+        ? object.candidateReasons.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.candidate_reasons)
+        ? object.candidate_reasons.map((e: any) => globalThis.String(e))
+        : [],
+      reconstructed: isSet(object.reconstructed) ? globalThis.Boolean(object.reconstructed) : false,
+    };
+  },
+
+  toJSON(message: ReplaySample): unknown {
+    const obj: any = {};
+    if (message.decisionId !== "") {
+      obj.decisionId = message.decisionId;
+    }
+    if (message.recordedRevision !== "") {
+      obj.recordedRevision = message.recordedRevision;
+    }
+    if (message.decidedAt !== undefined) {
+      obj.decidedAt = message.decidedAt.toISOString();
+    }
+    if (message.agentId !== "") {
+      obj.agentId = message.agentId;
+    }
+    if (message.tool !== "") {
+      obj.tool = message.tool;
+    }
+    if (message.confidence !== 0) {
+      obj.confidence = floatToJson(message.confidence);
+    }
+    if (message.recordedReasons?.length) {
+      obj.recordedReasons = message.recordedReasons;
+    }
+    if (message.candidateReasons?.length) {
+      obj.candidateReasons = message.candidateReasons;
+    }
+    if (message.reconstructed !== false) {
+      obj.reconstructed = message.reconstructed;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReplaySample>): ReplaySample {
+    return ReplaySample.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReplaySample>): ReplaySample {
+    const message = createBaseReplaySample();
+    message.decisionId = object.decisionId ?? "";
+    message.recordedRevision = object.recordedRevision ?? "";
+    message.decidedAt = object.decidedAt ?? undefined;
+    message.agentId = object.agentId ?? "";
+    message.tool = object.tool ?? "";
+    message.confidence = object.confidence ?? 0;
+    message.recordedReasons = object.recordedReasons?.map((e) => e) || [];
+    message.candidateReasons = object.candidateReasons?.map((e) => e) || [];
+    message.reconstructed = object.reconstructed ?? false;
+    return message;
+  },
+};
+
+function createBaseReplayTransition(): ReplayTransition {
+  return { before: undefined, after: undefined, change: 0, count: 0, byAgent: {}, byTool: {}, samples: [] };
+}
+
+export const ReplayTransition: MessageFns<ReplayTransition> = {
+  encode(message: ReplayTransition, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.before !== undefined) {
+      ReplayOutcome.encode(message.before, writer.uint32(10).fork()).join();
+    }
+    if (message.after !== undefined) {
+      ReplayOutcome.encode(message.after, writer.uint32(18).fork()).join();
+    }
+    if (message.change !== 0) {
+      writer.uint32(24).int32(message.change);
+    }
+    if (message.count !== 0) {
+      writer.uint32(32).uint64(message.count);
+    }
+    globalThis.Object.entries(message.byAgent).forEach(([key, value]: [string, number]) => {
+      ReplayTransition_ByAgentEntry.encode({ key: key as any, value }, writer.uint32(42).fork()).join();
+    });
+    globalThis.Object.entries(message.byTool).forEach(([key, value]: [string, number]) => {
+      ReplayTransition_ByToolEntry.encode({ key: key as any, value }, writer.uint32(50).fork()).join();
+    });
+    for (const v of message.samples) {
+      ReplaySample.encode(v!, writer.uint32(58).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplayTransition {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplayTransition();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.before = ReplayOutcome.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.after = ReplayOutcome.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.change = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.count = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            const entry5 = ReplayTransition_ByAgentEntry.decode(reader, reader.uint32());
+            if (entry5.value !== undefined) {
+              message.byAgent[entry5.key] = entry5.value;
+            }
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            const entry6 = ReplayTransition_ByToolEntry.decode(reader, reader.uint32());
+            if (entry6.value !== undefined) {
+              message.byTool[entry6.key] = entry6.value;
+            }
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.samples.push(ReplaySample.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplayTransition {
+    return {
+      before: isSet(object.before) ? ReplayOutcome.fromJSON(object.before) : undefined,
+      after: isSet(object.after) ? ReplayOutcome.fromJSON(object.after) : undefined,
+      change: isSet(object.change) ? replayChangeFromJSON(object.change) : 0,
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      byAgent: isObject(object.byAgent)
+        ? (globalThis.Object.entries(object.byAgent) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.by_agent)
+        ? (globalThis.Object.entries(object.by_agent) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      byTool: isObject(object.byTool)
+        ? (globalThis.Object.entries(object.byTool) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.by_tool)
+        ? (globalThis.Object.entries(object.by_tool) as [string, any][]).reduce(
+          (acc: { [key: string]: number }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.Number(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      samples: globalThis.Array.isArray(object?.samples)
+        ? object.samples.map((e: any) => ReplaySample.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ReplayTransition): unknown {
+    const obj: any = {};
+    if (message.before !== undefined) {
+      obj.before = ReplayOutcome.toJSON(message.before);
+    }
+    if (message.after !== undefined) {
+      obj.after = ReplayOutcome.toJSON(message.after);
+    }
+    if (message.change !== 0) {
+      obj.change = replayChangeToJSON(message.change);
+    }
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    if (message.byAgent) {
+      const entries = globalThis.Object.entries(message.byAgent) as [string, number][];
+      if (entries.length > 0) {
+        obj.byAgent = {};
+        entries.forEach(([k, v]) => {
+          obj.byAgent[k] = Math.round(v);
+        });
+      }
+    }
+    if (message.byTool) {
+      const entries = globalThis.Object.entries(message.byTool) as [string, number][];
+      if (entries.length > 0) {
+        obj.byTool = {};
+        entries.forEach(([k, v]) => {
+          obj.byTool[k] = Math.round(v);
+        });
+      }
+    }
+    if (message.samples?.length) {
+      obj.samples = message.samples.map((e) => ReplaySample.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReplayTransition>): ReplayTransition {
+    return ReplayTransition.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReplayTransition>): ReplayTransition {
+    const message = createBaseReplayTransition();
+    message.before = (object.before !== undefined && object.before !== null)
+      ? ReplayOutcome.fromPartial(object.before)
+      : undefined;
+    message.after = (object.after !== undefined && object.after !== null)
+      ? ReplayOutcome.fromPartial(object.after)
+      : undefined;
+    message.change = object.change ?? 0;
+    message.count = object.count ?? 0;
+    message.byAgent = (globalThis.Object.entries(object.byAgent ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.byTool = (globalThis.Object.entries(object.byTool ?? {}) as [string, number][]).reduce(
+      (acc: { [key: string]: number }, [key, value]: [string, number]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.Number(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.samples = object.samples?.map((e) => ReplaySample.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseReplayTransition_ByAgentEntry(): ReplayTransition_ByAgentEntry {
+  return { key: "", value: 0 };
+}
+
+export const ReplayTransition_ByAgentEntry: MessageFns<ReplayTransition_ByAgentEntry> = {
+  encode(message: ReplayTransition_ByAgentEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplayTransition_ByAgentEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplayTransition_ByAgentEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplayTransition_ByAgentEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: ReplayTransition_ByAgentEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReplayTransition_ByAgentEntry>): ReplayTransition_ByAgentEntry {
+    return ReplayTransition_ByAgentEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReplayTransition_ByAgentEntry>): ReplayTransition_ByAgentEntry {
+    const message = createBaseReplayTransition_ByAgentEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseReplayTransition_ByToolEntry(): ReplayTransition_ByToolEntry {
+  return { key: "", value: 0 };
+}
+
+export const ReplayTransition_ByToolEntry: MessageFns<ReplayTransition_ByToolEntry> = {
+  encode(message: ReplayTransition_ByToolEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== 0) {
+      writer.uint32(16).uint64(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplayTransition_ByToolEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplayTransition_ByToolEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.value = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplayTransition_ByToolEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.Number(object.value) : 0,
+    };
+  },
+
+  toJSON(message: ReplayTransition_ByToolEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== 0) {
+      obj.value = Math.round(message.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReplayTransition_ByToolEntry>): ReplayTransition_ByToolEntry {
+    return ReplayTransition_ByToolEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReplayTransition_ByToolEntry>): ReplayTransition_ByToolEntry {
+    const message = createBaseReplayTransition_ByToolEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? 0;
+    return message;
+  },
+};
+
+function createBaseReplayError(): ReplayError {
+  return { decisionId: "", recordedRevision: "", agentId: "", tool: "", message: "" };
+}
+
+export const ReplayError: MessageFns<ReplayError> = {
+  encode(message: ReplayError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.decisionId !== "") {
+      writer.uint32(10).string(message.decisionId);
+    }
+    if (message.recordedRevision !== "") {
+      writer.uint32(18).string(message.recordedRevision);
+    }
+    if (message.agentId !== "") {
+      writer.uint32(26).string(message.agentId);
+    }
+    if (message.tool !== "") {
+      writer.uint32(34).string(message.tool);
+    }
+    if (message.message !== "") {
+      writer.uint32(42).string(message.message);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplayError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplayError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.decisionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.recordedRevision = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.agentId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.tool = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplayError {
+    return {
+      decisionId: isSet(object.decisionId)
+        ? globalThis.String(object.decisionId)
+        : isSet(object.decision_id)
+        ? globalThis.String(object.decision_id)
+        : "",
+      recordedRevision: isSet(object.recordedRevision)
+        ? globalThis.String(object.recordedRevision)
+        : isSet(object.recorded_revision)
+        ? globalThis.String(object.recorded_revision)
+        : "",
+      agentId: isSet(object.agentId)
+        ? globalThis.String(object.agentId)
+        : isSet(object.agent_id)
+        ? globalThis.String(object.agent_id)
+        : "",
+      tool: isSet(object.tool) ? globalThis.String(object.tool) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+    };
+  },
+
+  toJSON(message: ReplayError): unknown {
+    const obj: any = {};
+    if (message.decisionId !== "") {
+      obj.decisionId = message.decisionId;
+    }
+    if (message.recordedRevision !== "") {
+      obj.recordedRevision = message.recordedRevision;
+    }
+    if (message.agentId !== "") {
+      obj.agentId = message.agentId;
+    }
+    if (message.tool !== "") {
+      obj.tool = message.tool;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReplayError>): ReplayError {
+    return ReplayError.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReplayError>): ReplayError {
+    const message = createBaseReplayError();
+    message.decisionId = object.decisionId ?? "";
+    message.recordedRevision = object.recordedRevision ?? "";
+    message.agentId = object.agentId ?? "";
+    message.tool = object.tool ?? "";
+    message.message = object.message ?? "";
+    return message;
+  },
+};
+
+function createBaseReplayReport(): ReplayReport {
+  return {
+    candidateRevision: "",
+    engine: "",
+    decisions: 0,
+    replayed: 0,
+    distinctInputs: 0,
+    unrecordedInputs: 0,
+    reconstructed: 0,
+    skipped: 0,
+    failures: 0,
+    unchanged: 0,
+    widening: 0,
+    narrowing: 0,
+    transitions: [],
+    errors: [],
+    message: "",
+    seconds: 0,
+  };
+}
+
+export const ReplayReport: MessageFns<ReplayReport> = {
+  encode(message: ReplayReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.candidateRevision !== "") {
+      writer.uint32(10).string(message.candidateRevision);
+    }
+    if (message.engine !== "") {
+      writer.uint32(18).string(message.engine);
+    }
+    if (message.decisions !== 0) {
+      writer.uint32(24).uint64(message.decisions);
+    }
+    if (message.replayed !== 0) {
+      writer.uint32(32).uint64(message.replayed);
+    }
+    if (message.distinctInputs !== 0) {
+      writer.uint32(40).uint64(message.distinctInputs);
+    }
+    if (message.unrecordedInputs !== 0) {
+      writer.uint32(48).uint64(message.unrecordedInputs);
+    }
+    if (message.reconstructed !== 0) {
+      writer.uint32(56).uint64(message.reconstructed);
+    }
+    if (message.skipped !== 0) {
+      writer.uint32(64).uint64(message.skipped);
+    }
+    if (message.failures !== 0) {
+      writer.uint32(72).uint64(message.failures);
+    }
+    if (message.unchanged !== 0) {
+      writer.uint32(80).uint64(message.unchanged);
+    }
+    if (message.widening !== 0) {
+      writer.uint32(88).uint64(message.widening);
+    }
+    if (message.narrowing !== 0) {
+      writer.uint32(96).uint64(message.narrowing);
+    }
+    for (const v of message.transitions) {
+      ReplayTransition.encode(v!, writer.uint32(106).fork()).join();
+    }
+    for (const v of message.errors) {
+      ReplayError.encode(v!, writer.uint32(114).fork()).join();
+    }
+    if (message.message !== "") {
+      writer.uint32(122).string(message.message);
+    }
+    if (message.seconds !== 0) {
+      writer.uint32(129).double(message.seconds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReplayReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReplayReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.candidateRevision = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.engine = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.decisions = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.replayed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.distinctInputs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.unrecordedInputs = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.reconstructed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.skipped = longToNumber(reader.uint64());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.failures = longToNumber(reader.uint64());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.unchanged = longToNumber(reader.uint64());
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.widening = longToNumber(reader.uint64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.narrowing = longToNumber(reader.uint64());
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.transitions.push(ReplayTransition.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.errors.push(ReplayError.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 129) {
+              break;
+            }
+
+            message.seconds = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReplayReport {
+    return {
+      candidateRevision: isSet(object.candidateRevision)
+        ? globalThis.String(object.candidateRevision)
+        : isSet(object.candidate_revision)
+        ? globalThis.String(object.candidate_revision)
+        : "",
+      engine: isSet(object.engine) ? globalThis.String(object.engine) : "",
+      decisions: isSet(object.decisions) ? globalThis.Number(object.decisions) : 0,
+      replayed: isSet(object.replayed) ? globalThis.Number(object.replayed) : 0,
+      distinctInputs: isSet(object.distinctInputs)
+        ? globalThis.Number(object.distinctInputs)
+        : isSet(object.distinct_inputs)
+        ? globalThis.Number(object.distinct_inputs)
+        : 0,
+      unrecordedInputs: isSet(object.unrecordedInputs)
+        ? globalThis.Number(object.unrecordedInputs)
+        : isSet(object.unrecorded_inputs)
+        ? globalThis.Number(object.unrecorded_inputs)
+        : 0,
+      reconstructed: isSet(object.reconstructed) ? globalThis.Number(object.reconstructed) : 0,
+      skipped: isSet(object.skipped) ? globalThis.Number(object.skipped) : 0,
+      failures: isSet(object.failures) ? globalThis.Number(object.failures) : 0,
+      unchanged: isSet(object.unchanged) ? globalThis.Number(object.unchanged) : 0,
+      widening: isSet(object.widening) ? globalThis.Number(object.widening) : 0,
+      narrowing: isSet(object.narrowing) ? globalThis.Number(object.narrowing) : 0,
+      transitions: globalThis.Array.isArray(object?.transitions)
+        ? object.transitions.map((e: any) => ReplayTransition.fromJSON(e))
+        : [],
+      errors: globalThis.Array.isArray(object?.errors)
+        ? object.errors.map((e: any) => ReplayError.fromJSON(e))
+        : [],
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      seconds: isSet(object.seconds) ? globalThis.Number(object.seconds) : 0,
+    };
+  },
+
+  toJSON(message: ReplayReport): unknown {
+    const obj: any = {};
+    if (message.candidateRevision !== "") {
+      obj.candidateRevision = message.candidateRevision;
+    }
+    if (message.engine !== "") {
+      obj.engine = message.engine;
+    }
+    if (message.decisions !== 0) {
+      obj.decisions = Math.round(message.decisions);
+    }
+    if (message.replayed !== 0) {
+      obj.replayed = Math.round(message.replayed);
+    }
+    if (message.distinctInputs !== 0) {
+      obj.distinctInputs = Math.round(message.distinctInputs);
+    }
+    if (message.unrecordedInputs !== 0) {
+      obj.unrecordedInputs = Math.round(message.unrecordedInputs);
+    }
+    if (message.reconstructed !== 0) {
+      obj.reconstructed = Math.round(message.reconstructed);
+    }
+    if (message.skipped !== 0) {
+      obj.skipped = Math.round(message.skipped);
+    }
+    if (message.failures !== 0) {
+      obj.failures = Math.round(message.failures);
+    }
+    if (message.unchanged !== 0) {
+      obj.unchanged = Math.round(message.unchanged);
+    }
+    if (message.widening !== 0) {
+      obj.widening = Math.round(message.widening);
+    }
+    if (message.narrowing !== 0) {
+      obj.narrowing = Math.round(message.narrowing);
+    }
+    if (message.transitions?.length) {
+      obj.transitions = message.transitions.map((e) => ReplayTransition.toJSON(e));
+    }
+    if (message.errors?.length) {
+      obj.errors = message.errors.map((e) => ReplayError.toJSON(e));
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.seconds !== 0) {
+      obj.seconds = floatToJson(message.seconds);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReplayReport>): ReplayReport {
+    return ReplayReport.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReplayReport>): ReplayReport {
+    const message = createBaseReplayReport();
+    message.candidateRevision = object.candidateRevision ?? "";
+    message.engine = object.engine ?? "";
+    message.decisions = object.decisions ?? 0;
+    message.replayed = object.replayed ?? 0;
+    message.distinctInputs = object.distinctInputs ?? 0;
+    message.unrecordedInputs = object.unrecordedInputs ?? 0;
+    message.reconstructed = object.reconstructed ?? 0;
+    message.skipped = object.skipped ?? 0;
+    message.failures = object.failures ?? 0;
+    message.unchanged = object.unchanged ?? 0;
+    message.widening = object.widening ?? 0;
+    message.narrowing = object.narrowing ?? 0;
+    message.transitions = object.transitions?.map((e) => ReplayTransition.fromPartial(e)) || [];
+    message.errors = object.errors?.map((e) => ReplayError.fromPartial(e)) || [];
+    message.message = object.message ?? "";
+    message.seconds = object.seconds ?? 0;
+    return message;
+  },
+};
+
 /** Inspect, reload and try out the Rego policy set. */
 export type PolicyServiceService = typeof PolicyServiceService;
 export const PolicyServiceService = {
@@ -1230,6 +3034,22 @@ export const PolicyServiceService = {
       Buffer.from(EvaluatePolicyResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): EvaluatePolicyResponse => EvaluatePolicyResponse.decode(value),
   },
+  /**
+   * Evaluate recorded decisions again under a candidate policy set, changing
+   * nothing: progress after each page of decisions, then the report (how each
+   * recorded verdict and mode would change). A candidate that does not
+   * compile or check is refused (FAILED_PRECONDITION), nothing loaded.
+   */
+  replayPolicy: {
+    path: "/interlock.v1.PolicyService/ReplayPolicy" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: ReplayPolicyRequest): Buffer => Buffer.from(ReplayPolicyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReplayPolicyRequest => ReplayPolicyRequest.decode(value),
+    responseSerialize: (value: ReplayPolicyResponse): Buffer =>
+      Buffer.from(ReplayPolicyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReplayPolicyResponse => ReplayPolicyResponse.decode(value),
+  },
 } as const;
 
 export interface PolicyServiceServer extends UntypedServiceImplementation {
@@ -1241,6 +3061,13 @@ export interface PolicyServiceServer extends UntypedServiceImplementation {
   reloadPolicies: handleUnaryCall<ReloadPoliciesRequest, ReloadPoliciesResponse>;
   /** Evaluate an input against the active or a given policy set, changing nothing. */
   evaluatePolicy: handleUnaryCall<EvaluatePolicyRequest, EvaluatePolicyResponse>;
+  /**
+   * Evaluate recorded decisions again under a candidate policy set, changing
+   * nothing: progress after each page of decisions, then the report (how each
+   * recorded verdict and mode would change). A candidate that does not
+   * compile or check is refused (FAILED_PRECONDITION), nothing loaded.
+   */
+  replayPolicy: handleServerStreamingCall<ReplayPolicyRequest, ReplayPolicyResponse>;
 }
 
 export interface PolicyServiceClient extends Client {
@@ -1294,6 +3121,21 @@ export interface PolicyServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: EvaluatePolicyResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Evaluate recorded decisions again under a candidate policy set, changing
+   * nothing: progress after each page of decisions, then the report (how each
+   * recorded verdict and mode would change). A candidate that does not
+   * compile or check is refused (FAILED_PRECONDITION), nothing loaded.
+   */
+  replayPolicy(
+    request: ReplayPolicyRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ReplayPolicyResponse>;
+  replayPolicy(
+    request: ReplayPolicyRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<ReplayPolicyResponse>;
 }
 
 export const PolicyServiceClient = makeGenericClientConstructor(
