@@ -63,6 +63,9 @@ class ServerConfig:
     store_url: str = ""
     """Where the journal keeps all state: empty for SQLite at DATA_DIR/interlock.db, sqlite:PATH, or postgresql://USER@HOST:PORT/DB (several replicas may share one PostgreSQL database)."""
 
+    replica_id: str = ""
+    """This replica's name among replicas sharing one store (docs/replicas.md): in the start-up log, on its events' rows, in every audit line it writes and, on PostgreSQL, in GetHealth's policy_agreement component. Empty: the one kept in DATA_DIR/replica_id, made there on first start from the host name and a random suffix."""
+
     fsync: bool = True
     """fsync the store once per batch of writes (group commit) before answering, and the audit files on their interval."""
 
@@ -99,11 +102,11 @@ class ServerConfig:
     max_plan_steps: int = 256
     """Most steps one plan may have."""
 
-    rollback_on_failure: bool = True
-    """When a plan step fails, compensate the plan's completed LIVE steps (newest first)."""
-
     plan_lease_seconds: float = 10.0
     """With replicas on PostgreSQL: how long a replica's lease on a plan it drives lasts unrenewed (renewed every third of it); a plan whose lease expired is taken over by another replica."""
+
+    rollback_on_failure: bool = True
+    """When a plan step fails, compensate the plan's completed LIVE steps (newest first)."""
 
     max_argument_bytes: int = 65536
     """Largest accepted tool-call arguments, as canonical JSON bytes."""
@@ -266,11 +269,11 @@ def _check(config: ServerConfig) -> None:
             "store_url: must be empty (SQLite in data_dir), sqlite:PATH or postgresql://..., "
             f"not {config.store_url.split(':')[0]!r}"
         )
+    if config.plan_lease_seconds <= 0:
+        raise ConfigError("plan_lease_seconds: must be positive")
     if config.opa_timeout_seconds <= 0:
         raise ConfigError("opa_timeout_seconds: must be positive")
     if config.max_argument_bytes < 2:
-    if config.plan_lease_seconds <= 0:
-        raise ConfigError("plan_lease_seconds: must be positive")
         raise ConfigError("max_argument_bytes: must be at least 2")
     if config.live_confidence_floor is not None and not 0 <= config.live_confidence_floor <= 1:
         raise ConfigError("live_confidence_floor: must be in [0, 1]")

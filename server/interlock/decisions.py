@@ -147,6 +147,9 @@ class DecisionService:
         self.on_engine_failure: Callable[[str], None] | None = None
         """Told (on the event loop) when an evaluation fails: the server marks
         the engine down at once, without waiting for its next probe."""
+        self.live_refusal: Callable[[], str] | None = None
+        """Why this replica refuses LIVE now ("" when it does not): replicas
+        serving different policy revisions (:mod:`interlock.replicas`)."""
         self.on_schema_failure: Callable[[str, str, list[str]], None] | None = None
         """Told (on the event loop) when a call is refused for breaking its tool's
         argument schema: (tool, agent, the violations' fields), for the learning signals."""
@@ -252,13 +255,13 @@ class DecisionService:
             cached = self.cache.get(active.revision, input_hash)
             if cached is not None:
                 self._cache_hits.inc()
-                return cached, active.revision, False
+                return self._refuse_live(cached, live), active.revision, False
         started = time.perf_counter()
         try:
             decision = await active.compiled.evaluate(policy_input)
             if input_hash is not None:
                 self.cache.put(active.revision, input_hash, decision)
-            return decision, active.revision, False
+            return self._refuse_live(decision, live), active.revision, False
         except InterlockError as exc:
             reason = exc.message
         except Exception as exc:  # an engine bug must not let a call through
@@ -275,6 +278,14 @@ class DecisionService:
             (fail_closed_reason(reason),),
         )
         return denied, active.revision, True
+
+    def _refuse_live(self, decision: PolicyDecision, live: bool) -> PolicyDecision:
+        """A LIVE answer, while this replica must not answer LIVE (its policy
+        revision is not the newest other replicas serve): denied, fail closed."""
+        refusal = self.live_refusal() if live and self.live_refusal is not None else ""
+        if not refusal or decision.mode != "LIVE":
+            return decision
+        return PolicyDecision("DENY", "MOCK", False, (refusal,))
 
     def _engine_failed(self, reason: str) -> None:
         self.engine_failures += 1

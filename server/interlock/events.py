@@ -57,7 +57,14 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +120,7 @@ def record_from_row(row: Mapping[str, Any]) -> EventRecord:
         payload=orjson.loads(row["payload"]),
         time=row["time"],
         seq=row["seq"],
+        replica=row.get("replica", ""),
     )
 
 
@@ -231,12 +239,22 @@ class EventHub:
             "Times a watcher's queue overflowed and it caught up from the store.",
             registry=registry,
         )
+        self.remote_listeners: list[Callable[[list[EventRecord]], None]] = []
+        """Replicas sharing a store: called on the event loop with the events
+        other replicas committed, in seq order (see :meth:`_feed_loop`)."""
+        self._poke = asyncio.Event()
+        self._listener: asyncio.Task[None] | None = None
         journal.listeners.append(self._publish)
 
     async def start(self) -> None:
         """Learn the highest committed seq and start looking for unpublished events."""
         self._note_published(await self._highest_committed())
-        if self.check_interval > 0 and self._checker is None:
+        if self.journal.shared and self._checker is None:
+            self._checker = asyncio.create_task(self._feed_loop(), name="event-hub-feed")
+            self._listener = asyncio.create_task(
+                self.journal.listen(self._poke.set), name="event-hub-listen"
+            )
+        elif self.check_interval > 0 and self._checker is None:
             self._checker = asyncio.create_task(self._check_loop(), name="event-hub-check")
 
     async def close(self) -> None:
@@ -244,11 +262,12 @@ class EventHub:
         self._closed = True
         for watcher in self._watchers:
             watcher.close()
-        checker, self._checker = self._checker, None
-        if checker is not None:
-            checker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await checker
+        for task in (self._checker, self._listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._checker = self._listener = None
 
     async def check_resume(self, after_seq: int) -> None:
         """Refuse (OutOfRange) an ``after_seq`` beyond the highest committed seq."""
@@ -304,6 +323,9 @@ class EventHub:
         """The store's listener: runs on the event loop, never blocks."""
         if self._closed or not events:
             return
+        if self.journal.shared:  # the feed publishes every replica's events in seq order
+            self._poke.set()
+            return
         if self._published is not None and events[0].seq > self._published + 1:
             self._everyone_to_the_store(self._published + 1, events[0].seq - 1)
         self._note_published(events[-1].seq)
@@ -327,6 +349,51 @@ class EventHub:
 
     async def _highest_committed(self) -> int:
         return await self.journal.events.highest()
+
+    async def _feed_loop(self) -> None:
+        """Replicas sharing PostgreSQL: publish every replica's events in seq order.
+
+        Woken by this replica's own commits, by NOTIFY from any replica's
+        (:meth:`Journal.listen <interlock.journal.Journal.listen>`), and every
+        ``check_interval`` in case a notification was lost (it then only
+        delays). It reads the events after the highest seq it published: the
+        seqs are given in commit order under the write lock, so once seq N is
+        visible every seq below it is too, and nothing is skipped. Watchers
+        get them all; :attr:`remote_listeners` get the other replicas'.
+        """
+        interval = self.check_interval if self.check_interval > 0 else CHECK_INTERVAL_SECONDS
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._poke.wait()
+            self._poke.clear()
+            try:
+                await self._feed()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the store is away: the next wake-up reads again
+                log.exception("events: could not read the events other replicas committed")
+                await asyncio.sleep(interval)
+
+    async def _feed(self) -> None:
+        while not self._closed:
+            rows = await self.journal.events.after(self._published or 0, PAGE_SIZE)
+            if not rows:
+                return
+            events = [record_from_row(row) for row in rows]
+            self._note_published(events[-1].seq)
+            for watcher in self._watchers:
+                if not watcher.offer(events):
+                    self._lags.inc()
+            remote = [e for e in events if e.replica != self.journal.replica]
+            if remote:
+                for listener in self.remote_listeners:
+                    try:
+                        listener(remote)
+                    except Exception:
+                        log.exception("events: a listener of other replicas' events failed")
+            if len(rows) < PAGE_SIZE:
+                return
 
     async def _check_loop(self) -> None:
         """Catch events the store committed but never published (their writer was cancelled).

@@ -49,6 +49,7 @@ from interlock.policy.manager import PolicyManager, ReloadOutcome
 from interlock.policy.opa import OpaEngine
 from interlock.policy.sandbox import PolicySandbox
 from interlock.readiness import AUDIT_CHAIN, AUDIT_FILES, ENGINE, STORE, Readiness
+from interlock.replicas import PolicyAgreement, replica_id
 from interlock.signals import SignalEngine
 from interlock.v1 import (
     control_plane_pb2,
@@ -94,8 +95,15 @@ class InterlockServer:
         self.audit = AuditLog(
             data_dir, fsync=config.fsync, fsync_interval=config.audit_fsync_interval_seconds
         )
+        self.replica_id = replica_id(config.replica_id, data_dir)
+        """This replica's name (interlock.replicas): in health, logs and audit lines."""
         self.journal = open_journal(
-            config.store_url, data_dir, self.audit, fsync=config.fsync, metrics=self.metrics
+            config.store_url,
+            data_dir,
+            self.audit,
+            fsync=config.fsync,
+            metrics=self.metrics,
+            replica=self.replica_id,
         )
         self.policies = PolicyManager(
             make_engine(config),
@@ -110,6 +118,22 @@ class InterlockServer:
         )
         self.started_at = time.time()
         self.events = EventHub(self.journal, registry=self.metrics.registry)
+        self.events.remote_listeners.append(self.decisions.approvals.on_remote_events)
+        self.agreement: PolicyAgreement | None = None
+        """Replicas sharing PostgreSQL: heartbeats and the policy_agreement condition."""
+        if self.journal.shared:
+            self.agreement = PolicyAgreement(
+                self.journal,
+                self.replica_id,
+                revision=lambda: (self.policies.active.revision, self.policies.active.loaded_at),
+                policy_dir=str(Path(config.policy_dir).resolve()),
+                on_condition=lambda name, ok, reason: self.set_condition(
+                    name, ok, reason, gates=False
+                ),
+            )
+            self.decisions.live_refusal = lambda: (
+                self.agreement.live_refused if self.agreement is not None else ""
+            )
         self.orchestrator = Orchestrator(
             config, self.decisions, self.journal, Summaries(data_dir, self.journal.plans)
         )
@@ -207,6 +231,8 @@ class InterlockServer:
         await self.policies.start()
         await self.sandbox.start()
         await self.decisions.approvals.start()
+        if self.agreement is not None:
+            await self.agreement.start()
         await self.orchestrator.restore()
         self.metrics.policy_loaded.set(self.policies.active.loaded_at)
 
@@ -276,7 +302,8 @@ class InterlockServer:
             )
             self.metrics_port = self._http.server_port
         log.info(
-            "interlock serving gRPC on %s:%d (engine %s, policy %s)%s",
+            "interlock replica %s serving gRPC on %s:%d (engine %s, policy %s)%s",
+            self.replica_id,
             self.config.listen.rpartition(":")[0],
             self.port,
             self.policies.engine.name,
@@ -377,6 +404,8 @@ class InterlockServer:
         self.metrics.reloads.labels(result).inc()
         if outcome.ok and outcome.changed:
             self.metrics.policy_loaded.set(time.time())
+        if self.agreement is not None:
+            self.agreement.reloaded()
         if result == "unchanged":
             return
         message = (
@@ -411,6 +440,8 @@ class InterlockServer:
                     await task
         self._monitor = self._chain_check = None
         await self.health_monitor.stop()
+        if self.agreement is not None:
+            await self.agreement.close()
         # Streams of events never end on their own: end them before the grace period.
         await self.events.close()
         console, self.console = self.console, None

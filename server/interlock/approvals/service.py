@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import Any
 
 from interlock.approvals.record import LIVE_STATES, Approval, new_approval_id
 from interlock.audit import APPROVALS_LOG
@@ -26,7 +27,7 @@ from interlock.errors import (
     InvalidArgument,
     NotFound,
 )
-from interlock.journal import Batch, EventRecord, Journal, Upsert
+from interlock.journal import Batch, EventRecord, Guard, Journal, Row, Upsert
 from interlock.metrics import Metrics
 from interlock.policy.engine import ApprovalRequirement
 
@@ -47,6 +48,30 @@ _PAYLOAD_FIELDS = (
 )
 
 
+def _unchanged(approval_id: str, prior: dict[str, Any], action: str) -> Guard:
+    """The approval's row still has the state, approvals and escalation it was
+    read with: across replicas, exactly one change of each read wins (one use
+    of an APPROVED approval, one resolution of a PENDING one)."""
+    if action == "USED":
+        error = FailedPrecondition(
+            f"approval {approval_id} was used by another call meanwhile", reason="APPROVAL_USED"
+        )
+    else:
+        error = FailedPrecondition(
+            f"approval {approval_id} was changed by another replica meanwhile; ask again",
+            reason="APPROVAL_CHANGED",
+        )
+    where: dict[str, Any] = {
+        k: prior[k] for k in ("state", "approvals", "escalation_level") if k in prior
+    }
+    return Guard(
+        "approvals",
+        error,
+        where={"approval_id": approval_id, **where},
+        values={"state": prior.get("state", "")},
+    )
+
+
 class Approvals:
     def __init__(self, journal: Journal, metrics: Metrics) -> None:
         self.journal = journal
@@ -58,6 +83,8 @@ class Approvals:
         self._changed: dict[str, asyncio.Event] = {}
         self._reserved: set[str] = set()
         self._wake = asyncio.Event()
+        self._refresh_lock = asyncio.Lock()
+        self._refreshes: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         """Serializes changes of state (resolve, expire, escalate, cancel)."""
         self._task: asyncio.Task[None] | None = None
@@ -151,6 +178,7 @@ class Approvals:
         reason: str,
         message: str,
         now: float,
+        prior: dict[str, Any] | None = None,
     ) -> Batch:
         line = {
             "time": now,
@@ -193,20 +221,26 @@ class Approvals:
             payload=payload,
             time=now,
         )
-        return Batch(
-            rows=[Upsert("approvals", a.values(), ("approval_id",))],
-            events=[event],
-            audit=[(APPROVALS_LOG, line)],
-        )
+        rows: list[Row] = []
+        if before:  # compare and set: the row is still as this change read it
+            rows.append(_unchanged(a.approval_id, prior or {}, action))
+        rows.append(Upsert("approvals", a.values(), ("approval_id",)))
+        return Batch(rows=rows, events=[event], audit=[(APPROVALS_LOG, line)])
 
     async def _commit(
         self, before: Approval, after: Approval, action: str, principal: str, reason: str, msg: str
     ) -> Approval:
         """Commit a change; memory follows only once it is on disk."""
         now = after.resolved_at or time.time()
-        await self.journal.commit(
-            self._batch(after, before.state, action, principal, reason, msg, now)
-        )
+        try:
+            await self.journal.commit(
+                self._batch(
+                    after, before.state, action, principal, reason, msg, now, before.values()
+                )
+            )
+        except FailedPrecondition:
+            await self.refresh(before.approval_id)  # another replica changed it first
+            raise
         self._keep(after)
         self._notify(after)
         return after
@@ -221,6 +255,44 @@ class Approvals:
             except Exception:
                 log.exception("approval listener failed")
         self._wake.set()
+
+    # Other replicas ------------------------------------------------------------
+
+    def on_remote_events(self, events: list[EventRecord]) -> None:
+        """An EventHub remote listener: another replica changed these approvals."""
+        ids = list(
+            dict.fromkeys(e.payload.get("approval_id", "") for e in events if e.kind == "APPROVAL")
+        )
+        ids = [i for i in ids if i]
+        if ids:
+            task = asyncio.create_task(self._refresh_all(ids), name="approvals-refresh")
+            self._refreshes.add(task)
+            task.add_done_callback(self._refreshes.discard)
+
+    async def _refresh_all(self, ids: list[str]) -> None:
+        async with self._refresh_lock:  # in the order the feed saw them
+            for approval_id in ids:
+                try:
+                    await self.refresh(approval_id)
+                except Exception:
+                    log.exception("approvals: could not refresh %s from the store", approval_id)
+
+    async def refresh(self, approval_id: str) -> Approval | None:
+        """Read an approval from the store; when it changed, keep it and tell
+        waiters and listeners (AwaitApproval, the orchestrator's plan steps)."""
+        row = await self.journal.approvals.get(approval_id)
+        if row is None:
+            return None
+        fresh = Approval.from_row(row)
+        known = self.live.get(approval_id)
+        if known is not None and known.values() == fresh.values():
+            return fresh
+        if known is None and fresh.state not in LIVE_STATES:
+            self._notify(fresh)  # a waiter may still be waiting on it
+            return fresh
+        self._keep(fresh)
+        self._notify(fresh)
+        return fresh
 
     # Reading -------------------------------------------------------------------
 
@@ -296,6 +368,8 @@ class Approvals:
         self, approval_id: str, approve: bool, reason: str, principal: str, roles: Iterable[str]
     ) -> Approval | tuple[InterlockError, Approval]:
         """The approval as resolved, or the refusal (and the approval it refers to)."""
+        if self.journal.shared:  # another replica may have changed it
+            await self.refresh(approval_id)
         approval = await self.get(approval_id)
         now = time.time()
         if approval.state == "PENDING" and approval.expires_at <= now:
@@ -361,6 +435,8 @@ class Approvals:
         call (until :meth:`use` or :meth:`release`). Raises FAILED_PRECONDITION
         naming why it does not cover the call, once that is on the record."""
         try:
+            if self.journal.shared and approval_id not in self._reserved:
+                await self.refresh(approval_id)  # resolved on another replica, maybe
             return self._reserve(approval_id, agent_id, tool, arguments_hash)
         except FailedPrecondition as refusal:
             await self._refused(
@@ -456,7 +532,8 @@ class Approvals:
         with the decision, then call :meth:`used`."""
         after = replace(approval, state="USED", used_by_decision_id=decision_id)
         message = f"approval {approval.approval_id} used by decision {decision_id}"
-        return after, self._batch(after, approval.state, "USED", "", "", message, now)
+        batch = self._batch(after, approval.state, "USED", "", "", message, now, approval.values())
+        return after, batch
 
     def used(self, after: Approval) -> None:
         self._reserved.discard(after.approval_id)
@@ -521,12 +598,15 @@ class Approvals:
         for approval in list(self.live.values()):
             if approval.state != "PENDING" or approval.approval_id in self._reserved:
                 continue
-            if approval.expires_at <= now:
-                await self._expire(approval, now)
+            try:
+                if approval.expires_at <= now:
+                    await self._expire(approval, now)
+                    continue
+                at = approval.next_escalation_at
+                if at is not None and at <= now:
+                    await self._escalate(approval, now)
+            except FailedPrecondition:  # another replica's timer or approver was first
                 continue
-            at = approval.next_escalation_at
-            if at is not None and at <= now:
-                await self._escalate(approval, now)
         times = [
             t
             for a in self.live.values()
