@@ -88,6 +88,7 @@ INTEGRATION_PATHS = frozenset(
         "test_plan_durability.py",
         "test_polyglot.py",
         "test_prometheus.py",
+        "test_replicas.py",
         "test_security.py",
         # Whole folders of process-level suites.
         "console",
