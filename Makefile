@@ -8,6 +8,8 @@ OPA_VERSION := v1.22.2
 OPA := $(TOOLS)/opa
 GRPCURL_VERSION := v1.9.3
 GRPCURL := $(TOOLS)/grpcurl
+GHZ_VERSION := v0.93.0
+GHZ := $(TOOLS)/ghz
 BUF_VERSION := 1.75.0
 BUF_DIR := $(CURDIR)/.tools/buf
 BUF := $(BUF_DIR)/node_modules/.bin/buf
@@ -145,6 +147,17 @@ torture: install ## Only the torture suite (tests/torture: SIGKILLs, engine outa
 bench: install ## Benchmarks: RequestToolCall vs a bare gRPC echo (both engines), then bench-plans
 	INTERLOCK_OPA_BIN=$(OPA) $(PY) bench/bench_decisions.py
 	$(PY) bench/bench_plans.py
+
+$(GHZ):
+	mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) GOFLAGS=-mod=mod go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
+
+.PHONY: ghz
+ghz: $(GHZ) ## Build the pinned ghz (gRPC load generator) into .tools/bin, for make bench-replicas
+
+.PHONY: bench-replicas
+bench-replicas: install postgres ghz ## Benchmark: decisions/s and p50/p99 (ghz, c=1 and 64) on SQLite and on 1, 2, 3 replicas sharing PostgreSQL, with the database's CPU share
+	$(PY) bench/bench_replicas.py
 
 .PHONY: bench-plans
 bench-plans: install ## Benchmark: plans per second, and WatchEvents fan-out to 1,000 watchers vs a bare grpc.aio stream
