@@ -14,7 +14,9 @@ from tests.conftest import StartServer
 
 async def test_rate_limited_answer_carries_retry_info(start_server: StartServer) -> None:
     rate = 2.0
-    running = await start_server(rate_limit_per_second=rate, rate_limit_burst=1)
+    running = await start_server(
+        rate_limit_per_second=rate, rate_limit_burst=1, rate_limit_dev_principal=True
+    )
     stub = running.cp
     await stub.ListTools(pb.ListToolsRequest())  # spends the one token of the burst
     with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -369,6 +369,31 @@ async def test_a_flood_from_one_principal_does_not_starve_another(
     assert len(calm_results) == 10  # every call of the other principal went through
 
 
+async def test_dev_principal_is_not_rate_limited_but_authenticated_ones_are(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    # The insecure development mode: one person on loopback, not throttled.
+    dev = await start_server(rate_limit_per_second=5, rate_limit_burst=2)
+    for _ in range(20):  # four times the rate, at once: no RESOURCE_EXHAUSTED
+        await dev.cp.ListTools(pb.ListToolsRequest())
+    # With a principals file the same limit holds every authenticated principal.
+    s, tokens = await start_with_tokens(
+        start_server, tmp_path, rate_limit_per_second=5, rate_limit_burst=2
+    )
+    async with channel(f"127.0.0.1:{s.server.port}", tokens["agent1"]) as ch:
+        cp = Stubs(ch).cp
+        outcomes = []
+        for _ in range(20):
+            try:
+                await cp.ListTools(pb.ListToolsRequest())
+                outcomes.append("ok")
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert reason_of(exc) == "RATE_LIMITED"
+                outcomes.append("limited")
+    assert outcomes.count("limited") >= 10
+
+
 async def test_open_streams_are_capped_per_principal(
     start_server: StartServer, tmp_path: Path
 ) -> None:

@@ -135,6 +135,9 @@ class ServerConfig:
     rate_limit_burst: int = 2000
     """Requests a principal may make at once before its rate limit applies."""
 
+    rate_limit_dev_principal: bool = False
+    """In the insecure development mode, hold the dev principal to the rate limit too (off: it is one person on loopback). Authenticated principals are always limited."""
+
     max_streams_per_principal: int = 64
     """Open PullWork and WatchEvents streams one principal may hold; past it RESOURCE_EXHAUSTED."""
 

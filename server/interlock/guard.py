@@ -6,7 +6,9 @@ rate-limit, authorize.
 2. Each principal has a token bucket (``rate_limit_per_second``,
    ``rate_limit_burst``) and a cap on open streams
    (``max_streams_per_principal``); past either, RESOURCE_EXHAUSTED. One
-   principal's flood spends its own bucket, not anyone else's.
+   principal's flood spends its own bucket, not anyone else's. The dev
+   principal of the insecure development mode is not limited unless
+   ``rate_limit_dev_principal`` is set.
 3. With a principals file, the authorization policy
    (``data.interlock.authz.main``, see policies/interlock/authz) decides from
    the method, the principal and the request's facts. A refusal is
@@ -124,6 +126,8 @@ class Guard:
         rate = self.config.rate_limit_per_second
         if rate <= 0:
             return
+        if principal.via == "dev" and not self.config.rate_limit_dev_principal:
+            return  # the insecure development mode: one person on loopback
         now = time.monotonic() if now is None else now
         burst = float(self.config.rate_limit_burst)
         bucket = self._buckets.get(principal.id)
