@@ -159,6 +159,10 @@ ghz: $(GHZ) ## Build the pinned ghz (gRPC load generator) into .tools/bin, for m
 bench-replicas: install postgres ghz ## Benchmark: decisions/s and p50/p99 (ghz, c=1 and 64) on SQLite and on 1, 2, 3 replicas sharing PostgreSQL, with the database's CPU share
 	$(PY) bench/bench_replicas.py
 
+.PHONY: bench-replay
+bench-replay: install ## Benchmark: policy replay of 100,000 recorded decisions (decisions/s)
+	$(PY) bench/bench_replay.py
+
 .PHONY: bench-plans
 bench-plans: install ## Benchmark: plans per second, and WatchEvents fan-out to 1,000 watchers vs a bare grpc.aio stream
 	$(PY) bench/bench_plans.py
