@@ -320,7 +320,8 @@ def print_table(rows: list[Row], args: argparse.Namespace, load: tuple[float, fl
     )
     head = (
         f"{'setup':<9} {'c':>3} {'decisions/s':>12} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'db cores':>9} {'replicas cores':>15} {'ghz cores':>10} {'db share':>9}"
+        f"{'db cores':>9} {'replicas cores':>15} {'ghz cores':>10} {'db share':>9} "
+        f"{'server CPU ms/decision':>23}"
     )
     print(head)
     print("-" * len(head))
@@ -330,8 +331,14 @@ def print_table(rows: list[Row], args: argparse.Namespace, load: tuple[float, fl
         print(
             f"{r.setup:<9} {r.concurrency:>3} {r.decisions_per_s:>12,.0f} {r.p50_ms:>8.2f} "
             f"{r.p99_ms:>8.2f} {db:>9} {r.replicas_cpu_s / r.seconds:>15.2f} "
-            f"{r.ghz_cpu_s / r.seconds:>10.2f} {share:>9}"
+            f"{r.ghz_cpu_s / r.seconds:>10.2f} {share:>9} "
+            f"{1000 * (r.db_cpu_s + r.replicas_cpu_s) / max(1, r.calls):>23.2f}"
         )
+    print(
+        "cores: CPU seconds per second of the window; db share: the database's part of the "
+        "CPU the database, the replicas and ghz used; server CPU ms/decision: the replicas' "
+        "and the database's CPU per decision (what the load on the machine changes least)"
+    )
 
 
 def main() -> int:
