@@ -50,7 +50,7 @@ from typing import Any
 import grpc
 
 # bench/ is on sys.path when this file runs as a script.
-from bench_decisions import BenchError
+from bench_decisions import BenchError, host_cpu_seconds
 from bench_plans import bench_policies
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from interlock.devtools.pgcluster import PostgresCluster
@@ -78,6 +78,7 @@ class Row:
     db_cpu_s: float
     replicas_cpu_s: float
     ghz_cpu_s: float
+    host_cpu_s: float
 
     @property
     def db_share(self) -> float:
@@ -281,10 +282,12 @@ def measure(
     db0 = cluster_cpu(postmaster) if postmaster else 0.0
     rep0 = sum(process_cpu(p) for p in pids)
     ghz0 = children_cpu()
+    host0 = host_cpu_seconds()
     reports = run_ghz(argvs, parallel)
     db1 = cluster_cpu(postmaster) if postmaster else 0.0
     rep1 = sum(process_cpu(p) for p in pids)
     ghz1 = children_cpu()
+    host1 = host_cpu_seconds()
     for a, before in zip(addresses, before_verdicts, strict=True):
         after = verdicts(a)
         other = {k: v - before.get(k, 0) for k, v in after.items() if k != "ALLOW"}
@@ -305,6 +308,7 @@ def measure(
         db_cpu_s=db1 - db0,
         replicas_cpu_s=rep1 - rep0,
         ghz_cpu_s=ghz1 - ghz0,
+        host_cpu_s=host1 - host0,
     )
 
 
@@ -321,7 +325,7 @@ def print_table(rows: list[Row], args: argparse.Namespace, load: tuple[float, fl
     head = (
         f"{'setup':<9} {'c':>3} {'decisions/s':>12} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'db cores':>9} {'replicas cores':>15} {'ghz cores':>10} {'db share':>9} "
-        f"{'server CPU ms/decision':>23}"
+        f"{'server CPU ms/decision':>23} {'host cores':>11}"
     )
     print(head)
     print("-" * len(head))
@@ -332,12 +336,15 @@ def print_table(rows: list[Row], args: argparse.Namespace, load: tuple[float, fl
             f"{r.setup:<9} {r.concurrency:>3} {r.decisions_per_s:>12,.0f} {r.p50_ms:>8.2f} "
             f"{r.p99_ms:>8.2f} {db:>9} {r.replicas_cpu_s / r.seconds:>15.2f} "
             f"{r.ghz_cpu_s / r.seconds:>10.2f} {share:>9} "
-            f"{1000 * (r.db_cpu_s + r.replicas_cpu_s) / max(1, r.calls):>23.2f}"
+            f"{1000 * (r.db_cpu_s + r.replicas_cpu_s) / max(1, r.calls):>23.2f} "
+            f"{r.host_cpu_s / r.seconds:>11.2f}"
         )
     print(
         "cores: CPU seconds per second of the window; db share: the database's part of the "
         "CPU the database, the replicas and ghz used; server CPU ms/decision: the replicas' "
-        "and the database's CPU per decision (what the load on the machine changes least)"
+        "and the database's CPU per decision (what the load on the machine changes least); "
+        "host cores: the whole machine's busy CPU (/proc/stat): well above db + replicas + ghz "
+        "means other work was running"
     )
 
 
