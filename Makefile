@@ -144,9 +144,14 @@ torture: install ## Only the torture suite (tests/torture: SIGKILLs, engine outa
 	INTERLOCK_OPA_BIN=$(OPA) $(PY) -m pytest -m torture tests/torture -q
 
 .PHONY: bench
-bench: install ## Benchmarks: RequestToolCall vs a bare gRPC echo (both engines), then bench-plans
+bench: install ## Benchmarks: RequestToolCall vs a bare gRPC echo (both engines), then bench-plans, then bench-policy
 	INTERLOCK_OPA_BIN=$(OPA) $(PY) bench/bench_decisions.py
 	$(PY) bench/bench_plans.py
+	INTERLOCK_OPA_BIN=$(OPA) $(PY) bench/bench_policy.py $(BENCH_POLICY_ARGS)
+
+.PHONY: bench-policy
+bench-policy: install ## Benchmark: one policy evaluation, opa bench beside the embedded engine (BENCH_POLICY_ARGS="--policy-dir OLD --policy-dir policies" for before/after)
+	INTERLOCK_OPA_BIN=$(OPA) $(PY) bench/bench_policy.py $(BENCH_POLICY_ARGS)
 
 $(GHZ):
 	mkdir -p $(TOOLS)

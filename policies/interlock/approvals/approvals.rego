@@ -9,9 +9,9 @@ package interlock.approvals
 
 import data.interlock.config
 
-_tool_rules := object.get(config.approvals, ["tools", input.tool], {})
-
 # METADATA
 # entrypoint: true
 # description: The requirement of an approval for input.tool.
-requirement := object.union(config.approvals.default, _tool_rules)
+requirement := object.union(config.approvals.default, rules) if {
+	rules := config.approvals.tools[input.tool]
+} else := config.approvals.default

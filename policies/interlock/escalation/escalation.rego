@@ -13,23 +13,17 @@ import data.interlock.config
 
 # The switches in force: the data defaults, overridden by input.switches.
 # (Switches that are not an object are ignored here; the decision rule denies them.)
-switches := object.union(config.switches, _input_switches)
+switches := object.union(config.switches, input.switches) if {
+	is_object(input.switches)
+} else := config.switches
 
-_input_switches := input.switches if is_object(input.switches)
-
-else := {}
-
-_risk := input.contract.risk
-
-_confidence := input.confidence
-
-_threshold := config.thresholds[_risk]
+_threshold := config.thresholds[input.contract.risk]
 
 # The mode the confidence alone earns for this risk level.
 base_mode := "LIVE" if {
-	_confidence >= _threshold.live
+	input.confidence >= _threshold.live
 } else := "DRY_RUN" if {
-	_confidence >= _threshold.dry_run
+	input.confidence >= _threshold.dry_run
 } else := "MOCK"
 
 # Numbers in reasons: integers as integers, others to 6 significant digits.
@@ -41,15 +35,16 @@ _fmt(x) := sprintf("%d", [floor(x)]) if {
 
 _live_in_flight := object.get(input, ["counts", "live_in_flight"], 0)
 
-# Reasons LIVE is capped at DRY_RUN, keyed so the order is stable.
+# Reasons LIVE is capped at DRY_RUN, keyed so the order is stable. Only a call
+# that earned LIVE looks at them.
 live_caps[1] := "the dry-run-only switch is on, so LIVE is capped at DRY_RUN" if {
 	base_mode == "LIVE"
 	switches.dry_run_only == true
 }
 
-live_caps[2] := sprintf("confidence %v is below the global LIVE floor %v", [_fmt(_confidence), _fmt(switches.live_confidence_floor)]) if {
+live_caps[2] := sprintf("confidence %v is below the global LIVE floor %v", [_fmt(input.confidence), _fmt(switches.live_confidence_floor)]) if {
 	base_mode == "LIVE"
-	_confidence < switches.live_confidence_floor
+	input.confidence < switches.live_confidence_floor
 }
 
 live_caps[3] := sprintf("%v LIVE executions are in flight and the cap is %v", [_fmt(_live_in_flight), _fmt(switches.max_concurrent_live)]) if {
@@ -61,11 +56,12 @@ live_caps[3] := sprintf("%v LIVE executions are in flight and the cap is %v", [_
 # entrypoint: true
 # description: The execution mode after the switches.
 mode := "DRY_RUN" if {
+	base_mode == "LIVE"
 	count(live_caps) > 0
 } else := base_mode
 
-_approval_causes[1] := sprintf("%v-risk tools need a human approval to run LIVE", [_risk]) if {
-	_risk == "HIGH"
+_approval_causes[1] := sprintf("%v-risk tools need a human approval to run LIVE", [input.contract.risk]) if {
+	input.contract.risk == "HIGH"
 	switches.approval_required_for_high_risk == true
 }
 
@@ -83,17 +79,12 @@ needs_approval if {
 
 default needs_approval := false
 
-_base_reason := sprintf("confidence %v meets the LIVE threshold %v for %v-risk tools", [_fmt(_confidence), _fmt(_threshold.live), _risk]) if {
+# Only the reason of the mode taken is built.
+_base_reason := sprintf("confidence %v meets the LIVE threshold %v for %v-risk tools", [_fmt(input.confidence), _fmt(_threshold.live), input.contract.risk]) if {
 	base_mode == "LIVE"
-}
-
-_base_reason := sprintf("confidence %v meets the DRY_RUN threshold %v but not the LIVE threshold %v for %v-risk tools", [_fmt(_confidence), _fmt(_threshold.dry_run), _fmt(_threshold.live), _risk]) if {
+} else := sprintf("confidence %v meets the DRY_RUN threshold %v but not the LIVE threshold %v for %v-risk tools", [_fmt(input.confidence), _fmt(_threshold.dry_run), _fmt(_threshold.live), input.contract.risk]) if {
 	base_mode == "DRY_RUN"
-}
-
-_base_reason := sprintf("confidence %v is below the DRY_RUN threshold %v for %v-risk tools, so the call runs as MOCK", [_fmt(_confidence), _fmt(_threshold.dry_run), _risk]) if {
-	base_mode == "MOCK"
-}
+} else := sprintf("confidence %v is below the DRY_RUN threshold %v for %v-risk tools, so the call runs as MOCK", [_fmt(input.confidence), _fmt(_threshold.dry_run), input.contract.risk])
 
 _cap_reasons := [live_caps[k] | some k in sort(object.keys(live_caps))]
 
@@ -104,4 +95,6 @@ _approval_reasons := [_approval_causes[k] | some k in sort(object.keys(_approval
 # METADATA
 # entrypoint: true
 # description: Why the mode is what it is, in words, most important first.
-reasons := array.concat(array.concat([_base_reason], _cap_reasons), _approval_reasons)
+reasons := [_base_reason] if {
+	base_mode != "LIVE"
+} else := array.concat(array.concat([_base_reason], _cap_reasons), _approval_reasons)

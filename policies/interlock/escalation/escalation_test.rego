@@ -342,3 +342,15 @@ test_non_boolean_reversible_counts_as_irreversible if {
 		],
 	} with input as _call("crm_purge", "LOW", null, 0.9)
 }
+
+test_input_switches_set_the_floor_and_the_cap if {
+	_result == {
+		"mode": "DRY_RUN",
+		"needs_approval": false,
+		"reasons": [
+			_live_reason(0.9, 0.7, "LOW"),
+			"confidence 0.9 is below the global LIVE floor 0.95",
+			"0 LIVE executions are in flight and the cap is 0",
+		],
+	} with input as object.union(_low(0.9), {"switches": {"live_confidence_floor": 0.95, "max_concurrent_live": 0}})
+}

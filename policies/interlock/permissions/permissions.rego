@@ -6,18 +6,27 @@
 #   (the server reads them from data.interlock.agents).
 package interlock.permissions
 
+# The agent's grants, read once (an agent without them holds nothing).
+_held := object.get(input, ["agent", "permissions"], [])
+
 # METADATA
 # entrypoint: true
 # description: The permissions the contract requires that the agent lacks.
 missing contains permission if {
 	some permission in input.contract.required_permissions
-	not permission in {p | some p in object.get(input, ["agent", "permissions"], [])}
+	not permission in _held
+}
+
+# Whether one required permission is lacking, without building `missing`.
+_lacks_one if {
+	some permission in input.contract.required_permissions
+	not permission in _held
 }
 
 # METADATA
 # entrypoint: true
 # description: True when the agent holds every required permission.
-allowed if count(missing) == 0
+allowed if not _lacks_one
 
 default allowed := false
 

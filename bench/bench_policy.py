@@ -1,0 +1,463 @@
+"""The cost of one policy evaluation: OPA's `opa bench` beside the embedded engine.
+
+    .venv/bin/python bench/bench_policy.py                        # policies/
+    .venv/bin/python bench/bench_policy.py --policy-dir OLD --policy-dir policies   # before/after
+
+For each case (an entrypoint rule and a representative input) it reports:
+
+  opa µs       OPA's own `opa bench` (the pinned binary): the median of
+               `timer_rego_query_eval_ns`, the evaluation alone
+  embedded µs  the embedded engine (regopy, built as the server builds it):
+               the median over timed batches of `query_bundle_entrypoint`
+               with the input already set, the evaluation alone
+  emb/opa      the ratio of the two, in the same run
+  call µs      the embedded engine as the server pays it per decision:
+               set the input, evaluate, parse the JSON output
+
+With two policy dirs, the first is "before" and the second "after", and the
+table gains the after/before ratio of each engine. Inputs are built the way
+the server builds them (DecisionService.build_input over the catalog and
+agents of the policy set), so they follow the server. Everything is local:
+`opa bench` makes no network calls. bench/README.md explains the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import regopy
+from interlock.config import ServerConfig
+from interlock.contracts import Catalog
+from interlock.decisions import DecisionService, ToolCall
+from interlock.policy.bundle import PolicySet
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class BenchError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    query: str
+    """The rule, as a data reference (data.interlock.decision.main)."""
+    input_name: str
+    expect: Any = None
+    """A value the first engine's answer must contain (a dict's items), or None."""
+
+    @property
+    def entrypoint(self) -> str:
+        return self.query.removeprefix("data.").replace(".", "/")
+
+
+# Representative calls: the first is bench_decisions.py's call (ALLOW, DRY_RUN),
+# the common case; the others take the LIVE + approval and the DENY branches.
+CALLS = {
+    "dry-run": ToolCall(
+        agent_id="agent1",
+        tool="vision_inspect",
+        arguments={"target": "login button"},
+        confidence=0.6,
+    ),
+    "live-approval": ToolCall(
+        agent_id="ops",
+        tool="transfer_funds",
+        arguments={"amount_cents": 1200, "to_account": "acct-42"},
+        confidence=0.9,
+    ),
+    "denied": ToolCall(
+        agent_id="agent1",
+        tool="button_click",
+        arguments={"target": "submit"},
+        confidence=0.9,
+    ),
+}
+
+AUTHZ_INPUT = {
+    "method": "RequestToolCall",
+    "principal": {"id": "agent1", "kind": "agent", "roles": [], "agents": ["agent1"]},
+    "request": {"agent_id": "agent1"},
+}
+
+CASES = (
+    Case("decision.main", "data.interlock.decision.main", "dry-run", {"verdict": "ALLOW"}),
+    Case(
+        "decision.main",
+        "data.interlock.decision.main",
+        "live-approval",
+        {"verdict": "PENDING_APPROVAL"},
+    ),
+    Case("decision.main", "data.interlock.decision.main", "denied", {"verdict": "DENY"}),
+    Case("permissions.allowed", "data.interlock.permissions.allowed", "dry-run"),
+    Case("escalation.mode", "data.interlock.escalation.mode", "dry-run"),
+    Case("approvals.requirement", "data.interlock.approvals.requirement", "live-approval"),
+    Case("authz.main", "data.interlock.authz.main", "authz", {"allow": True}),
+)
+
+
+def build_inputs(policy_set: PolicySet) -> dict[str, dict[str, Any]]:
+    """The inputs, as DecisionService.build_input makes them (no switch overrides)."""
+    catalog = Catalog.from_data(policy_set.data)
+    service = types.SimpleNamespace(config=ServerConfig(), live_in_flight=lambda: 0)
+    inputs = {
+        name: DecisionService.build_input(service, call, catalog, live_in_flight=0)  # type: ignore[arg-type]
+        for name, call in CALLS.items()
+    }
+    inputs["authz"] = AUTHZ_INPUT
+    return inputs
+
+
+# OPA -----------------------------------------------------------------------
+
+
+def find_opa() -> str:
+    for candidate in (os.environ.get("INTERLOCK_OPA_BIN"), str(REPO / ".tools/bin/opa")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("opa")
+    if found:
+        return found
+    raise BenchError(
+        "the opa binary was not found (INTERLOCK_OPA_BIN, .tools/bin/opa or PATH); "
+        "run `make opa`, or leave OPA out with --engines embedded"
+    )
+
+
+def write_bundle(policy_set: PolicySet, root: Path) -> None:
+    """The files the server loads (no tests), as a bundle folder for `opa bench -b`."""
+    for rel, content in policy_set.files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+
+
+def opa_bench(opa: str, bundle: Path, input_file: Path, query: str, count: int) -> float:
+    """`opa bench`'s median query-eval time in µs (the median of `count` runs)."""
+    proc = subprocess.run(
+        [
+            opa,
+            "bench",
+            "-b",
+            str(bundle),
+            "-i",
+            str(input_file),
+            "--format",
+            "json",
+            "--count",
+            str(count),
+            query,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if proc.returncode != 0:
+        raise BenchError(f"opa bench {query} failed:\n{proc.stderr or proc.stdout}")
+    medians = []
+    decoder = json.JSONDecoder()
+    text = proc.stdout.strip()
+    while text:  # --count N prints N JSON documents one after another
+        doc, end = decoder.raw_decode(text)
+        medians.append(doc["Extra"]["histogram_timer_rego_query_eval_ns_median"] / 1000)
+        text = text[end:].strip()
+    return statistics.median(medians)
+
+
+def opa_eval(opa: str, bundle: Path, input_file: Path, query: str) -> Any:
+    proc = subprocess.run(
+        [opa, "eval", "-b", str(bundle), "-i", str(input_file), "--format", "json", query],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if proc.returncode != 0:
+        raise BenchError(f"opa eval {query} failed:\n{proc.stderr or proc.stdout}")
+    result = json.loads(proc.stdout).get("result") or [{}]
+    return result[0]["expressions"][0]["value"]
+
+
+# The embedded engine -------------------------------------------------------
+
+
+def embedded_bundle(policy_set: PolicySet, entrypoints: list[str]) -> regopy.Bundle:
+    """A regopy bundle built as interlock.policy.embedded builds the server's."""
+    interp = regopy.Interpreter()
+    interp.strict_built_in_errors = True
+    for path in sorted(policy_set.modules):
+        interp.add_module(path, policy_set.modules[path])
+    interp.add_data(dict(policy_set.data))
+    bundle = interp.build(None, entrypoints)
+    if not bundle.ok():
+        raise BenchError("regopy could not build the policy set")
+    return bundle
+
+
+def embedded_answer(bundle: regopy.Bundle, entrypoint: str, policy_input: Any) -> Any:
+    interp = regopy.Interpreter()
+    interp.strict_built_in_errors = True
+    interp.set_input(regopy.Input(policy_input))
+    output = interp.query_bundle_entrypoint(bundle, entrypoint)
+    if not output.ok():
+        raise BenchError(f"embedded engine: {output}")
+    return json.loads(str(output))["expressions"][0]
+
+
+def embedded_bench(
+    bundle: regopy.Bundle, entrypoint: str, policy_input: Any, seconds: float
+) -> tuple[float, float]:
+    """(eval µs, per-call µs): medians over batches, each batch ~20 ms."""
+    interp = regopy.Interpreter()
+    interp.strict_built_in_errors = True
+    interp.set_input(regopy.Input(policy_input))
+    for _ in range(20):  # warm-up
+        interp.query_bundle_entrypoint(bundle, entrypoint)
+
+    def batches(one: Any) -> float:
+        n = 1
+        while True:  # size a batch to ~20 ms
+            t = time.perf_counter()
+            for _ in range(n):
+                one()
+            if time.perf_counter() - t > 0.02:
+                break
+            n *= 2
+        samples = []
+        deadline = time.perf_counter() + seconds / 2
+        while time.perf_counter() < deadline or len(samples) < 5:
+            t = time.perf_counter()
+            for _ in range(n):
+                one()
+            samples.append((time.perf_counter() - t) / n * 1e6)
+        return statistics.median(samples)
+
+    def evaluate() -> None:
+        interp.query_bundle_entrypoint(bundle, entrypoint)
+
+    def call() -> None:
+        interp.set_input(regopy.Input(policy_input))
+        json.loads(str(interp.query_bundle_entrypoint(bundle, entrypoint)))
+
+    return batches(evaluate), batches(call)
+
+
+# The run -------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    case: str
+    input: str
+    opa_us: list[float | None] = field(default_factory=list)
+    embedded_us: list[float | None] = field(default_factory=list)
+    call_us: list[float | None] = field(default_factory=list)
+
+
+def check(case: Case, answer: Any, engine: str, label: str) -> None:
+    if answer is None:
+        raise BenchError(f"{label}: {engine} gives no value for {case.query} ({case.input_name})")
+    if case.expect is not None:
+        got = {k: answer.get(k) for k in case.expect} if isinstance(answer, dict) else answer
+        if got != case.expect:
+            raise BenchError(
+                f"{label}: {engine} {case.query} ({case.input_name}) gives {got}, "
+                f"expected {case.expect}"
+            )
+
+
+def run(args: argparse.Namespace) -> list[Row]:
+    dirs = [Path(d) for d in args.policy_dir] or [REPO / "policies"]
+    labels = ["before", "after"] if len(dirs) == 2 else [str(d) for d in dirs]
+    engines = set(args.engines.split(","))
+    opa = find_opa() if "opa" in engines else ""
+    cases = [c for c in CASES if not args.cases or c.name in args.cases.split(",")]
+    rows = [Row(c.name, c.input_name) for c in cases]
+    entrypoints = sorted({c.entrypoint for c in cases})
+    with tempfile.TemporaryDirectory(prefix="bench-policy-") as tmp:
+        for i, (directory, label) in enumerate(zip(dirs, labels, strict=True)):
+            policy_set = PolicySet.from_dir(directory)
+            inputs = build_inputs(policy_set)
+            bundle_dir = Path(tmp) / f"bundle{i}"
+            write_bundle(policy_set, bundle_dir)
+            input_files = {}
+            for name, doc in inputs.items():
+                input_files[name] = Path(tmp) / f"input{i}-{name}.json"
+                input_files[name].write_text(json.dumps(doc))
+            bundle = embedded_bundle(policy_set, entrypoints) if "embedded" in engines else None
+            for case, row in zip(cases, rows, strict=True):
+                policy_input = inputs[case.input_name]
+                print(f"  {label}: {case.name} ({case.input_name})", file=sys.stderr, flush=True)
+                if opa:
+                    answer = opa_eval(opa, bundle_dir, input_files[case.input_name], case.query)
+                    check(case, answer, "opa", label)
+                    row.opa_us.append(
+                        opa_bench(
+                            opa, bundle_dir, input_files[case.input_name], case.query, args.count
+                        )
+                    )
+                else:
+                    row.opa_us.append(None)
+                if bundle is not None:
+                    answer = embedded_answer(bundle, case.entrypoint, policy_input)
+                    check(case, answer, "embedded", label)
+                    if opa and answer != opa_eval(
+                        opa, bundle_dir, input_files[case.input_name], case.query
+                    ):
+                        raise BenchError(
+                            f"{label}: the engines disagree on {case.query} ({case.input_name})"
+                        )
+                    evaluated, called = embedded_bench(
+                        bundle, case.entrypoint, policy_input, args.seconds
+                    )
+                    row.embedded_us.append(evaluated)
+                    row.call_us.append(called)
+                else:
+                    row.embedded_us.append(None)
+                    row.call_us.append(None)
+    return rows
+
+
+def fmt(x: float | None, spec: str = ".1f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return "-" if a is None or b is None or b == 0 else f"{a / b:.2f}x"
+
+
+def table(rows: list[Row], labels: list[str]) -> str:
+    two = len(labels) == 2
+    head = ["case", "input"]
+    for label in labels:
+        suffix = f" {label}" if len(labels) > 1 else ""
+        head += [f"opa µs{suffix}", f"emb µs{suffix}", f"emb/opa{suffix}", f"call µs{suffix}"]
+    if two:
+        head += ["opa after/before", "emb after/before"]
+    lines = [head]
+    for r in rows:
+        line = [r.case, r.input]
+        for i in range(len(labels)):
+            line += [
+                fmt(r.opa_us[i]),
+                fmt(r.embedded_us[i]),
+                ratio(r.embedded_us[i], r.opa_us[i]),
+                fmt(r.call_us[i]),
+            ]
+        if two:
+            line += [ratio(r.opa_us[1], r.opa_us[0]), ratio(r.embedded_us[1], r.embedded_us[0])]
+        lines.append(line)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    out = []
+    for n, line in enumerate(lines):
+        cells = [
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        out.append("  ".join(cells))
+        if n == 0:
+            out.append("-" * len(out[0]))
+    return "\n".join(out)
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()}, "
+        f"regopy {regopy.__version__}, load average {load:.2f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--policy-dir",
+        action="append",
+        default=[],
+        help="a policy bundle folder (default policies/); give two for before/after",
+    )
+    parser.add_argument("--engines", default="opa,embedded", help="opa, embedded or both")
+    parser.add_argument(
+        "--cases", default="", help="only these cases, e.g. decision.main,authz.main"
+    )
+    parser.add_argument("--count", type=int, default=3, help="`opa bench --count` (median taken)")
+    parser.add_argument(
+        "--seconds", type=float, default=2.0, help="embedded engine: seconds per case"
+    )
+    parser.add_argument("--opa-bin", default="", help="the OPA binary (default: the pinned one)")
+    parser.add_argument("--json", default="", help="write the rows as JSON to this file")
+    args = parser.parse_args(argv)
+    if len(args.policy_dir) > 2:
+        parser.error("give at most two --policy-dir (before, after)")
+    if args.opa_bin:
+        os.environ["INTERLOCK_OPA_BIN"] = args.opa_bin
+    labels = (
+        ["before", "after"]
+        if len(args.policy_dir) == 2
+        else [args.policy_dir[0] if args.policy_dir else "policies"]
+    )
+    opa_version = ""
+    if "opa" in args.engines.split(","):
+        try:
+            out = subprocess.run(
+                [find_opa(), "version"], capture_output=True, text=True, timeout=10
+            ).stdout
+            opa_version = out.splitlines()[0] if out else ""
+        except (BenchError, OSError) as exc:
+            print(f"BENCHMARK FAILED: {exc}", file=sys.stderr)
+            return 1
+    print(f"# {machine()}; OPA {opa_version.removeprefix('Version: ') or '-'}")
+    if len(labels) == 2:
+        print(f"# before: {args.policy_dir[0]}   after: {args.policy_dir[1]}")
+    try:
+        rows = run(args)
+    except BenchError as exc:
+        print(f"BENCHMARK FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(table(rows, labels))
+    last = len(labels) - 1
+    for r in rows:
+        if r.case == "decision.main" and r.input == "dry-run":
+            opa_us, emb_us = r.opa_us[last], r.embedded_us[last]
+            if opa_us is not None:
+                met = "met" if opa_us <= 50 else "NOT MET"
+                print(
+                    f"decision.main (dry-run): opa median {opa_us:.1f} µs (goal <= 50 µs) -> {met}"
+                )
+            if opa_us is not None and emb_us is not None:
+                met = "met" if emb_us <= 1.5 * opa_us else "NOT MET"
+                print(
+                    f"decision.main (dry-run): embedded {emb_us / opa_us:.2f}x OPA "
+                    f"(goal <= 1.5x) -> {met}"
+                )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"labels": labels, "rows": [asdict(r) for r in rows]}, indent=2)
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
