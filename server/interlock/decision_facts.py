@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from interlock.audit import STATE_TRANSITIONS, TOOL_EXECUTION_LOG
-from interlock.journal import AuditLine, EventRecord, Insert, Row
+from interlock.journal import AuditLine, Delete, EventRecord, Insert, Row
 
 STATE_OF_VERDICT = {"ALLOW": "DECIDED", "DENY": "DENIED", "PENDING_APPROVAL": "AWAITING_APPROVAL"}
 EVENT_FIELDS = (
@@ -180,6 +180,8 @@ class ResultReported:
 
     result: ResultRecord
     decision: Mapping[str, Any]
+    release_hold: bool = False
+    """Delete the decision's LIVE hold (the cap counted across replicas)."""
 
     def _context(self) -> dict[str, Any]:
         d = self.decision
@@ -201,7 +203,10 @@ class ResultReported:
             "duration_seconds": r.duration_seconds,
             "reported_at": r.reported_at,
         }
-        return [Insert("results", values)]
+        rows: list[Row] = [Insert("results", values)]
+        if self.release_hold:
+            rows.append(Delete("live_holds", {"decision_id": r.decision_id}))
+        return rows
 
     def events(self) -> Iterable[EventRecord]:
         r = self.result

@@ -45,8 +45,9 @@ from interlock.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Unavailable,
 )
-from interlock.journal import Batch, Journal
+from interlock.journal import Batch, Delete, Guard, Insert, Journal, Recorded
 from interlock.metrics import Metrics
 from interlock.policy.cache import DecisionCache
 from interlock.policy.engine import PolicyDecision
@@ -58,6 +59,16 @@ log = logging.getLogger(__name__)
 # cost ~15 us of os.urandom on this machine's hot path).
 _ID_PREFIX = os.urandom(8).hex()
 _ID_COUNTER = itertools.count(1)
+
+
+SHARED_CAP_ATTEMPTS = 50
+"""Evaluations of one call before giving up while other replicas keep taking LIVE slots."""
+HELD_UNTIL_RELEASED = 10 * 365 * 86400.0
+"""A plan step's LIVE hold lasts until its step releases it (its row's ``until``)."""
+
+
+class _CapTaken(Exception):
+    """Another replica took the LIVE slot this decision counted on."""
 
 
 def new_decision_id() -> str:
@@ -133,6 +144,7 @@ class DecisionService:
         self.metrics = metrics
         self._live: dict[str, float] = {}
         self._live_lock = asyncio.Lock()
+        self._releases: set[asyncio.Task[None]] = set()
         """Held while a LIVE answer is evaluated again and takes its slot."""
         """LIVE decisions in flight: decision id -> when it stops counting (a
         direct call: its tool's timeout after the decision; an orchestrated
@@ -209,6 +221,26 @@ class DecisionService:
         """An orchestrated LIVE step ended (or was decided again): it stops counting."""
         if self._live.pop(decision_id, None) is not None:
             self.metrics.live_in_flight.set(len(self._live))
+        if self.journal.shared:  # its hold in the database goes too (the owner may have changed)
+            task = asyncio.ensure_future(self._drop_hold(decision_id))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
+
+    async def drop_live(self, decision_id: str) -> None:
+        """Like :meth:`release_live`, and on a shared store wait until the hold is
+        gone (a step decided again at hand-off must not count itself)."""
+        if self._live.pop(decision_id, None) is not None:
+            self.metrics.live_in_flight.set(len(self._live))
+        if self.journal.shared:
+            await self._drop_hold(decision_id)
+
+    async def _drop_hold(self, decision_id: str) -> None:
+        try:
+            await self.journal.record(
+                Recorded(row_list=[Delete("live_holds", {"decision_id": decision_id})])
+            )
+        except Exception:  # the store is down: the hold stays until its step ends again
+            log.exception("could not release the LIVE hold of %s", decision_id)
 
     def build_input(
         self, call: ToolCall, catalog: Catalog, *, live_in_flight: int | None = None
@@ -324,6 +356,8 @@ class DecisionService:
         reserved: Approval | None,
         started: float,
     ) -> DecisionRecord:
+        if self.journal.shared:
+            return await self._decide_shared(call, catalog, arguments_json, reserved, started)
         counted = self.live_in_flight()
         policy_input = self.build_input(call, catalog, live_in_flight=counted)
         input_hash = sha256_hex(policy_input)
@@ -373,6 +407,48 @@ class DecisionService:
         finally:
             release()
 
+    async def _decide_shared(
+        self,
+        call: ToolCall,
+        catalog: Catalog,
+        arguments_json: str,
+        reserved: Approval | None,
+        started: float,
+    ) -> DecisionRecord:
+        """The LIVE cap across replicas (PostgreSQL): the count is the database's
+        LIVE holds, and a LIVE decision commits its hold with a guard that the
+        holds number at most the count the policy saw plus this one. A replica
+        that took a slot meanwhile makes the guard fail: evaluate again with the
+        count as it is now (it only grows up to the cap, so this ends)."""
+        for _ in range(SHARED_CAP_ATTEMPTS):
+            counted = await self.journal.live_holds.count(time.time())
+            policy_input = self.build_input(call, catalog, live_in_flight=counted)
+            input_hash = sha256_hex(policy_input)
+            decision, revision, fail_closed = await self.evaluate(
+                policy_input, input_hash, live=True
+            )
+            try:
+                return await self._settle(
+                    call,
+                    catalog,
+                    arguments_json,
+                    reserved,
+                    started,
+                    decision,
+                    revision,
+                    fail_closed,
+                    input_hash,
+                    lambda: None,
+                    canonical_json(policy_input),
+                    shared_count=counted,
+                )
+            except _CapTaken:
+                continue
+        raise Unavailable(
+            "the count of LIVE executions across replicas kept changing over "
+            f"{SHARED_CAP_ATTEMPTS} evaluations; try again"
+        )
+
     async def _settle(
         self,
         call: ToolCall,
@@ -386,6 +462,8 @@ class DecisionService:
         input_hash: str,
         release: Callable[[], None],
         input_json: str = "",
+        *,
+        shared_count: int | None = None,
     ) -> DecisionRecord:
         """Record an evaluated decision; a LIVE one takes its slot before anything awaits."""
         decision_id = new_decision_id()
@@ -498,6 +576,19 @@ class DecisionService:
             batch.rows.extend(approval_batch.rows)
             batch.events.extend(approval_batch.events)
             batch.audit.extend(approval_batch.audit)
+        if shared_count is not None and record.verdict == "ALLOW" and record.mode == "LIVE":
+            until = live_deadline if live_deadline is not None else now + HELD_UNTIL_RELEASED
+            hold = {
+                "decision_id": record.decision_id,
+                "replica": self.journal.replica,
+                "until": until,
+            }
+            batch.rows += [
+                Insert("live_holds", hold),
+                Guard(
+                    "live_holds", _CapTaken(), at_most=shared_count + 1, newer_than=("until", now)
+                ),
+            ]
         try:
             await self.journal.commit(batch)
         except BaseException:
@@ -609,7 +700,9 @@ class DecisionService:
             reported_at=time.time(),
         )
         try:
-            await self.journal.record(ResultReported(result, decision))
+            await self.journal.record(
+                ResultReported(result, decision, release_hold=self.journal.shared)
+            )
         except AlreadyExists:
             raise AlreadyExists(
                 f"a result for decision {decision_id} was already reported",

@@ -181,6 +181,24 @@ class Plans(_Repo):
         """Every plan's conflicts, as stored JSON."""
         return [str(r["conflicts"]) for r in await self.db.fetch("SELECT conflicts FROM plans")]
 
+    async def leases_of(self, owner: str) -> list[Rowdict]:
+        """The leases a replica holds on unfinished plans."""
+        return await self.db.fetch(
+            "SELECT l.* FROM plan_leases l JOIN plans p ON p.plan_id = l.plan_id"
+            " WHERE l.owner = ? AND p.state IN ('PENDING', 'RUNNING')",
+            (owner,),
+        )
+
+    async def takeable(self, owner: str, now: float) -> list[Rowdict]:
+        """Leases on unfinished plans that ``owner`` may take: expired ones, and
+        its own (held before a restart)."""
+        return await self.db.fetch(
+            "SELECT l.* FROM plan_leases l JOIN plans p ON p.plan_id = l.plan_id"
+            " WHERE p.state IN ('PENDING', 'RUNNING') AND (l.expires_at < ? OR l.owner = ?)"
+            " ORDER BY l.plan_id",
+            (now, owner),
+        )
+
     async def step_owners(self, plan_id: str, step_ids: Iterable[str]) -> list[Rowdict]:
         """The tool and agent of some steps of a plan."""
         ids = list(step_ids)
@@ -233,24 +251,6 @@ class Approvals(_Repo):
         params.append(limit)
         return await self.db.fetch(sql, params)
 
-
-    async def leases_of(self, owner: str) -> list[Rowdict]:
-        """The leases a replica holds on unfinished plans."""
-        return await self.db.fetch(
-            "SELECT l.* FROM plan_leases l JOIN plans p ON p.plan_id = l.plan_id"
-            " WHERE l.owner = ? AND p.state IN ('PENDING', 'RUNNING')",
-            (owner,),
-        )
-
-    async def takeable(self, owner: str, now: float) -> list[Rowdict]:
-        """Leases on unfinished plans that ``owner`` may take: expired ones, and
-        its own (held before a restart)."""
-        return await self.db.fetch(
-            "SELECT l.* FROM plan_leases l JOIN plans p ON p.plan_id = l.plan_id"
-            " WHERE p.state IN ('PENDING', 'RUNNING') AND (l.expires_at < ? OR l.owner = ?)"
-            " ORDER BY l.plan_id",
-            (now, owner),
-        )
 
 class Events(_Repo):
     async def after(self, seq: int, limit: int = 500) -> list[Rowdict]:

@@ -535,7 +535,7 @@ class Orchestrator(Dispatch):
         prior = None
         if old:
             prior = await self.approvals.used_by(old)
-        self.decisions.release_live(old)
+        await self.decisions.drop_live(old)
         await self._decide(plan, step, supersedes=old, prior_approval=prior)
 
     async def _approval_outcome(self, plan: PlanRun, step: StepRun) -> None:
