@@ -71,6 +71,18 @@ class _CapTaken(Exception):
     """Another replica took the LIVE slot this decision counted on."""
 
 
+@dataclass(frozen=True)
+class _Evaluated:
+    """A call's policy answer, with the input it was given."""
+
+    decision: PolicyDecision
+    revision: str
+    fail_closed: bool
+    input_json: str
+    """The canonical policy input (kept for replay)."""
+    input_hash: str
+
+
 def new_decision_id() -> str:
     return f"dec_{_ID_PREFIX}{next(_ID_COUNTER):010x}"
 
@@ -359,9 +371,7 @@ class DecisionService:
         if self.journal.shared:
             return await self._decide_shared(call, catalog, arguments_json, reserved, started)
         counted = self.live_in_flight()
-        policy_input = self.build_input(call, catalog, live_in_flight=counted)
-        input_hash = sha256_hex(policy_input)
-        decision, revision, fail_closed = await self.evaluate(policy_input, input_hash, live=True)
+        evaluated = await self._evaluate_call(call, catalog, counted)
         # The LIVE cap is exact. A LIVE answer registers below without awaiting
         # anything after this check, so it takes its slot atomically, unless
         # other LIVE decisions registered while it was evaluated (or one is being
@@ -369,17 +379,13 @@ class DecisionService:
         # the count as it stands. Nobody registers while the lock is held, and
         # results only lower the count, so one more evaluation is always enough.
         lock: asyncio.Lock | None = None
-        if decision.mode == "LIVE" and (
+        if evaluated.decision.mode == "LIVE" and (
             self._live_lock.locked() or self.live_in_flight() > counted
         ):
             await self._live_lock.acquire()
             lock = self._live_lock
             try:
-                policy_input = self.build_input(call, catalog, live_in_flight=self.live_in_flight())
-                input_hash = sha256_hex(policy_input)
-                decision, revision, fail_closed = await self.evaluate(
-                    policy_input, input_hash, live=True
-                )
+                evaluated = await self._evaluate_call(call, catalog, self.live_in_flight())
             except BaseException:
                 lock.release()
                 raise
@@ -392,20 +398,18 @@ class DecisionService:
 
         try:
             return await self._settle(
-                call,
-                catalog,
-                arguments_json,
-                reserved,
-                started,
-                decision,
-                revision,
-                fail_closed,
-                input_hash,
-                release,
-                canonical_json(policy_input),
+                call, catalog, arguments_json, reserved, started, evaluated, release
             )
         finally:
             release()
+
+    async def _evaluate_call(self, call: ToolCall, catalog: Catalog, counted: int) -> _Evaluated:
+        """The policy's answer for the call with ``counted`` LIVE executions in flight."""
+        policy_input = self.build_input(call, catalog, live_in_flight=counted)
+        input_json = canonical_json(policy_input)  # once: hashed, and kept for replay
+        input_hash = _hash(input_json)
+        decision, revision, fail_closed = await self.evaluate(policy_input, input_hash, live=True)
+        return _Evaluated(decision, revision, fail_closed, input_json, input_hash)
 
     async def _decide_shared(
         self,
@@ -422,11 +426,7 @@ class DecisionService:
         count as it is now (it only grows up to the cap, so this ends)."""
         for _ in range(SHARED_CAP_ATTEMPTS):
             counted = await self.journal.live_holds.count(time.time())
-            policy_input = self.build_input(call, catalog, live_in_flight=counted)
-            input_hash = sha256_hex(policy_input)
-            decision, revision, fail_closed = await self.evaluate(
-                policy_input, input_hash, live=True
-            )
+            evaluated = await self._evaluate_call(call, catalog, counted)
             try:
                 return await self._settle(
                     call,
@@ -434,12 +434,8 @@ class DecisionService:
                     arguments_json,
                     reserved,
                     started,
-                    decision,
-                    revision,
-                    fail_closed,
-                    input_hash,
+                    evaluated,
                     lambda: None,
-                    canonical_json(policy_input),
                     shared_count=counted,
                 )
             except _CapTaken:
@@ -456,16 +452,15 @@ class DecisionService:
         arguments_json: str,
         reserved: Approval | None,
         started: float,
-        decision: PolicyDecision,
-        revision: str,
-        fail_closed: bool,
-        input_hash: str,
+        evaluated: _Evaluated,
         release: Callable[[], None],
-        input_json: str = "",
         *,
         shared_count: int | None = None,
     ) -> DecisionRecord:
         """Record an evaluated decision; a LIVE one takes its slot before anything awaits."""
+        decision, revision = evaluated.decision, evaluated.revision
+        fail_closed, input_hash = evaluated.fail_closed, evaluated.input_hash
+        input_json = evaluated.input_json
         decision_id = new_decision_id()
         now = time.time()
         approval: Approval | None = None
