@@ -65,7 +65,7 @@ Outcome = tuple[str, str, bool]
 
 
 def classify(before: Outcome, after: Outcome) -> str:
-    """"unchanged", "widens" or "narrows".
+    """ "unchanged", "widens" or "narrows".
 
     Widens: a call that was denied runs (DENY to ALLOW or to PENDING_APPROVAL),
     runs in a higher mode (anything to LIVE), or no longer needs a human
