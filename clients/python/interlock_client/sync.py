@@ -299,6 +299,37 @@ class SyncInterlockClient:
             )
         )
 
+    def replay_policy(
+        self,
+        policy_files: Mapping[str, str],
+        *,
+        since: float = 0.0,
+        until: float = 0.0,
+        agent_id: str = "",
+        tool: str = "",
+        limit: int = 0,
+        engine: str = "",
+        samples: int = 0,
+        skip_unrecorded: bool = False,
+        timeout: float | None = None,
+    ) -> Generator[policy_service_pb2.ReplayPolicyResponse, None, None]:
+        """A blocking generator of the replay's messages (see the asyncio client):
+        progress after each page, the report last."""
+        return self._blocking(
+            self._client.replay_policy(
+                policy_files,
+                since=since,
+                until=until,
+                agent_id=agent_id,
+                tool=tool,
+                limit=limit,
+                engine=engine,
+                samples=samples,
+                skip_unrecorded=skip_unrecorded,
+                timeout=timeout,
+            )
+        )
+
 
 async def _next_or_none(stream: AsyncIterator[_T]) -> _T | None:
     try:
