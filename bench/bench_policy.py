@@ -288,7 +288,8 @@ def run(args: argparse.Namespace) -> list[Row]:
     rows = [Row(c.name, c.input_name) for c in cases]
     entrypoints = sorted({c.entrypoint for c in cases})
     with tempfile.TemporaryDirectory(prefix="bench-policy-") as tmp:
-        for i, (directory, label) in enumerate(zip(dirs, labels, strict=True)):
+        prepared = []
+        for i, directory in enumerate(dirs):
             policy_set = PolicySet.from_dir(directory)
             inputs = build_inputs(policy_set)
             bundle_dir = Path(tmp) / f"bundle{i}"
@@ -298,25 +299,29 @@ def run(args: argparse.Namespace) -> list[Row]:
                 input_files[name] = Path(tmp) / f"input{i}-{name}.json"
                 input_files[name].write_text(json.dumps(doc))
             bundle = embedded_bundle(policy_set, entrypoints) if "embedded" in engines else None
-            for case, row in zip(cases, rows, strict=True):
+            prepared.append((inputs, bundle_dir, input_files, bundle))
+        # Case by case, before then after: load that drifts during the run
+        # touches both folders' figures alike.
+        for case, row in zip(cases, rows, strict=True):
+            for label, (inputs, bundle_dir, input_files, bundle) in zip(
+                labels, prepared, strict=True
+            ):
                 policy_input = inputs[case.input_name]
+                input_file = input_files[case.input_name]
                 print(f"  {label}: {case.name} ({case.input_name})", file=sys.stderr, flush=True)
+                opa_answer = None
                 if opa:
-                    answer = opa_eval(opa, bundle_dir, input_files[case.input_name], case.query)
-                    check(case, answer, "opa", label)
+                    opa_answer = opa_eval(opa, bundle_dir, input_file, case.query)
+                    check(case, opa_answer, "opa", label)
                     row.opa_us.append(
-                        opa_bench(
-                            opa, bundle_dir, input_files[case.input_name], case.query, args.count
-                        )
+                        opa_bench(opa, bundle_dir, input_file, case.query, args.count)
                     )
                 else:
                     row.opa_us.append(None)
                 if bundle is not None:
                     answer = embedded_answer(bundle, case.entrypoint, policy_input)
                     check(case, answer, "embedded", label)
-                    if opa and answer != opa_eval(
-                        opa, bundle_dir, input_files[case.input_name], case.query
-                    ):
+                    if opa and answer != opa_answer:
                         raise BenchError(
                             f"{label}: the engines disagree on {case.query} ({case.input_name})"
                         )
