@@ -27,6 +27,8 @@ Files in this issue:
 - approvals.jsonl: one line per approval change (requested, approved by one
   approver, approved, denied, expired, escalated, used, cancelled).
 - access_denials.jsonl: one line per call the authorization policy refused.
+- policy_changes.jsonl: one line per policy reload that changed or was
+  refused: who asked, the gate's tests and replay digest (docs/policies.md).
 
 Summaries rewritten whole (atomically: a temporary file, then a rename):
 orchestration_summary.json and tool_conflicts.json.
@@ -65,6 +67,7 @@ ROLLBACK_EVENTS = "rollback_events.jsonl"
 LEARNING_SIGNALS = "learning_signals.jsonl"
 APPROVALS_LOG = "approvals.jsonl"
 ACCESS_DENIALS = "access_denials.jsonl"
+POLICY_CHANGES = "policy_changes.jsonl"
 FILES = (
     TOOL_EXECUTION_LOG,
     STATE_TRANSITIONS,
@@ -72,6 +75,7 @@ FILES = (
     LEARNING_SIGNALS,
     APPROVALS_LOG,
     ACCESS_DENIALS,
+    POLICY_CHANGES,
 )
 TAIL_BYTES = 64 * 1024
 GENESIS = "0" * 64

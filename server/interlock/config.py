@@ -57,6 +57,12 @@ class ServerConfig:
     policy_watch_interval_seconds: float = 1.0
     """How often to look for changes under policy_dir; 0 disables the watcher."""
 
+    reload_replay_decisions: int = 10_000
+    """The gate (docs/policies.md): how many of the newest recorded decisions a reload replays under the new set before it goes live; the report's digest and counts go on the reload's record. 0 disables the replay (and so the widening check)."""
+
+    reload_widening_budget: int = 0
+    """The gate: how many replayed decisions a new set may widen to LIVE (a call that would now run LIVE, or run LIVE without the approval it needed) before the reload is refused (POLICY_WIDENS_LIVE) unless it says accept_widening with a reason."""
+
     data_dir: str = "var/interlock"
     """Where the SQLite store and the JSONL audit files live."""
 
@@ -271,6 +277,10 @@ def _check(config: ServerConfig) -> None:
         raise ConfigError(
             "store_url: must be empty (SQLite in data_dir), sqlite:PATH or postgresql://..., "
             f"not {config.store_url.split(':')[0]!r}"
+        )
+    if config.reload_replay_decisions < 0 or config.reload_widening_budget < 0:
+        raise ConfigError(
+            "reload_replay_decisions and reload_widening_budget: must not be negative"
         )
     if config.plan_lease_seconds <= 0:
         raise ConfigError("plan_lease_seconds: must be positive")

@@ -31,7 +31,7 @@ from interlock.api.health_service import HealthService
 from interlock.api.interceptors import ServerInterceptor
 from interlock.api.limits import RequestLimits, request_types
 from interlock.api.policy_service import PolicyService
-from interlock.audit import AuditLog
+from interlock.audit import POLICY_CHANGES, AuditLog
 from interlock.auth import PrincipalDirectory
 from interlock.config import ServerConfig
 from interlock.console import Console, Services
@@ -45,6 +45,7 @@ from interlock.plans.orchestrator import Orchestrator
 from interlock.plans.summary import Summaries
 from interlock.policy.embedded import EmbeddedEngine
 from interlock.policy.engine import PolicyEngine
+from interlock.policy.gate import PolicyGate
 from interlock.policy.manager import PolicyManager, ReloadOutcome
 from interlock.policy.opa import OpaEngine
 from interlock.policy.sandbox import PolicySandbox
@@ -110,6 +111,11 @@ class InterlockServer:
             config.policy_dir,
             watch_interval=config.policy_watch_interval_seconds,
             on_reload=self._on_reload,
+            gate=PolicyGate(
+                self.journal,
+                replay_decisions=config.reload_replay_decisions,
+                widening_budget=config.reload_widening_budget,
+            ),
         )
         self.decisions = DecisionService(config, self.policies, self.journal, self.metrics)
         self.sandbox = PolicySandbox(
@@ -413,18 +419,19 @@ class InterlockServer:
             if outcome.ok
             else f"policy reload refused; {outcome.previous_revision[:12]} keeps serving: {outcome.error}"
         )
-        event = EventRecord(
-            kind="POLICY",
-            message=message,
-            payload={
-                "result": result,
-                "revision": outcome.revision,
-                "previous_revision": outcome.previous_revision,
-                "trigger": outcome.trigger,
-                "error": outcome.error,
-            },
-        )
-        await self.journal.record(Recorded(event_list=[event]))
+        payload = {
+            "result": result,
+            "revision": outcome.revision,
+            "previous_revision": outcome.previous_revision,
+            "trigger": outcome.trigger,
+            "error": outcome.error,
+            "error_reason": outcome.error_reason,
+            "principal": outcome.principal,
+            "gate": outcome.gate,
+        }
+        event = EventRecord(kind="POLICY", message=message, payload=payload)
+        line = {"time": time.time(), **payload}
+        await self.journal.record(Recorded(event_list=[event], audit_list=[(POLICY_CHANGES, line)]))
 
     async def wait(self) -> None:
         assert self._grpc is not None

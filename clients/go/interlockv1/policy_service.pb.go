@@ -283,8 +283,16 @@ func (x *GetPolicyStatusResponse) GetReloadFailures() uint64 {
 	return 0
 }
 
+// Re-read the policy folder. The new set passes the gate first (its own
+// tests, a replay over recorded decisions); a set that widens what runs LIVE
+// beyond the server's budget is refused (FAILED_PRECONDITION,
+// POLICY_WIDENS_LIVE) unless accept_widening is set with a reason.
 type ReloadPoliciesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Make the set live even though it widens what runs LIVE.
+	AcceptWidening bool `protobuf:"varint,1,opt,name=accept_widening,json=acceptWidening,proto3" json:"accept_widening,omitempty"`
+	// Why; required with accept_widening, and kept on the audit line.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -319,12 +327,34 @@ func (*ReloadPoliciesRequest) Descriptor() ([]byte, []int) {
 	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{3}
 }
 
+func (x *ReloadPoliciesRequest) GetAcceptWidening() bool {
+	if x != nil {
+		return x.AcceptWidening
+	}
+	return false
+}
+
+func (x *ReloadPoliciesRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type ReloadPoliciesResponse struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Revision         string                 `protobuf:"bytes,1,opt,name=revision,proto3" json:"revision,omitempty"`
 	PreviousRevision string                 `protobuf:"bytes,2,opt,name=previous_revision,json=previousRevision,proto3" json:"previous_revision,omitempty"`
 	// False when the folder's content hash equals the active revision.
-	Changed       bool `protobuf:"varint,3,opt,name=changed,proto3" json:"changed,omitempty"`
+	Changed bool `protobuf:"varint,3,opt,name=changed,proto3" json:"changed,omitempty"`
+	// The gate's replay report: SHA-256 of its canonical JSON (empty when no
+	// replay ran), and the decisions it replayed and would widen to LIVE.
+	ReplayDigest      string `protobuf:"bytes,4,opt,name=replay_digest,json=replayDigest,proto3" json:"replay_digest,omitempty"`
+	ReplayedDecisions uint64 `protobuf:"varint,5,opt,name=replayed_decisions,json=replayedDecisions,proto3" json:"replayed_decisions,omitempty"`
+	WideningLive      uint64 `protobuf:"varint,6,opt,name=widening_live,json=wideningLive,proto3" json:"widening_live,omitempty"`
+	// The set's own Rego tests: passed, and skipped by the engine in use.
+	TestsPassed   uint64 `protobuf:"varint,7,opt,name=tests_passed,json=testsPassed,proto3" json:"tests_passed,omitempty"`
+	TestsSkipped  uint64 `protobuf:"varint,8,opt,name=tests_skipped,json=testsSkipped,proto3" json:"tests_skipped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -378,6 +408,41 @@ func (x *ReloadPoliciesResponse) GetChanged() bool {
 		return x.Changed
 	}
 	return false
+}
+
+func (x *ReloadPoliciesResponse) GetReplayDigest() string {
+	if x != nil {
+		return x.ReplayDigest
+	}
+	return ""
+}
+
+func (x *ReloadPoliciesResponse) GetReplayedDecisions() uint64 {
+	if x != nil {
+		return x.ReplayedDecisions
+	}
+	return 0
+}
+
+func (x *ReloadPoliciesResponse) GetWideningLive() uint64 {
+	if x != nil {
+		return x.WideningLive
+	}
+	return 0
+}
+
+func (x *ReloadPoliciesResponse) GetTestsPassed() uint64 {
+	if x != nil {
+		return x.TestsPassed
+	}
+	return 0
+}
+
+func (x *ReloadPoliciesResponse) GetTestsSkipped() uint64 {
+	if x != nil {
+		return x.TestsSkipped
+	}
+	return 0
 }
 
 // A tool call to evaluate; the server builds the policy input from it the
@@ -1432,12 +1497,19 @@ const file_interlock_v1_policy_service_proto_rawDesc = "" +
 	"\rlast_error_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\vlastErrorAt\x12\x18\n" +
 	"\areloads\x18\n" +
 	" \x01(\x04R\areloads\x12'\n" +
-	"\x0freload_failures\x18\v \x01(\x04R\x0ereloadFailures\"\x17\n" +
-	"\x15ReloadPoliciesRequest\"{\n" +
+	"\x0freload_failures\x18\v \x01(\x04R\x0ereloadFailures\"X\n" +
+	"\x15ReloadPoliciesRequest\x12'\n" +
+	"\x0faccept_widening\x18\x01 \x01(\bR\x0eacceptWidening\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xbc\x02\n" +
 	"\x16ReloadPoliciesResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\tR\brevision\x12+\n" +
 	"\x11previous_revision\x18\x02 \x01(\tR\x10previousRevision\x12\x18\n" +
-	"\achanged\x18\x03 \x01(\bR\achanged\"\xcf\x01\n" +
+	"\achanged\x18\x03 \x01(\bR\achanged\x12#\n" +
+	"\rreplay_digest\x18\x04 \x01(\tR\freplayDigest\x12-\n" +
+	"\x12replayed_decisions\x18\x05 \x01(\x04R\x11replayedDecisions\x12#\n" +
+	"\rwidening_live\x18\x06 \x01(\x04R\fwideningLive\x12!\n" +
+	"\ftests_passed\x18\a \x01(\x04R\vtestsPassed\x12#\n" +
+	"\rtests_skipped\x18\b \x01(\x04R\ftestsSkipped\"\xcf\x01\n" +
 	"\rToolCallInput\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x12\n" +
 	"\x04tool\x18\x02 \x01(\tR\x04tool\x125\n" +

@@ -831,15 +831,22 @@ class InterlockClient:
             idempotent=True,
         )
 
-    async def reload_policies(self) -> policy_service_pb2.ReloadPoliciesResponse:
+    async def reload_policies(
+        self, *, accept_widening: bool = False, reason: str = ""
+    ) -> policy_service_pb2.ReloadPoliciesResponse:
         """Re-read the server's policy folder and swap it in; never retried.
 
-        A broken set is refused with FAILED_PRECONDITION (reason ``POLICY_INVALID``)
-        and the active one keeps serving.
+        A broken set is refused with FAILED_PRECONDITION (reason ``POLICY_INVALID``,
+        or ``POLICY_TESTS_FAILED`` when its own tests fail) and the active one
+        keeps serving. A set that widens what runs LIVE beyond the server's
+        budget is refused (``POLICY_WIDENS_LIVE``) unless ``accept_widening``
+        is given with a ``reason``.
         """
         return await self._call(
             self.policy_service.ReloadPolicies,
-            policy_service_pb2.ReloadPoliciesRequest(),
+            policy_service_pb2.ReloadPoliciesRequest(
+                accept_widening=accept_widening, reason=reason
+            ),
             idempotent=False,
         )
 

@@ -273,8 +273,12 @@ class SyncInterlockClient:
     def policy_status(self) -> policy_service_pb2.GetPolicyStatusResponse:
         return self._run(self._client.policy_status())
 
-    def reload_policies(self) -> policy_service_pb2.ReloadPoliciesResponse:
-        return self._run(self._client.reload_policies())
+    def reload_policies(
+        self, *, accept_widening: bool = False, reason: str = ""
+    ) -> policy_service_pb2.ReloadPoliciesResponse:
+        return self._run(
+            self._client.reload_policies(accept_widening=accept_widening, reason=reason)
+        )
 
     def evaluate_policy(
         self,

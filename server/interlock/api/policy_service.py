@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 
 from interlock.api.convert import dict_to_struct, mode_pb, struct_to_dict, timestamp, verdict_pb
+from interlock.auth import current_principal
 from interlock.decisions import DecisionService, ToolCall, fail_closed_reason
 from interlock.errors import (
     DeadlineExceeded,
@@ -28,6 +29,7 @@ from interlock.errors import (
 )
 from interlock.policy.bundle import PolicySet
 from interlock.policy.engine import PolicyDecision
+from interlock.policy.gate import ReloadRequest
 from interlock.policy.manager import PolicyManager
 from interlock.policy.sandbox import PolicySandbox, timed_out
 from interlock.replay import ReplayQuery, replay_candidate
@@ -68,15 +70,29 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
     async def ReloadPolicies(
         self, request: pb.ReloadPoliciesRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReloadPoliciesResponse:
-        outcome = await self.policies.reload(trigger="rpc")
+        ask = ReloadRequest(
+            principal=current_principal.get().id,
+            accept_widening=request.accept_widening,
+            reason=request.reason,
+        )
+        outcome = await self.policies.reload(trigger="rpc", request=ask)
         if not outcome.ok:
             raise PolicyLoadError(
-                f"the policy set was refused and {outcome.previous_revision[:12]} keeps serving: {outcome.error}"
+                f"the policy set was refused and {outcome.previous_revision[:12]} keeps serving: {outcome.error}",
+                reason=outcome.error_reason or None,
             )
+        gate = outcome.gate or {}
+        replayed = gate.get("replay") or {}
+        tests = gate.get("tests") or {}
         return pb.ReloadPoliciesResponse(
             revision=outcome.revision,
             previous_revision=outcome.previous_revision,
             changed=outcome.changed,
+            replay_digest=replayed.get("digest", ""),
+            replayed_decisions=replayed.get("replayed", 0),
+            widening_live=replayed.get("widening_live", 0),
+            tests_passed=tests.get("passed", 0),
+            tests_skipped=tests.get("skipped", 0),
         )
 
     async def EvaluatePolicy(

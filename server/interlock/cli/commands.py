@@ -168,7 +168,16 @@ def cmd_policy_status(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_reload(args: argparse.Namespace) -> int:
-    return _emit(args, _call(args, lambda c: c.reload_policies()), format_reload)
+    if args.accept_widening and not args.reason.strip():
+        args.parser.error("--accept-widening needs --reason")
+    return _emit(
+        args,
+        _call(
+            args,
+            lambda c: c.reload_policies(accept_widening=args.accept_widening, reason=args.reason),
+        ),
+        format_reload,
+    )
 
 
 def cmd_policy_eval(args: argparse.Namespace) -> int:

@@ -238,6 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     reload = policy_commands.add_parser(
         "reload", parents=client, help="re-read the server's policy folder and swap it in"
     )
+    reload.add_argument(
+        "--accept-widening",
+        action="store_true",
+        help="make the set live even though it widens what runs LIVE (needs --reason)",
+    )
+    reload.add_argument("--reason", default="", help="why (kept on the audit line)")
     reload.set_defaults(handler=cmd_policy_reload, parser=reload)
     evaluate = policy_commands.add_parser(
         "eval",

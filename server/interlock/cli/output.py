@@ -157,9 +157,15 @@ def format_policy_status(s: Any) -> str:
 
 
 def format_reload(r: Any) -> str:
-    if r.changed:
-        return f"reloaded: policy set {r.revision} is live (was {r.previous_revision})"
-    return f"unchanged: policy set {r.revision} keeps serving"
+    if not r.changed:
+        return f"unchanged: policy set {r.revision} keeps serving"
+    gate = f"tests: {r.tests_passed} passed, {r.tests_skipped} skipped"
+    if r.replay_digest:
+        gate += (
+            f"; replay: {r.replayed_decisions} decisions, {r.widening_live} widened to LIVE"
+            f" (report sha256 {r.replay_digest})"
+        )
+    return f"reloaded: policy set {r.revision} is live (was {r.previous_revision})\n{gate}"
 
 
 def format_evaluation(e: Any) -> str:

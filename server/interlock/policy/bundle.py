@@ -2,7 +2,8 @@
 
 The same folder works with ``opa run --server --bundle policies/`` and
 ``opa test policies/``: modules are ``*.rego`` files (``*_test.rego`` are
-tests, not loaded for decisions); ``data.yaml``/``data.yml``/``data.json``
+tests, never loaded for decisions: kept apart in ``tests`` for the reload
+gate, :mod:`interlock.policy.gate`); ``data.yaml``/``data.yml``/``data.json``
 files are data documents placed at their folder's path, as OPA does.
 
 The revision is a SHA-256 over every loaded file's path and content, so the
@@ -27,6 +28,11 @@ from interlock.errors import PolicyLoadError
 DATA_FILES = ("data.yaml", "data.yml", "data.json")
 
 
+def is_test_file(relpath: str) -> bool:
+    """True for a Rego test module (``*_test.rego``)."""
+    return relpath.rsplit("/", 1)[-1].endswith("_test.rego")
+
+
 def is_policy_file(relpath: str) -> bool:
     """True for the files that make up a policy set (tests excluded)."""
     name = relpath.rsplit("/", 1)[-1]
@@ -48,17 +54,23 @@ class PolicySet:
     """Rego modules: path -> source."""
     data: Mapping[str, Any] = field(default_factory=dict)
     """The merged data document (data.yaml files at their folder paths)."""
+    tests: Mapping[str, str] = field(default_factory=dict)
+    """Rego test modules (``*_test.rego``): path -> source. Not part of the
+    revision and never loaded for decisions; the reload gate runs them."""
 
     @classmethod
     def from_files(cls, files: Mapping[str, str], *, source: str = "inline") -> PolicySet:
         """Parse a set of files; raise PolicyLoadError naming the file at fault."""
         kept = {}
+        tests = {}
         for raw_path, content in files.items():
             path = raw_path.replace(os.sep, "/").lstrip("/")
             if not path or ".." in path.split("/"):
                 raise PolicyLoadError(f"policy file path {raw_path!r} is not a relative path")
             if is_policy_file(path):
                 kept[path] = content
+            elif is_test_file(path):
+                tests[path] = content
         modules = {p: c for p, c in kept.items() if p.endswith(".rego")}
         if not modules:
             raise PolicyLoadError(f"{source}: the policy set has no Rego modules")
@@ -75,6 +87,7 @@ class PolicySet:
             revision=digest.hexdigest(),
             modules=modules,
             data=data,
+            tests=tests,
         )
 
     @classmethod
@@ -89,21 +102,22 @@ class PolicySet:
         return self.revision[:12]
 
 
-def _policy_files(root: Path) -> Iterator[tuple[str, Path]]:
-    """(bundle-relative path, file) for every policy file under root; hidden folders skipped."""
+def _policy_files(root: Path, *, tests: bool = False) -> Iterator[tuple[str, Path]]:
+    """(bundle-relative path, file) for every policy file (and test module,
+    when asked) under root; hidden folders skipped."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             full = Path(dirpath, name)
             rel = full.relative_to(root).as_posix()
-            if is_policy_file(rel):
+            if is_policy_file(rel) or (tests and is_test_file(rel)):
                 yield rel, full
 
 
 def read_dir(root: Path) -> dict[str, str]:
-    """Every policy file under root, by bundle-relative path."""
+    """Every policy file and test module under root, by bundle-relative path."""
     files = {}
-    for rel, full in _policy_files(root):
+    for rel, full in _policy_files(root, tests=True):
         try:
             files[rel] = full.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -189,4 +203,11 @@ def _place(data: dict[str, Any], path: str, doc: dict[str, Any]) -> None:
         node[key] = value
 
 
-__all__ = ["DATA_FILES", "PolicySet", "dir_fingerprint", "is_policy_file", "read_dir"]
+__all__ = [
+    "DATA_FILES",
+    "PolicySet",
+    "dir_fingerprint",
+    "is_policy_file",
+    "is_test_file",
+    "read_dir",
+]

@@ -7,6 +7,10 @@ so an evaluation in flight finishes on the set it started with and the next
 one sees the new set: no decision is lost or half-evaluated during a swap.
 A refused set leaves the active one serving, and the refusal is reported
 through the ``on_reload`` callback (event, metric) and to the caller.
+
+A reload also passes the gate, when one is given (:mod:`interlock.policy.gate`:
+the set's own tests, a replay over recorded decisions, the LIVE widening
+budget) after the probes and before the swap; its record goes on the outcome.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from interlock.contracts import Catalog
 from interlock.errors import InterlockError, PolicyLoadError, Unavailable
 from interlock.policy.bundle import PolicySet, dir_fingerprint
 from interlock.policy.engine import CompiledPolicy, PolicyDecision, PolicyEngine
+from interlock.policy.gate import GateRefusal, ReloadRequest
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +54,19 @@ class ReloadOutcome:
     changed: bool
     error: str = ""
     trigger: str = ""
+    error_reason: str = ""
+    """The refusal's ErrorInfo reason (POLICY_INVALID, POLICY_TESTS_FAILED, POLICY_WIDENS_LIVE)."""
+    gate: dict[str, Any] | None = None
+    """The gate's record (who asked, tests, replay digest and counts), when it ran."""
+    principal: str = ""
+    """Who asked: the authenticated principal, or "file watcher"."""
 
 
 ReloadCallback = Callable[[ReloadOutcome], Awaitable[None]]
+Gate = Callable[
+    [PolicySet, Catalog, CompiledPolicy, PolicyEngine, ReloadRequest],
+    Awaitable[dict[str, Any]],
+]
 
 
 def probe_inputs(catalog: Catalog) -> list[dict[str, Any]]:
@@ -78,11 +93,13 @@ class PolicyManager:
         *,
         watch_interval: float = 1.0,
         on_reload: ReloadCallback | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.engine = engine
         self.policy_dir = Path(policy_dir)
         self.watch_interval = watch_interval
         self._on_reload = on_reload
+        self._gate = gate
         self._active: ActivePolicy | None = None
         self._lock = asyncio.Lock()
         self._fingerprint: tuple[Any, ...] = ()
@@ -133,8 +150,14 @@ class PolicyManager:
         if self.watch_interval > 0:
             self._watch_task = asyncio.create_task(self._watch(), name="policy-watch")
 
-    async def reload(self, trigger: str = "rpc") -> ReloadOutcome:
-        """Re-read the folder and swap the set in if it changed and checks."""
+    async def reload(
+        self, trigger: str = "rpc", request: ReloadRequest | None = None
+    ) -> ReloadOutcome:
+        """Re-read the folder and swap the set in if it changed, checks and
+        passes the gate."""
+        request = request or ReloadRequest()
+        request.check()
+        who = request.principal
         async with self._lock:
             previous = self.active
             self._fingerprint = dir_fingerprint(self.policy_dir)
@@ -142,16 +165,36 @@ class PolicyManager:
                 policy_set = await asyncio.to_thread(PolicySet.from_dir, self.policy_dir)
                 if policy_set.revision == previous.revision:
                     outcome = ReloadOutcome(
-                        True, previous.revision, previous.revision, False, trigger=trigger
+                        True,
+                        previous.revision,
+                        previous.revision,
+                        False,
+                        trigger=trigger,
+                        principal=who,
                     )
                 else:
+                    gate_record: dict[str, Any] | None = None
                     catalog, compiled = await self.prepare(policy_set)
+                    if self._gate is not None:
+                        try:
+                            gate_record = await self._gate(
+                                policy_set, catalog, compiled, self.engine, request
+                            )
+                        except BaseException:
+                            await compiled.release()
+                            raise
                     self._active = ActivePolicy(policy_set, catalog, compiled, time.time())
                     self.reloads += 1
                     self.last_error = ""
                     self._retire(previous.compiled)
                     outcome = ReloadOutcome(
-                        True, policy_set.revision, previous.revision, True, trigger=trigger
+                        True,
+                        policy_set.revision,
+                        previous.revision,
+                        True,
+                        trigger=trigger,
+                        gate=gate_record,
+                        principal=who,
                     )
                     log.info(
                         "policy set %s is live (was %s; %s)",
@@ -164,7 +207,15 @@ class PolicyManager:
                 self.last_error = exc.message
                 self.last_error_at = time.time()
                 outcome = ReloadOutcome(
-                    False, previous.revision, previous.revision, False, exc.message, trigger
+                    False,
+                    previous.revision,
+                    previous.revision,
+                    False,
+                    exc.message,
+                    trigger,
+                    error_reason=exc.reason,
+                    gate=exc.record if isinstance(exc, GateRefusal) else None,
+                    principal=who,
                 )
                 log.error(
                     "policy reload refused (%s); %s keeps serving: %s",

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from interlock_client.v1 import types_pb2 as interlock_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!interlock/v1/policy_service.proto\x12\x0cinterlock.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18interlock/v1/types.proto\"l\n\tPolicySet\x12\x31\n\x05\x66iles\x18\x01 \x03(\x0b\x32\".interlock.v1.PolicySet.FilesEntry\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x18\n\x16GetPolicyStatusRequest\"\xaa\x02\n\x17GetPolicyStatusResponse\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x18\n\x10\x65ngine_available\x18\x03 \x01(\x08\x12\x0e\n\x06source\x18\x04 \x01(\t\x12-\n\tloaded_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07modules\x18\x06 \x03(\t\x12\x12\n\ntool_count\x18\x07 \x01(\r\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\x31\n\rlast_error_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07reloads\x18\n \x01(\x04\x12\x17\n\x0freload_failures\x18\x0b \x01(\x04\"\x17\n\x15ReloadPoliciesRequest\"V\n\x16ReloadPoliciesResponse\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x19\n\x11previous_revision\x18\x02 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\"\x9b\x01\n\rToolCallInput\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04tool\x18\x02 \x01(\t\x12*\n\targuments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\nconfidence\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\x0elive_in_flight\x18\x05 \x01(\rB\r\n\x0b_confidence\"\xad\x01\n\x15\x45valuatePolicyRequest\x12\x30\n\ttool_call\x18\x01 \x01(\x0b\x32\x1b.interlock.v1.ToolCallInputH\x00\x12,\n\traw_input\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12+\n\npolicy_set\x18\x03 \x01(\x0b\x32\x17.interlock.v1.PolicySetB\x07\n\x05input\"\xde\x01\n\x16\x45valuatePolicyResponse\x12&\n\x07verdict\x18\x01 \x01(\x0e\x32\x15.interlock.v1.Verdict\x12)\n\x04mode\x18\x02 \x01(\x0e\x32\x1b.interlock.v1.ExecutionMode\x12\x16\n\x0eneeds_approval\x18\x03 \x01(\x08\x12\x0f\n\x07reasons\x18\x04 \x03(\t\x12\x10\n\x08revision\x18\x05 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x06 \x01(\t\x12&\n\x05input\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x81\x02\n\x13ReplayPolicyRequest\x12+\n\npolicy_set\x18\x01 \x01(\x0b\x32\x17.interlock.v1.PolicySet\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x0c\n\x04tool\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\r\x12\x0e\n\x06\x65ngine\x18\x07 \x01(\t\x12\x0f\n\x07samples\x18\x08 \x01(\r\x12\x17\n\x0fskip_unrecorded\x18\t \x01(\x08\"~\n\x14ReplayPolicyResponse\x12\x30\n\x08progress\x18\x01 \x01(\x0b\x32\x1c.interlock.v1.ReplayProgressH\x00\x12,\n\x06report\x18\x02 \x01(\x0b\x32\x1a.interlock.v1.ReplayReportH\x00\x42\x06\n\x04item\"-\n\x0eReplayProgress\x12\x0c\n\x04\x64one\x18\x01 \x01(\x04\x12\r\n\x05total\x18\x02 \x01(\x04\"z\n\rReplayOutcome\x12&\n\x07verdict\x18\x01 \x01(\x0e\x32\x15.interlock.v1.Verdict\x12)\n\x04mode\x18\x02 \x01(\x0e\x32\x1b.interlock.v1.ExecutionMode\x12\x16\n\x0eneeds_approval\x18\x03 \x01(\x08\"\xee\x01\n\x0cReplaySample\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x19\n\x11recorded_revision\x18\x02 \x01(\t\x12.\n\ndecided_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x0c\n\x04tool\x18\x05 \x01(\t\x12\x12\n\nconfidence\x18\x06 \x01(\x01\x12\x18\n\x10recorded_reasons\x18\x07 \x03(\t\x12\x19\n\x11\x63\x61ndidate_reasons\x18\x08 \x03(\t\x12\x15\n\rreconstructed\x18\t \x01(\x08\"\xae\x03\n\x10ReplayTransition\x12+\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\x1b.interlock.v1.ReplayOutcome\x12*\n\x05\x61\x66ter\x18\x02 \x01(\x0b\x32\x1b.interlock.v1.ReplayOutcome\x12*\n\x06\x63hange\x18\x03 \x01(\x0e\x32\x1a.interlock.v1.ReplayChange\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\x12=\n\x08\x62y_agent\x18\x05 \x03(\x0b\x32+.interlock.v1.ReplayTransition.ByAgentEntry\x12;\n\x07\x62y_tool\x18\x06 \x03(\x0b\x32*.interlock.v1.ReplayTransition.ByToolEntry\x12+\n\x07samples\x18\x07 \x03(\x0b\x32\x1a.interlock.v1.ReplaySample\x1a.\n\x0c\x42yAgentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a-\n\x0b\x42yToolEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"n\n\x0bReplayError\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x19\n\x11recorded_revision\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x0c\n\x04tool\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"\x87\x03\n\x0cReplayReport\x12\x1a\n\x12\x63\x61ndidate_revision\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x11\n\tdecisions\x18\x03 \x01(\x04\x12\x10\n\x08replayed\x18\x04 \x01(\x04\x12\x17\n\x0f\x64istinct_inputs\x18\x05 \x01(\x04\x12\x19\n\x11unrecorded_inputs\x18\x06 \x01(\x04\x12\x15\n\rreconstructed\x18\x07 \x01(\x04\x12\x0f\n\x07skipped\x18\x08 \x01(\x04\x12\x10\n\x08\x66\x61ilures\x18\t \x01(\x04\x12\x11\n\tunchanged\x18\n \x01(\x04\x12\x10\n\x08widening\x18\x0b \x01(\x04\x12\x11\n\tnarrowing\x18\x0c \x01(\x04\x12\x33\n\x0btransitions\x18\r \x03(\x0b\x32\x1e.interlock.v1.ReplayTransition\x12)\n\x06\x65rrors\x18\x0e \x03(\x0b\x32\x19.interlock.v1.ReplayError\x12\x0f\n\x07message\x18\x0f \x01(\t\x12\x0f\n\x07seconds\x18\x10 \x01(\x01*\x7f\n\x0cReplayChange\x12\x1d\n\x19REPLAY_CHANGE_UNSPECIFIED\x10\x00\x12\x1b\n\x17REPLAY_CHANGE_UNCHANGED\x10\x01\x12\x18\n\x14REPLAY_CHANGE_WIDENS\x10\x02\x12\x19\n\x15REPLAY_CHANGE_NARROWS\x10\x03\x32\x82\x03\n\rPolicyService\x12^\n\x0fGetPolicyStatus\x12$.interlock.v1.GetPolicyStatusRequest\x1a%.interlock.v1.GetPolicyStatusResponse\x12[\n\x0eReloadPolicies\x12#.interlock.v1.ReloadPoliciesRequest\x1a$.interlock.v1.ReloadPoliciesResponse\x12[\n\x0e\x45valuatePolicy\x12#.interlock.v1.EvaluatePolicyRequest\x1a$.interlock.v1.EvaluatePolicyResponse\x12W\n\x0cReplayPolicy\x12!.interlock.v1.ReplayPolicyRequest\x1a\".interlock.v1.ReplayPolicyResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!interlock/v1/policy_service.proto\x12\x0cinterlock.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18interlock/v1/types.proto\"l\n\tPolicySet\x12\x31\n\x05\x66iles\x18\x01 \x03(\x0b\x32\".interlock.v1.PolicySet.FilesEntry\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x18\n\x16GetPolicyStatusRequest\"\xaa\x02\n\x17GetPolicyStatusResponse\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x18\n\x10\x65ngine_available\x18\x03 \x01(\x08\x12\x0e\n\x06source\x18\x04 \x01(\t\x12-\n\tloaded_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07modules\x18\x06 \x03(\t\x12\x12\n\ntool_count\x18\x07 \x01(\r\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\x31\n\rlast_error_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07reloads\x18\n \x01(\x04\x12\x17\n\x0freload_failures\x18\x0b \x01(\x04\"@\n\x15ReloadPoliciesRequest\x12\x17\n\x0f\x61\x63\x63\x65pt_widening\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xcd\x01\n\x16ReloadPoliciesResponse\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x19\n\x11previous_revision\x18\x02 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\x12\x15\n\rreplay_digest\x18\x04 \x01(\t\x12\x1a\n\x12replayed_decisions\x18\x05 \x01(\x04\x12\x15\n\rwidening_live\x18\x06 \x01(\x04\x12\x14\n\x0ctests_passed\x18\x07 \x01(\x04\x12\x15\n\rtests_skipped\x18\x08 \x01(\x04\"\x9b\x01\n\rToolCallInput\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04tool\x18\x02 \x01(\t\x12*\n\targuments\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\nconfidence\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\x0elive_in_flight\x18\x05 \x01(\rB\r\n\x0b_confidence\"\xad\x01\n\x15\x45valuatePolicyRequest\x12\x30\n\ttool_call\x18\x01 \x01(\x0b\x32\x1b.interlock.v1.ToolCallInputH\x00\x12,\n\traw_input\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12+\n\npolicy_set\x18\x03 \x01(\x0b\x32\x17.interlock.v1.PolicySetB\x07\n\x05input\"\xde\x01\n\x16\x45valuatePolicyResponse\x12&\n\x07verdict\x18\x01 \x01(\x0e\x32\x15.interlock.v1.Verdict\x12)\n\x04mode\x18\x02 \x01(\x0e\x32\x1b.interlock.v1.ExecutionMode\x12\x16\n\x0eneeds_approval\x18\x03 \x01(\x08\x12\x0f\n\x07reasons\x18\x04 \x03(\t\x12\x10\n\x08revision\x18\x05 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x06 \x01(\t\x12&\n\x05input\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x81\x02\n\x13ReplayPolicyRequest\x12+\n\npolicy_set\x18\x01 \x01(\x0b\x32\x17.interlock.v1.PolicySet\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x0c\n\x04tool\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\r\x12\x0e\n\x06\x65ngine\x18\x07 \x01(\t\x12\x0f\n\x07samples\x18\x08 \x01(\r\x12\x17\n\x0fskip_unrecorded\x18\t \x01(\x08\"~\n\x14ReplayPolicyResponse\x12\x30\n\x08progress\x18\x01 \x01(\x0b\x32\x1c.interlock.v1.ReplayProgressH\x00\x12,\n\x06report\x18\x02 \x01(\x0b\x32\x1a.interlock.v1.ReplayReportH\x00\x42\x06\n\x04item\"-\n\x0eReplayProgress\x12\x0c\n\x04\x64one\x18\x01 \x01(\x04\x12\r\n\x05total\x18\x02 \x01(\x04\"z\n\rReplayOutcome\x12&\n\x07verdict\x18\x01 \x01(\x0e\x32\x15.interlock.v1.Verdict\x12)\n\x04mode\x18\x02 \x01(\x0e\x32\x1b.interlock.v1.ExecutionMode\x12\x16\n\x0eneeds_approval\x18\x03 \x01(\x08\"\xee\x01\n\x0cReplaySample\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x19\n\x11recorded_revision\x18\x02 \x01(\t\x12.\n\ndecided_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61gent_id\x18\x04 \x01(\t\x12\x0c\n\x04tool\x18\x05 \x01(\t\x12\x12\n\nconfidence\x18\x06 \x01(\x01\x12\x18\n\x10recorded_reasons\x18\x07 \x03(\t\x12\x19\n\x11\x63\x61ndidate_reasons\x18\x08 \x03(\t\x12\x15\n\rreconstructed\x18\t \x01(\x08\"\xae\x03\n\x10ReplayTransition\x12+\n\x06\x62\x65\x66ore\x18\x01 \x01(\x0b\x32\x1b.interlock.v1.ReplayOutcome\x12*\n\x05\x61\x66ter\x18\x02 \x01(\x0b\x32\x1b.interlock.v1.ReplayOutcome\x12*\n\x06\x63hange\x18\x03 \x01(\x0e\x32\x1a.interlock.v1.ReplayChange\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\x12=\n\x08\x62y_agent\x18\x05 \x03(\x0b\x32+.interlock.v1.ReplayTransition.ByAgentEntry\x12;\n\x07\x62y_tool\x18\x06 \x03(\x0b\x32*.interlock.v1.ReplayTransition.ByToolEntry\x12+\n\x07samples\x18\x07 \x03(\x0b\x32\x1a.interlock.v1.ReplaySample\x1a.\n\x0c\x42yAgentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a-\n\x0b\x42yToolEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"n\n\x0bReplayError\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x19\n\x11recorded_revision\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x0c\n\x04tool\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"\x87\x03\n\x0cReplayReport\x12\x1a\n\x12\x63\x61ndidate_revision\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\x12\x11\n\tdecisions\x18\x03 \x01(\x04\x12\x10\n\x08replayed\x18\x04 \x01(\x04\x12\x17\n\x0f\x64istinct_inputs\x18\x05 \x01(\x04\x12\x19\n\x11unrecorded_inputs\x18\x06 \x01(\x04\x12\x15\n\rreconstructed\x18\x07 \x01(\x04\x12\x0f\n\x07skipped\x18\x08 \x01(\x04\x12\x10\n\x08\x66\x61ilures\x18\t \x01(\x04\x12\x11\n\tunchanged\x18\n \x01(\x04\x12\x10\n\x08widening\x18\x0b \x01(\x04\x12\x11\n\tnarrowing\x18\x0c \x01(\x04\x12\x33\n\x0btransitions\x18\r \x03(\x0b\x32\x1e.interlock.v1.ReplayTransition\x12)\n\x06\x65rrors\x18\x0e \x03(\x0b\x32\x19.interlock.v1.ReplayError\x12\x0f\n\x07message\x18\x0f \x01(\t\x12\x0f\n\x07seconds\x18\x10 \x01(\x01*\x7f\n\x0cReplayChange\x12\x1d\n\x19REPLAY_CHANGE_UNSPECIFIED\x10\x00\x12\x1b\n\x17REPLAY_CHANGE_UNCHANGED\x10\x01\x12\x18\n\x14REPLAY_CHANGE_WIDENS\x10\x02\x12\x19\n\x15REPLAY_CHANGE_NARROWS\x10\x03\x32\x82\x03\n\rPolicyService\x12^\n\x0fGetPolicyStatus\x12$.interlock.v1.GetPolicyStatusRequest\x1a%.interlock.v1.GetPolicyStatusResponse\x12[\n\x0eReloadPolicies\x12#.interlock.v1.ReloadPoliciesRequest\x1a$.interlock.v1.ReloadPoliciesResponse\x12[\n\x0e\x45valuatePolicy\x12#.interlock.v1.EvaluatePolicyRequest\x1a$.interlock.v1.EvaluatePolicyResponse\x12W\n\x0cReplayPolicy\x12!.interlock.v1.ReplayPolicyRequest\x1a\".interlock.v1.ReplayPolicyResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,8 +40,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPLAYTRANSITION_BYAGENTENTRY']._serialized_options = b'8\001'
   _globals['_REPLAYTRANSITION_BYTOOLENTRY']._loaded_options = None
   _globals['_REPLAYTRANSITION_BYTOOLENTRY']._serialized_options = b'8\001'
-  _globals['_REPLAYCHANGE']._serialized_start=2988
-  _globals['_REPLAYCHANGE']._serialized_end=3115
+  _globals['_REPLAYCHANGE']._serialized_start=3149
+  _globals['_REPLAYCHANGE']._serialized_end=3276
   _globals['_POLICYSET']._serialized_start=140
   _globals['_POLICYSET']._serialized_end=248
   _globals['_POLICYSET_FILESENTRY']._serialized_start=204
@@ -51,35 +51,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETPOLICYSTATUSRESPONSE']._serialized_start=277
   _globals['_GETPOLICYSTATUSRESPONSE']._serialized_end=575
   _globals['_RELOADPOLICIESREQUEST']._serialized_start=577
-  _globals['_RELOADPOLICIESREQUEST']._serialized_end=600
-  _globals['_RELOADPOLICIESRESPONSE']._serialized_start=602
-  _globals['_RELOADPOLICIESRESPONSE']._serialized_end=688
-  _globals['_TOOLCALLINPUT']._serialized_start=691
-  _globals['_TOOLCALLINPUT']._serialized_end=846
-  _globals['_EVALUATEPOLICYREQUEST']._serialized_start=849
-  _globals['_EVALUATEPOLICYREQUEST']._serialized_end=1022
-  _globals['_EVALUATEPOLICYRESPONSE']._serialized_start=1025
-  _globals['_EVALUATEPOLICYRESPONSE']._serialized_end=1247
-  _globals['_REPLAYPOLICYREQUEST']._serialized_start=1250
-  _globals['_REPLAYPOLICYREQUEST']._serialized_end=1507
-  _globals['_REPLAYPOLICYRESPONSE']._serialized_start=1509
-  _globals['_REPLAYPOLICYRESPONSE']._serialized_end=1635
-  _globals['_REPLAYPROGRESS']._serialized_start=1637
-  _globals['_REPLAYPROGRESS']._serialized_end=1682
-  _globals['_REPLAYOUTCOME']._serialized_start=1684
-  _globals['_REPLAYOUTCOME']._serialized_end=1806
-  _globals['_REPLAYSAMPLE']._serialized_start=1809
-  _globals['_REPLAYSAMPLE']._serialized_end=2047
-  _globals['_REPLAYTRANSITION']._serialized_start=2050
-  _globals['_REPLAYTRANSITION']._serialized_end=2480
-  _globals['_REPLAYTRANSITION_BYAGENTENTRY']._serialized_start=2387
-  _globals['_REPLAYTRANSITION_BYAGENTENTRY']._serialized_end=2433
-  _globals['_REPLAYTRANSITION_BYTOOLENTRY']._serialized_start=2435
-  _globals['_REPLAYTRANSITION_BYTOOLENTRY']._serialized_end=2480
-  _globals['_REPLAYERROR']._serialized_start=2482
-  _globals['_REPLAYERROR']._serialized_end=2592
-  _globals['_REPLAYREPORT']._serialized_start=2595
-  _globals['_REPLAYREPORT']._serialized_end=2986
-  _globals['_POLICYSERVICE']._serialized_start=3118
-  _globals['_POLICYSERVICE']._serialized_end=3504
+  _globals['_RELOADPOLICIESREQUEST']._serialized_end=641
+  _globals['_RELOADPOLICIESRESPONSE']._serialized_start=644
+  _globals['_RELOADPOLICIESRESPONSE']._serialized_end=849
+  _globals['_TOOLCALLINPUT']._serialized_start=852
+  _globals['_TOOLCALLINPUT']._serialized_end=1007
+  _globals['_EVALUATEPOLICYREQUEST']._serialized_start=1010
+  _globals['_EVALUATEPOLICYREQUEST']._serialized_end=1183
+  _globals['_EVALUATEPOLICYRESPONSE']._serialized_start=1186
+  _globals['_EVALUATEPOLICYRESPONSE']._serialized_end=1408
+  _globals['_REPLAYPOLICYREQUEST']._serialized_start=1411
+  _globals['_REPLAYPOLICYREQUEST']._serialized_end=1668
+  _globals['_REPLAYPOLICYRESPONSE']._serialized_start=1670
+  _globals['_REPLAYPOLICYRESPONSE']._serialized_end=1796
+  _globals['_REPLAYPROGRESS']._serialized_start=1798
+  _globals['_REPLAYPROGRESS']._serialized_end=1843
+  _globals['_REPLAYOUTCOME']._serialized_start=1845
+  _globals['_REPLAYOUTCOME']._serialized_end=1967
+  _globals['_REPLAYSAMPLE']._serialized_start=1970
+  _globals['_REPLAYSAMPLE']._serialized_end=2208
+  _globals['_REPLAYTRANSITION']._serialized_start=2211
+  _globals['_REPLAYTRANSITION']._serialized_end=2641
+  _globals['_REPLAYTRANSITION_BYAGENTENTRY']._serialized_start=2548
+  _globals['_REPLAYTRANSITION_BYAGENTENTRY']._serialized_end=2594
+  _globals['_REPLAYTRANSITION_BYTOOLENTRY']._serialized_start=2596
+  _globals['_REPLAYTRANSITION_BYTOOLENTRY']._serialized_end=2641
+  _globals['_REPLAYERROR']._serialized_start=2643
+  _globals['_REPLAYERROR']._serialized_end=2753
+  _globals['_REPLAYREPORT']._serialized_start=2756
+  _globals['_REPLAYREPORT']._serialized_end=3147
+  _globals['_POLICYSERVICE']._serialized_start=3279
+  _globals['_POLICYSERVICE']._serialized_end=3665
 # @@protoc_insertion_point(module_scope)

@@ -67,18 +67,32 @@ class GetPolicyStatusResponse(_message.Message):
     def __init__(self, revision: _Optional[str] = ..., engine: _Optional[str] = ..., engine_available: _Optional[bool] = ..., source: _Optional[str] = ..., loaded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., modules: _Optional[_Iterable[str]] = ..., tool_count: _Optional[int] = ..., last_error: _Optional[str] = ..., last_error_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reloads: _Optional[int] = ..., reload_failures: _Optional[int] = ...) -> None: ...
 
 class ReloadPoliciesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("accept_widening", "reason")
+    ACCEPT_WIDENING_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    accept_widening: bool
+    reason: str
+    def __init__(self, accept_widening: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ReloadPoliciesResponse(_message.Message):
-    __slots__ = ("revision", "previous_revision", "changed")
+    __slots__ = ("revision", "previous_revision", "changed", "replay_digest", "replayed_decisions", "widening_live", "tests_passed", "tests_skipped")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_REVISION_FIELD_NUMBER: _ClassVar[int]
     CHANGED_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    WIDENING_LIVE_FIELD_NUMBER: _ClassVar[int]
+    TESTS_PASSED_FIELD_NUMBER: _ClassVar[int]
+    TESTS_SKIPPED_FIELD_NUMBER: _ClassVar[int]
     revision: str
     previous_revision: str
     changed: bool
-    def __init__(self, revision: _Optional[str] = ..., previous_revision: _Optional[str] = ..., changed: _Optional[bool] = ...) -> None: ...
+    replay_digest: str
+    replayed_decisions: int
+    widening_live: int
+    tests_passed: int
+    tests_skipped: int
+    def __init__(self, revision: _Optional[str] = ..., previous_revision: _Optional[str] = ..., changed: _Optional[bool] = ..., replay_digest: _Optional[str] = ..., replayed_decisions: _Optional[int] = ..., widening_live: _Optional[int] = ..., tests_passed: _Optional[int] = ..., tests_skipped: _Optional[int] = ...) -> None: ...
 
 class ToolCallInput(_message.Message):
     __slots__ = ("agent_id", "tool", "arguments", "confidence", "live_in_flight")

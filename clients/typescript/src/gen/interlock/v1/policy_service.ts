@@ -108,7 +108,17 @@ export interface GetPolicyStatusResponse {
   reloadFailures: number;
 }
 
+/**
+ * Re-read the policy folder. The new set passes the gate first (its own
+ * tests, a replay over recorded decisions); a set that widens what runs LIVE
+ * beyond the server's budget is refused (FAILED_PRECONDITION,
+ * POLICY_WIDENS_LIVE) unless accept_widening is set with a reason.
+ */
 export interface ReloadPoliciesRequest {
+  /** Make the set live even though it widens what runs LIVE. */
+  acceptWidening: boolean;
+  /** Why; required with accept_widening, and kept on the audit line. */
+  reason: string;
 }
 
 export interface ReloadPoliciesResponse {
@@ -116,6 +126,16 @@ export interface ReloadPoliciesResponse {
   previousRevision: string;
   /** False when the folder's content hash equals the active revision. */
   changed: boolean;
+  /**
+   * The gate's replay report: SHA-256 of its canonical JSON (empty when no
+   * replay ran), and the decisions it replayed and would widen to LIVE.
+   */
+  replayDigest: string;
+  replayedDecisions: number;
+  wideningLive: number;
+  /** The set's own Rego tests: passed, and skipped by the engine in use. */
+  testsPassed: number;
+  testsSkipped: number;
 }
 
 /**
@@ -769,11 +789,17 @@ export const GetPolicyStatusResponse: MessageFns<GetPolicyStatusResponse> = {
 };
 
 function createBaseReloadPoliciesRequest(): ReloadPoliciesRequest {
-  return {};
+  return { acceptWidening: false, reason: "" };
 }
 
 export const ReloadPoliciesRequest: MessageFns<ReloadPoliciesRequest> = {
-  encode(_: ReloadPoliciesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: ReloadPoliciesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.acceptWidening !== false) {
+      writer.uint32(8).bool(message.acceptWidening);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
     return writer;
   },
 
@@ -790,6 +816,22 @@ export const ReloadPoliciesRequest: MessageFns<ReloadPoliciesRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.acceptWidening = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -802,26 +844,50 @@ export const ReloadPoliciesRequest: MessageFns<ReloadPoliciesRequest> = {
     }
   },
 
-  fromJSON(_: any): ReloadPoliciesRequest {
-    return {};
+  fromJSON(object: any): ReloadPoliciesRequest {
+    return {
+      acceptWidening: isSet(object.acceptWidening)
+        ? globalThis.Boolean(object.acceptWidening)
+        : isSet(object.accept_widening)
+        ? globalThis.Boolean(object.accept_widening)
+        : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
   },
 
-  toJSON(_: ReloadPoliciesRequest): unknown {
+  toJSON(message: ReloadPoliciesRequest): unknown {
     const obj: any = {};
+    if (message.acceptWidening !== false) {
+      obj.acceptWidening = message.acceptWidening;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
     return obj;
   },
 
   create(base?: DeepPartial<ReloadPoliciesRequest>): ReloadPoliciesRequest {
     return ReloadPoliciesRequest.fromPartial(base ?? {});
   },
-  fromPartial(_: DeepPartial<ReloadPoliciesRequest>): ReloadPoliciesRequest {
+  fromPartial(object: DeepPartial<ReloadPoliciesRequest>): ReloadPoliciesRequest {
     const message = createBaseReloadPoliciesRequest();
+    message.acceptWidening = object.acceptWidening ?? false;
+    message.reason = object.reason ?? "";
     return message;
   },
 };
 
 function createBaseReloadPoliciesResponse(): ReloadPoliciesResponse {
-  return { revision: "", previousRevision: "", changed: false };
+  return {
+    revision: "",
+    previousRevision: "",
+    changed: false,
+    replayDigest: "",
+    replayedDecisions: 0,
+    wideningLive: 0,
+    testsPassed: 0,
+    testsSkipped: 0,
+  };
 }
 
 export const ReloadPoliciesResponse: MessageFns<ReloadPoliciesResponse> = {
@@ -834,6 +900,21 @@ export const ReloadPoliciesResponse: MessageFns<ReloadPoliciesResponse> = {
     }
     if (message.changed !== false) {
       writer.uint32(24).bool(message.changed);
+    }
+    if (message.replayDigest !== "") {
+      writer.uint32(34).string(message.replayDigest);
+    }
+    if (message.replayedDecisions !== 0) {
+      writer.uint32(40).uint64(message.replayedDecisions);
+    }
+    if (message.wideningLive !== 0) {
+      writer.uint32(48).uint64(message.wideningLive);
+    }
+    if (message.testsPassed !== 0) {
+      writer.uint32(56).uint64(message.testsPassed);
+    }
+    if (message.testsSkipped !== 0) {
+      writer.uint32(64).uint64(message.testsSkipped);
     }
     return writer;
   },
@@ -875,6 +956,46 @@ export const ReloadPoliciesResponse: MessageFns<ReloadPoliciesResponse> = {
             message.changed = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.replayDigest = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.replayedDecisions = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.wideningLive = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.testsPassed = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.testsSkipped = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -896,6 +1017,31 @@ export const ReloadPoliciesResponse: MessageFns<ReloadPoliciesResponse> = {
         ? globalThis.String(object.previous_revision)
         : "",
       changed: isSet(object.changed) ? globalThis.Boolean(object.changed) : false,
+      replayDigest: isSet(object.replayDigest)
+        ? globalThis.String(object.replayDigest)
+        : isSet(object.replay_digest)
+        ? globalThis.String(object.replay_digest)
+        : "",
+      replayedDecisions: isSet(object.replayedDecisions)
+        ? globalThis.Number(object.replayedDecisions)
+        : isSet(object.replayed_decisions)
+        ? globalThis.Number(object.replayed_decisions)
+        : 0,
+      wideningLive: isSet(object.wideningLive)
+        ? globalThis.Number(object.wideningLive)
+        : isSet(object.widening_live)
+        ? globalThis.Number(object.widening_live)
+        : 0,
+      testsPassed: isSet(object.testsPassed)
+        ? globalThis.Number(object.testsPassed)
+        : isSet(object.tests_passed)
+        ? globalThis.Number(object.tests_passed)
+        : 0,
+      testsSkipped: isSet(object.testsSkipped)
+        ? globalThis.Number(object.testsSkipped)
+        : isSet(object.tests_skipped)
+        ? globalThis.Number(object.tests_skipped)
+        : 0,
     };
   },
 
@@ -910,6 +1056,21 @@ export const ReloadPoliciesResponse: MessageFns<ReloadPoliciesResponse> = {
     if (message.changed !== false) {
       obj.changed = message.changed;
     }
+    if (message.replayDigest !== "") {
+      obj.replayDigest = message.replayDigest;
+    }
+    if (message.replayedDecisions !== 0) {
+      obj.replayedDecisions = Math.round(message.replayedDecisions);
+    }
+    if (message.wideningLive !== 0) {
+      obj.wideningLive = Math.round(message.wideningLive);
+    }
+    if (message.testsPassed !== 0) {
+      obj.testsPassed = Math.round(message.testsPassed);
+    }
+    if (message.testsSkipped !== 0) {
+      obj.testsSkipped = Math.round(message.testsSkipped);
+    }
     return obj;
   },
 
@@ -921,6 +1082,11 @@ export const ReloadPoliciesResponse: MessageFns<ReloadPoliciesResponse> = {
     message.revision = object.revision ?? "";
     message.previousRevision = object.previousRevision ?? "";
     message.changed = object.changed ?? false;
+    message.replayDigest = object.replayDigest ?? "";
+    message.replayedDecisions = object.replayedDecisions ?? 0;
+    message.wideningLive = object.wideningLive ?? 0;
+    message.testsPassed = object.testsPassed ?? 0;
+    message.testsSkipped = object.testsSkipped ?? 0;
     return message;
   },
 };

@@ -1,0 +1,223 @@
+"""A policy set's own Rego tests (``*_test.rego``), run on the engine in use.
+
+The reload gate (:mod:`interlock.policy.gate`) runs them before a set goes
+live. A test is a rule ``test_<name>`` at the top of a test module; it passes
+when it is true, as with ``opa test``. Tests are found by their text (a line
+starting ``test_``), so a test the engine cannot even see still counts: a
+test whose rule is undefined fails.
+
+- **OPA**: the set's modules and its tests are uploaded beside the live set,
+  under a namespace of their own (``data.interlock_gate_<revision>``, rewritten
+  as :mod:`interlock.policy.opa` rewrites a revision), each test package is
+  asked through OPA's query API, and the namespace is deleted.
+- **embedded**: regopy in a child process (``python -m
+  interlock.policy.regotests``), so an engine that aborts takes only the
+  child with it. regopy 1.5.2 aborts the process on ``with input as``
+  (rego-cpp: "shape `rego-localref` has no field `rego-refhead`"), so a test
+  module using it is not given to regopy: its tests are reported as
+  *skipped*, naming why; every other test module runs. A child that dies
+  anyway fails the run (fail closed) and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from interlock.policy.bundle import PolicySet
+
+_PACKAGE = re.compile(r"^\s*package\s+([\w.]+)", re.MULTILINE)
+_TEST_RULE = re.compile(r"^(test_\w+)\b", re.MULTILINE)
+_WITH_INPUT = re.compile(r"\bwith\s+input\s+as\b")
+CHILD_TIMEOUT_SECONDS = 60.0
+EMBEDDED_SKIP = (
+    "regopy 1.5.2 aborts on `with input as`; run them with `make policy-test` or engine: opa"
+)
+
+
+@dataclass
+class TestRun:
+    """What a set's tests gave: by full name (``package.test_name``)."""
+
+    engine: str
+    passed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    """Name -> why ("false or undefined", or the engine's error)."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Name -> why the engine did not run it."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "passed": len(self.passed),
+            "failed": sorted(self.failed),
+            "skipped": len(self.skipped),
+        }
+
+    def describe(self) -> str:
+        return "; ".join(f"{name}: {why}" for name, why in sorted(self.failed.items()))
+
+
+def discover(tests: Mapping[str, str]) -> dict[str, list[str]]:
+    """Test module path -> the full names of its tests (``pkg.test_x``), in order."""
+    out: dict[str, list[str]] = {}
+    for path, source in sorted(tests.items()):
+        package = _PACKAGE.search(source)
+        if package is None:
+            continue
+        names = list(dict.fromkeys(_TEST_RULE.findall(source)))
+        out[path] = [f"{package.group(1)}.{n}" for n in names]
+    return out
+
+
+def _verdict(value: Any) -> str:
+    return "" if value is True else "false or undefined"
+
+
+# --- OPA ---------------------------------------------------------------------
+
+
+async def run_opa(engine: Any, policy_set: PolicySet) -> TestRun:
+    """Run the set's tests on the server's OPA (an :class:`OpaEngine`)."""
+    from interlock.policy.opa import rewrite_module
+
+    run = TestRun("opa")
+    found = discover(policy_set.tests)
+    if not any(found.values()):
+        return run
+    namespace = f"interlock_gate_{policy_set.revision[:20]}"
+    client = await engine.client()
+    ids: list[str] = []
+    try:
+        await client.update_or_create_data(dict(policy_set.data), namespace)
+        modules = {**policy_set.modules, **policy_set.tests}
+        for path in sorted(modules):
+            policy_id = f"{namespace}/{path}"
+            await client.update_policy_from_string(
+                rewrite_module(modules[path], namespace), policy_id, rego_compat=False
+            )
+            ids.append(policy_id)
+        for names in found.values():
+            for name in names:
+                rule_path = f"{namespace}.{name}".replace(".", "/")
+                try:
+                    response = await client.query_rule({}, rule_path)
+                except Exception as exc:
+                    run.failed[name] = " ".join(str(exc).split())[:300]
+                    continue
+                value = response.get("result") if isinstance(response, dict) else None
+                why = _verdict(value)
+                if why:
+                    run.failed[name] = why
+                else:
+                    run.passed.append(name)
+    except Exception as exc:
+        run.failed["(upload)"] = f"OPA refused the tests: {' '.join(str(exc).split())[:300]}"
+    finally:
+        for policy_id in ids:
+            try:
+                await client.delete_policy(policy_id)
+            except Exception:
+                pass
+        try:
+            await client.delete_data(namespace)
+        except Exception:
+            pass
+    return run
+
+
+# --- embedded ------------------------------------------------------------------
+
+
+async def run_embedded(policy_set: PolicySet) -> TestRun:
+    """Run the set's tests on regopy, in a child process."""
+    run = TestRun("embedded")
+    found = discover(policy_set.tests)
+    runnable: dict[str, str] = {}
+    for path, names in found.items():
+        if _WITH_INPUT.search(policy_set.tests[path]):
+            for name in names:
+                run.skipped[name] = EMBEDDED_SKIP
+        elif names:
+            runnable[path] = policy_set.tests[path]
+    if not runnable:
+        return run
+    request = json.dumps(
+        {
+            "modules": dict(policy_set.modules),
+            "tests": runnable,
+            "data": dict(policy_set.data),
+            "names": [n for p in runnable for n in found[p]],
+        }
+    ).encode()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "interlock.policy.regotests",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(request), CHILD_TIMEOUT_SECONDS)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        run.failed["(engine)"] = f"the tests did not finish within {CHILD_TIMEOUT_SECONDS:g}s"
+        return run
+    if proc.returncode != 0:
+        detail = " ".join(err.decode(errors="replace").split())[-300:]
+        run.failed["(engine)"] = (
+            f"the embedded engine stopped running the tests (exit {proc.returncode}): {detail}"
+        )
+        return run
+    results: dict[str, str] = json.loads(out)
+    for name, why in results.items():
+        if why:
+            run.failed[name] = why
+        else:
+            run.passed.append(name)
+    return run
+
+
+def _child() -> None:
+    """Evaluate each named test rule; print {name: "" (pass) or why} as JSON."""
+    import regopy
+
+    request = json.loads(sys.stdin.buffer.read())
+    interp = regopy.Interpreter()
+    interp.strict_built_in_errors = True
+    for path, source in sorted({**request["modules"], **request["tests"]}.items()):
+        interp.add_module(path, source)
+    interp.add_data(request["data"])
+    interp.set_input(regopy.Input({}))
+    results: dict[str, str] = {}
+    for name in request["names"]:
+        try:
+            output = interp.query(f"data.{name}")
+            if not output.ok():
+                results[name] = " ".join(str(output).split())[:300]
+                continue
+            text = str(output).strip()
+            doc = json.loads(text) if text.startswith("{") else None
+            value = doc.get("expressions", [None])[0] if isinstance(doc, dict) else None
+            results[name] = _verdict(value)
+        except Exception as exc:  # RegoError
+            results[name] = " ".join(str(exc).split())[:300] or type(exc).__name__
+    sys.stdout.write(json.dumps(results))
+
+
+if __name__ == "__main__":
+    _child()
+
+
+__all__ = ["TestRun", "discover", "run_embedded", "run_opa"]

@@ -1,0 +1,195 @@
+"""The reload gate: a set's own tests, a replay over recorded decisions, the
+LIVE widening budget, and the record of who asked (docs/policies.md, "The gate")."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import grpc
+import jsonschema
+import pytest
+from interlock.audit import POLICY_CHANGES
+from interlock.v1 import policy_service_pb2 as ppb
+from interlock.v1 import types_pb2
+
+from tests.conftest import Running, StartServer
+from tests.helpers.calls import details, tool_call
+from tests.helpers.security import Team
+from tests.test_audit import schema
+from tests.test_policy_reload import set_low_live_threshold
+
+CONFIG_TEST = Path("interlock/config/config_test.rego")
+# A Rego test of the shipped thresholds (no `with input as`: the embedded
+# engine runs it).
+THRESHOLD_TEST = """package interlock.config_test
+
+import data.interlock.config
+
+test_low_live_threshold if config.thresholds.LOW.live == 0.7
+
+test_high_is_stricter_than_low if config.thresholds.HIGH.live > config.thresholds.LOW.live
+"""
+DRY_RUN_CONFIDENCE = 0.65
+"""Between the LOW-risk thresholds (dry_run 0.5, live 0.7): vision_inspect runs DRY_RUN."""
+
+
+def audit_lines(s: Running) -> list[dict[str, Any]]:
+    """The lines of policy_changes.jsonl, each checked against its schema."""
+    path = s.data_dir / POLICY_CHANGES
+    if not path.exists():
+        return []
+    validator = jsonschema.Draft202012Validator(schema(POLICY_CHANGES))
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line]
+    for line in lines:
+        errors = [e.message for e in validator.iter_errors(line)]
+        assert not errors, errors
+    return lines
+
+
+def policy_events(s: Running) -> list[dict[str, Any]]:
+    from tests.helpers.stored import stored
+
+    rows = stored(s).execute("SELECT payload FROM events WHERE kind='POLICY' ORDER BY seq")
+    return [json.loads(payload) for (payload,) in rows.fetchall()]
+
+
+async def record_dry_runs(stub: Any, n: int = 3) -> None:
+    for _ in range(n):
+        d = (await stub.RequestToolCall(tool_call(confidence=DRY_RUN_CONFIDENCE))).decision
+        assert d.mode == types_pb2.EXECUTION_MODE_DRY_RUN
+
+
+async def test_a_failing_rego_test_refuses_the_set_naming_it(
+    server: Running, policy_dir: Path
+) -> None:
+    (policy_dir / CONFIG_TEST).write_text(THRESHOLD_TEST)
+    first = await server.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
+    assert not first.changed  # tests are not part of the revision
+    good = first.revision
+
+    set_low_live_threshold(policy_dir, 0.8)  # narrows, but breaks test_low_live_threshold
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await server.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert details(info.value)[0] == "POLICY_TESTS_FAILED"
+    assert "interlock.config_test.test_low_live_threshold" in info.value.details()
+    assert "test_high_is_stricter_than_low" not in info.value.details()
+
+    status = await server.policy.GetPolicyStatus(ppb.GetPolicyStatusRequest())
+    assert status.revision == good and "test_low_live_threshold" in status.last_error
+    d = (await server.cp.RequestToolCall(tool_call(confidence=0.75))).decision
+    assert d.policy_revision == good and d.mode == types_pb2.EXECUTION_MODE_LIVE
+
+    # Fix the test along with the change: the set goes live, its tests counted.
+    (policy_dir / CONFIG_TEST).write_text(THRESHOLD_TEST.replace("== 0.7", "== 0.8"))
+    ok = await server.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
+    assert ok.changed and ok.tests_passed == 2
+    [refused, applied] = audit_lines(server)
+    assert refused["result"] == "refused" and refused["error_reason"] == "POLICY_TESTS_FAILED"
+    assert refused["gate"]["tests"]["failed"] == ["interlock.config_test.test_low_live_threshold"]
+    assert applied["result"] == "applied" and applied["gate"]["tests"]["passed"] == 2
+
+
+async def test_a_set_widening_live_is_refused_then_accepted_with_a_reason(
+    server: Running, policy_dir: Path
+) -> None:
+    await record_dry_runs(server.cp, 3)
+    good = (await server.policy.GetPolicyStatus(ppb.GetPolicyStatusRequest())).revision
+
+    set_low_live_threshold(policy_dir, 0.6)  # the three DRY_RUN calls would now run LIVE
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await server.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert details(info.value)[0] == "POLICY_WIDENS_LIVE"
+    assert "ALLOW DRY_RUN -> ALLOW LIVE (3)" in info.value.details(), info.value.details()
+    d = (await server.cp.RequestToolCall(tool_call(confidence=DRY_RUN_CONFIDENCE))).decision
+    assert d.policy_revision == good and d.mode == types_pb2.EXECUTION_MODE_DRY_RUN
+
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await server.policy.ReloadPolicies(ppb.ReloadPoliciesRequest(accept_widening=True))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "reason" in info.value.details()
+
+    r = await server.policy.ReloadPolicies(
+        ppb.ReloadPoliciesRequest(accept_widening=True, reason="LOW-risk inspections are safe")
+    )
+    assert r.changed and r.widening_live == 4 and r.replayed_decisions == 4
+    assert re.fullmatch(r"[0-9a-f]{64}", r.replay_digest)
+    d = (await server.cp.RequestToolCall(tool_call(confidence=DRY_RUN_CONFIDENCE))).decision
+    assert d.policy_revision == r.revision and d.mode == types_pb2.EXECUTION_MODE_LIVE
+
+    refused, applied = audit_lines(server)
+    assert refused["error_reason"] == "POLICY_WIDENS_LIVE"
+    assert refused["gate"]["replay"]["widening_live_transitions"] == [
+        {"from": "ALLOW DRY_RUN", "to": "ALLOW LIVE", "count": 3}
+    ]
+    assert applied["gate"]["accept_widening"] and applied["gate"]["reason"] == (
+        "LOW-risk inspections are safe"
+    )
+
+
+async def test_the_record_carries_the_digest_and_who_asked(
+    make_team: Any, policy_dir: Path
+) -> None:
+    team: Team = await make_team()
+    await record_dry_runs(team["agent1"].cp, 2)
+    set_low_live_threshold(policy_dir, 0.6)
+    r = await team["root"].policy.ReloadPolicies(
+        ppb.ReloadPoliciesRequest(accept_widening=True, reason="change 42")
+    )
+    assert r.changed and r.widening_live == 2
+    s = team.running
+    [line] = audit_lines(s)
+    [event] = policy_events(s)
+    for record in (line, event):
+        gate = record["gate"]
+        assert record["principal"] == "root" and gate["principal"] == "root"
+        assert gate["replay"]["digest"] == r.replay_digest
+        assert gate["replay"]["replayed"] == 2 and gate["replay"]["widening_live"] == 2
+        assert gate["tests"]["failed"] == [] and gate["tests"]["engine"] == "embedded"
+        assert gate["candidate_revision"] == r.revision
+
+
+async def test_a_neutral_change_passes(server: Running, policy_dir: Path) -> None:
+    await record_dry_runs(server.cp, 2)
+    path = policy_dir / "interlock/decision/decision.rego"
+    path.write_text(path.read_text() + "\n# a comment: nothing changes\n")
+    r = await server.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
+    assert r.changed and r.widening_live == 0 and r.replayed_decisions == 2
+    [line] = audit_lines(server)
+    assert line["result"] == "applied" and line["principal"] == "dev"
+    assert line["gate"]["replay"]["unchanged"] == 2
+
+
+async def test_the_watcher_refuses_a_widening_set_and_the_old_one_keeps_serving(
+    start_server: StartServer, policy_dir: Path
+) -> None:
+    s = await start_server(policy_watch_interval_seconds=0.1)
+    await record_dry_runs(s.cp, 2)
+    good = (await s.policy.GetPolicyStatus(ppb.GetPolicyStatusRequest())).revision
+    set_low_live_threshold(policy_dir, 0.6)
+    for _ in range(300):  # the refusal's record is written just after it is counted
+        if audit_lines(s):
+            break
+        await asyncio.sleep(0.05)
+    status = await s.policy.GetPolicyStatus(ppb.GetPolicyStatusRequest())
+    assert status.revision == good and "widens what runs LIVE" in status.last_error
+    [line] = audit_lines(s)
+    assert line["principal"] == "file watcher" and line["trigger"] == "file change"
+    assert line["error_reason"] == "POLICY_WIDENS_LIVE"
+
+
+async def test_replay_off_lets_a_widening_set_through(
+    start_server: StartServer, policy_dir: Path
+) -> None:
+    s = await start_server(reload_replay_decisions=0)
+    await record_dry_runs(s.cp, 2)
+    set_low_live_threshold(policy_dir, 0.6)
+    r = await s.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
+    assert r.changed and r.replay_digest == "" and r.replayed_decisions == 0
+    [line] = audit_lines(s)
+    assert line["gate"]["replay"] is None
