@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from interlock.audit import AuditLog
 from interlock.journal import EventRecord, Journal, open_journal
@@ -82,6 +83,8 @@ async def test_the_plans_of_a_killed_replica_are_taken_over_and_no_live_step_run
         await owner.SubmitPlan(plan(plan_id), timeout=10)
     await asyncio.sleep(0.6)  # LIVE steps out with replica 0's worker
     out_at_kill = [i for i in workers[0].unreported.values() if i.mode == LIVE]
+    before = {p: await get_plan(owner, p) for p in plan_ids}
+    running_at_kill = [p for p, x in before.items() if x.state not in FINISHED]
     await replicas[0].kill()
     await workers[0].disconnect()
     killed_at = time.monotonic()
@@ -99,8 +102,18 @@ async def test_the_plans_of_a_killed_replica_are_taken_over_and_no_live_step_run
 
     assert unfinished == [], "plans never finished:\n" + "\n".join(unfinished)
     assert workers[0].live_delivered_twice(*workers[1:]) == []
-    # The killed replica held work: the survivors' workers finished what it had not handed out.
-    assert any(w.items for w in workers[1:]), "no plan was taken over"
+    # Every plan still running when its driver died was taken over by a survivor
+    # (a lease of a higher term, held by another replica), and finished there.
+    assert running_at_kill, "the plans finished before the kill: nothing to take over"
+    dead = (replicas[0].data_dir / "replica_id").read_text().strip()
+    with psycopg.connect(url) as conn:
+        leases_now = dict(
+            (row[0], (row[1], row[2]))
+            for row in conn.execute("SELECT plan_id, owner, term FROM plan_leases")
+        )
+    for plan_id in running_at_kill:
+        owner_now, term = leases_now[plan_id]
+        assert owner_now != dead and term >= 2, (plan_id, owner_now, term)
     for item in out_at_kill:  # out with the dead replica's worker, never reported
         assert states(plans[item.plan_id])[item.step_id] == "AMBIGUOUS"
 
