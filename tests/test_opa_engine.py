@@ -39,6 +39,10 @@ async def test_opa_holds_each_revision_in_its_own_namespace(
     old = (await s.policy.GetPolicyStatus(ppb.GetPolicyStatusRequest())).revision
     cfg = policy_dir / "interlock/config/data.yaml"
     cfg.write_text(cfg.read_text().replace("dry_run_only: false", "dry_run_only: true"))
+    # The shipped Rego tests assume the switch off, and the reload gate runs
+    # them (tests/test_policy_gate.py); this test is about namespaces.
+    for test in await asyncio.to_thread(lambda: list(policy_dir.rglob("*_test.rego"))):
+        test.unlink()
     r = await s.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
     assert r.changed and r.revision != old
     d = (await s.cp.RequestToolCall(tool_call())).decision

@@ -193,3 +193,22 @@ async def test_replay_off_lets_a_widening_set_through(
     assert r.changed and r.replay_digest == "" and r.replayed_decisions == 0
     [line] = audit_lines(s)
     assert line["gate"]["replay"] is None
+
+
+async def test_on_opa_the_shipped_tests_run_and_a_failing_one_refuses_the_set(
+    start_server: StartServer, opa: Any, policy_dir: Path
+) -> None:
+    s = await start_server(engine="opa", opa_url=opa.url)
+    path = policy_dir / "interlock/decision/decision.rego"
+    path.write_text(path.read_text() + "\n# a comment: nothing changes\n")
+    r = await s.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
+    assert r.changed and r.tests_passed == 104 and r.tests_skipped == 0
+
+    (policy_dir / CONFIG_TEST).write_text(THRESHOLD_TEST)
+    set_low_live_threshold(policy_dir, 0.8)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await s.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
+    assert details(info.value)[0] == "POLICY_TESTS_FAILED"
+    assert "interlock.config_test.test_low_live_threshold" in info.value.details()
+    status = await s.policy.GetPolicyStatus(ppb.GetPolicyStatusRequest())
+    assert status.revision == r.revision
