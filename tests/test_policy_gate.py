@@ -13,8 +13,9 @@ import grpc
 import jsonschema
 import pytest
 from interlock.audit import POLICY_CHANGES
+from interlock.v1 import control_plane_pb2 as pb
+from interlock.v1 import observe_pb2, types_pb2
 from interlock.v1 import policy_service_pb2 as ppb
-from interlock.v1 import types_pb2
 
 from tests.conftest import Running, StartServer
 from tests.helpers.calls import details, tool_call
@@ -181,6 +182,18 @@ async def test_the_watcher_refuses_a_widening_set_and_the_old_one_keeps_serving(
     [line] = audit_lines(s)
     assert line["principal"] == "file watcher" and line["trigger"] == "file change"
     assert line["error_reason"] == "POLICY_WIDENS_LIVE"
+    health = await s.cp.GetHealth(pb.GetHealthRequest())
+    [condition] = [c for c in health.components if c.name == "policy_reload"]
+    assert condition.score < 100 and "widens what runs LIVE" in condition.detail
+    assert health.status != observe_pb2.HEALTH_STATUS_HEALTHY
+
+    r = await s.policy.ReloadPolicies(
+        ppb.ReloadPoliciesRequest(accept_widening=True, reason="seen the report")
+    )
+    assert r.changed
+    health = await s.cp.GetHealth(pb.GetHealthRequest())
+    [condition] = [c for c in health.components if c.name == "policy_reload"]
+    assert condition.score == 100 and r.revision[:12] in condition.detail
 
 
 async def test_replay_off_lets_a_widening_set_through(

@@ -17,6 +17,9 @@ name            gates  fails while
                        the store (they catch up from its outbox by themselves)
 ``audit_chain`` no     a hash chain is broken (found at start-up: the tail at
                        once, the whole chain in the background)
+``policy_reload`` no   the policy folder changed and the watcher's reload was
+                       refused (the old set serves; cleared by the next reload
+                       that succeeds)
 ==============  =====  =====================================================
 
 Other code marks a condition with :meth:`InterlockServer.set_condition
@@ -31,6 +34,7 @@ ENGINE = "engine"
 STORE = "store"
 AUDIT_FILES = "audit_files"
 AUDIT_CHAIN = "audit_chain"
+POLICY_RELOAD = "policy_reload"
 
 
 @dataclass(frozen=True)
@@ -74,4 +78,12 @@ class Readiness:
         return [c for c in self._conditions.values() if not c.ok]
 
 
-__all__ = ["AUDIT_CHAIN", "AUDIT_FILES", "ENGINE", "STORE", "Condition", "Readiness"]
+__all__ = [
+    "AUDIT_CHAIN",
+    "AUDIT_FILES",
+    "ENGINE",
+    "POLICY_RELOAD",
+    "STORE",
+    "Condition",
+    "Readiness",
+]

@@ -49,7 +49,7 @@ from interlock.policy.gate import PolicyGate
 from interlock.policy.manager import PolicyManager, ReloadOutcome
 from interlock.policy.opa import OpaEngine
 from interlock.policy.sandbox import PolicySandbox
-from interlock.readiness import AUDIT_CHAIN, AUDIT_FILES, ENGINE, STORE, Readiness
+from interlock.readiness import AUDIT_CHAIN, AUDIT_FILES, ENGINE, POLICY_RELOAD, STORE, Readiness
 from interlock.replicas import PolicyAgreement, replica_id
 from interlock.signals import SignalEngine
 from interlock.v1 import (
@@ -412,6 +412,18 @@ class InterlockServer:
             self.metrics.policy_loaded.set(time.time())
         if self.agreement is not None:
             self.agreement.reloaded()
+        if not outcome.ok and outcome.trigger == "file change":
+            self.set_condition(
+                POLICY_RELOAD,
+                False,
+                f"the policy folder's new set was refused and {outcome.previous_revision[:12]} "
+                f"keeps serving: {outcome.error}",
+                gates=False,
+            )
+        elif outcome.ok and not self.readiness.holds(POLICY_RELOAD):
+            self.set_condition(
+                POLICY_RELOAD, True, f"policy set {outcome.revision[:12]} is live", gates=False
+            )
         if result == "unchanged":
             return
         message = (
