@@ -143,6 +143,7 @@ class InterlockServer:
         self.orchestrator = Orchestrator(
             config, self.decisions, self.journal, Summaries(data_dir, self.journal.plans)
         )
+        self.events.remote_listeners.append(self.orchestrator.on_remote_events)
         self.signals = SignalEngine(self.journal)
         self.decisions.on_schema_failure = self.signals.schema_failed
         self.control_plane = ControlPlane(

@@ -199,6 +199,31 @@ class Plans(_Repo):
             (now, owner),
         )
 
+    async def offered_work(self, agent_ids: Sequence[str]) -> list[Rowdict]:
+        """Work items offered and not yet claimed, for some agents, oldest first."""
+        if not agent_ids:
+            return []
+        return await self.db.fetch(
+            "SELECT * FROM work_items WHERE state = 'OFFERED' AND "
+            + _in("agent_id", agent_ids)
+            + " ORDER BY offered_at, work_id",
+            list(agent_ids),
+        )
+
+    async def work_items(self, work_ids: Sequence[str]) -> list[Rowdict]:
+        if not work_ids:
+            return []
+        return await self.db.fetch(
+            "SELECT * FROM work_items WHERE " + _in("work_id", work_ids), list(work_ids)
+        )
+
+    async def step_work(self, plan_id: str, step_id: str) -> list[Rowdict]:
+        """A step's work items, newest first."""
+        return await self.db.fetch(
+            "SELECT * FROM work_items WHERE plan_id = ? AND step_id = ? ORDER BY offered_at DESC",
+            (plan_id, step_id),
+        )
+
     async def step_owners(self, plan_id: str, step_ids: Iterable[str]) -> list[Rowdict]:
         """The tool and agent of some steps of a plan."""
         ids = list(step_ids)

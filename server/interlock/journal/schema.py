@@ -274,6 +274,46 @@ MIGRATIONS = (
 )
 
 
+def _work_items(real: str) -> tuple[str, ...]:
+    return (
+        f"""CREATE TABLE IF NOT EXISTS work_items (
+    work_id TEXT PRIMARY KEY,
+    plan_id TEXT NOT NULL,
+    step_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    decision_id TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    compensation INTEGER NOT NULL,
+    revision TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    state TEXT NOT NULL,
+    holding INTEGER NOT NULL,
+    claimed_by TEXT NOT NULL DEFAULT '',
+    deadline {real} NOT NULL DEFAULT 0,
+    result TEXT NOT NULL DEFAULT '',
+    offered_at {real} NOT NULL,
+    updated_at {real} NOT NULL
+)""",
+        "CREATE INDEX IF NOT EXISTS work_items_by_agent ON work_items (agent_id, state)",
+        "CREATE INDEX IF NOT EXISTS work_items_by_tool ON work_items (tool, holding)",
+        "CREATE INDEX IF NOT EXISTS work_items_by_step ON work_items (plan_id, step_id)",
+    )
+
+
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        6,
+        "work_items: plan work offered to any replica's workers, claimed once",
+        _work_items("REAL"),
+        _work_items("DOUBLE PRECISION"),
+    ),
+)
+
+
 SCHEMA_VERSION = MIGRATIONS[-1].version
 """The schema this code reads and writes."""
 

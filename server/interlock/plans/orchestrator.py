@@ -36,9 +36,9 @@ from interlock.errors import (
     InterlockError,
     NotFound,
 )
-from interlock.journal import EventRecord, Journal
+from interlock.journal import EventRecord, Journal, Recorded, Row
 from interlock.plans import conflicts as conflict_rules
-from interlock.plans import leases
+from interlock.plans import leases, shared_work
 from interlock.plans import spec as plan_spec
 from interlock.plans.dispatch import RATE_WINDOW_SECONDS, Dispatch
 from interlock.plans.leases import Lease, LeaseLost, LeaseTaken
@@ -103,6 +103,14 @@ class Orchestrator(Dispatch):
         self.replica = getattr(journal, "replica", "") or leases.default_replica(config.data_dir)
         self._leases: dict[str, Lease] = {}
         self._lease_task: asyncio.Task[None] | None = None
+        self._items: set[str] = set()
+        """Shared: work ids of this replica's plans that have a work_items row."""
+        self._queued: dict[str, str] = {}
+        """Shared: offered items handed to this replica's hub (work id -> revision)."""
+        self._claimed: dict[str, float] = {}
+        """Shared: items this replica's workers claimed (work id -> deadline)."""
+        self._work_wake = asyncio.Event()
+        self._work_task: asyncio.Task[None] | None = None
 
     def _on_approval(self, approval: Approval) -> None:
         plan = self.plans.get(approval.plan_id)
@@ -117,10 +125,11 @@ class Orchestrator(Dispatch):
         steps: list[StepRun] = (),  # type: ignore[assignment]
         events: list[EventRecord] = (),  # type: ignore[assignment]
         audit: list[tuple[str, dict[str, Any]]] = (),  # type: ignore[assignment]
+        work: list[Row] = (),  # type: ignore[assignment]
     ) -> None:
         plan.updated_at = time.time()
         events = list(events)
-        change = PlanChange(plan, list(steps), events, list(audit))
+        change = PlanChange(plan, list(steps), events, list(audit), work=list(work))
         lease = self._leases.get(plan.plan_id)
         if self.shared:
             if lease is None:
@@ -182,7 +191,14 @@ class Orchestrator(Dispatch):
             "mode": step.mode,
             "reason": message,
         }
-        await self.commit(plan, [step], [event], [(STATE_TRANSITIONS, line)])
+        work: list[Row] = []
+        if step.finished and step.work_id in self._items:  # shared: free the tool's slot
+            if state != StepState.AMBIGUOUS:  # an AMBIGUOUS step's late report is awaited
+                self._items.discard(step.work_id)
+            work.append(
+                shared_work.closed(step.work_id, report_expected=state == StepState.AMBIGUOUS)
+            )
+        await self.commit(plan, [step], [event], [(STATE_TRANSITIONS, line)], work)
         plan.changed.set()
 
     async def set_plan(self, plan: PlanRun, state: PlanState, message: str = "") -> None:
@@ -614,7 +630,7 @@ class Orchestrator(Dispatch):
         for step in plan.steps.values():
             if step.finished:
                 continue
-            if step.mode == "LIVE" and step.work_id and self.hub.is_out(step.work_id):
+            if step.mode == "LIVE" and step.work_id and await self._is_out(step):
                 # A worker holds it and may act on it: the outcome is unknown. Its
                 # report is still taken (and recorded) when it comes.
                 await self.set_step(
@@ -629,6 +645,19 @@ class Orchestrator(Dispatch):
                 await self.approvals.withdraw(step.decision_id, f"plan {plan.plan_id} cancelled")
             await self.set_step(plan, step, StepState.CANCELLED, plan.cancel_requested)
         await self.set_plan(plan, PlanState.CANCELLED, plan.cancel_requested)
+
+    async def _is_out(self, step: StepRun) -> bool:
+        """True when a worker may hold the step's item. On a shared journal an
+        item no worker claimed is withdrawn first, so no worker claims it after."""
+        if not self.shared or step.work_id not in self._items:
+            return self.hub.is_out(step.work_id)
+        if step.state == StepState.DISPATCHED:
+            return True
+        try:
+            await self.journal.record(shared_work.withdraw(step.work_id))
+        except shared_work.NotClaimed:  # claimed (or reported) meanwhile
+            return True
+        return False
 
     # Reads and restart ----------------------------------------------------------
 
@@ -650,6 +679,7 @@ class Orchestrator(Dispatch):
         shared storage: the plans whose lease expired or was this replica's),
         then keep the leases: renew them, and take over expired ones."""
         if self.shared:
+            self._work_task = asyncio.create_task(self._work_loop(), name="work-items")
             taken = await self._take_over()
             self._lease_task = asyncio.create_task(self._keep_leases(), name="plan-leases")
             if taken:
@@ -666,6 +696,8 @@ class Orchestrator(Dispatch):
         """Drive a plan read from the journal (after a restart or a takeover)."""
         self.plans[plan.plan_id] = plan
         await self._apply_stored_results(plan)
+        if self.shared:
+            await self._adopt_work(plan)
         for step in plan.steps.values():
             if step.state == StepState.DISPATCHED and (step.mode == "LIVE" or step.compensates):
                 # Out with a worker when we stopped: keep it, never offer it again;
@@ -685,6 +717,32 @@ class Orchestrator(Dispatch):
                 if step.mode == "LIVE" and not step.compensates:
                     self.decisions.hold_live(step.decision_id)
         self._start(plan)
+
+    async def _adopt_work(self, plan: PlanRun) -> None:
+        """Shared journal: a step's item the old driver offered is withdrawn
+        (then offered anew), unless a worker claimed it: then it is out."""
+        for step in plan.steps.values():
+            if not step.work_id or step.state not in (StepState.DECIDED, StepState.DISPATCHED):
+                continue
+            rows = [r for r in await self.journal.plans.step_work(plan.plan_id, step.step_id)]
+            row = next((r for r in rows if r["work_id"] == step.work_id), None)
+            if row is None:
+                continue
+            if row["state"] == shared_work.OFFERED:
+                with contextlib.suppress(shared_work.NotClaimed):
+                    await self.journal.record(shared_work.withdraw(step.work_id))
+                    continue
+                row = (await self.journal.plans.work_items([step.work_id]))[0]
+            if row["state"] == shared_work.DELIVERED and step.state == StepState.DECIDED:
+                step.state = StepState.DISPATCHED  # claimed just before the takeover
+                step.deadline = float(row["deadline"])
+            self._items.add(step.work_id)
+            if step.state == StepState.DISPATCHED and step.mode != "LIVE" and not step.compensates:
+                # Offered again below: the old item stops counting for its tool.
+                with contextlib.suppress(shared_work.NotClaimed):
+                    await self.journal.record(
+                        Recorded(row_list=[shared_work.closed(step.work_id, report_expected=False)])
+                    )
 
     async def _take_over(self) -> int:
         """Take every plan whose lease expired (or that this replica held before
@@ -785,6 +843,8 @@ class Orchestrator(Dispatch):
         self._closing = True
         if self._lease_task is not None:
             self._lease_task.cancel()
+        if self._work_task is not None:
+            self._work_task.cancel()
         self.hub.close()
         tasks = list(self._tasks.values())
         for plan in self.plans.values():

@@ -192,6 +192,9 @@ class PlanChange:
     lease: list[Row] = field(default_factory=list)
     """On shared storage: the lease guard, checked before anything is written
     (or, for a new plan, its first lease, inserted after the plan's row)."""
+    work: list[Row] = field(default_factory=list)
+    """On shared storage: the work item offered with this change and its
+    tool's guards, or the closing of an ended step's item."""
 
     def rows(self) -> Iterable[Row]:
         yield from (r for r in self.lease if isinstance(r, Guard))
@@ -199,6 +202,7 @@ class PlanChange:
         for step in self.steps:
             yield Upsert("steps", step.values(), ("plan_id", "step_id"))
         yield from (r for r in self.lease if not isinstance(r, Guard))
+        yield from self.work
 
     def events(self) -> Iterable[EventRecord]:
         return self.event_list or [

@@ -66,6 +66,10 @@ class WorkHub:
         self._owner: dict[str, _Worker] = {}
         self._closed = False
 
+    def agents(self) -> list[str]:
+        """The agents with a connected worker."""
+        return sorted(self._workers)
+
     def workers(self, agent_id: str) -> int:
         return len(self._workers.get(agent_id, ()))
 
