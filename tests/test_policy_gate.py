@@ -225,3 +225,23 @@ async def test_on_opa_the_shipped_tests_run_and_a_failing_one_refuses_the_set(
     assert "interlock.config_test.test_low_live_threshold" in info.value.details()
     status = await s.policy.GetPolicyStatus(ppb.GetPolicyStatusRequest())
     assert status.revision == r.revision
+
+
+async def test_the_cli_reload_says_accept_widening_with_a_reason(
+    server: Running, policy_dir: Path
+) -> None:
+    from tests.test_cli import run
+
+    address = ("--server", f"127.0.0.1:{server.server.port}")
+    await record_dry_runs(server.cp, 2)
+    set_low_live_threshold(policy_dir, 0.6)
+    refused = await run(*address, "policy", "reload")
+    assert refused.code == 1 and "POLICY_WIDENS_LIVE" in refused.err, refused
+    assert "ALLOW DRY_RUN -> ALLOW LIVE (2)" in refused.err
+    no_reason = await run(*address, "policy", "reload", "--accept-widening")
+    assert no_reason.code == 2 and "--accept-widening needs --reason" in no_reason.err
+    done = await run(*address, "policy", "reload", "--accept-widening", "--reason", "CHG-7")
+    assert done.code == 0 and "2 widened to LIVE" in done.out, done
+    [refusal, applied] = audit_lines(server)
+    assert refusal["result"] == "refused" and applied["gate"]["reason"] == "CHG-7"
+    assert applied["gate"]["replay"]["digest"] in done.out
