@@ -25,6 +25,7 @@ from interlock.errors import (
 )
 from interlock.events import EventFilter
 from interlock.plans.model import PlanState
+from interlock.policy.gate import ReloadRequest
 from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import policy_service_pb2
 
@@ -340,8 +341,12 @@ async def policy(request: web.Request, status: int = 200, **notice: Any) -> web.
 
 
 async def reload(request: web.Request) -> web.Response:
-    await allow(request, "reload", policy_service_pb2.ReloadPoliciesRequest())
-    outcome = await console(request).s.policies.reload(trigger="console")
+    who = await allow(request, "reload", policy_service_pb2.ReloadPoliciesRequest())
+    # The gate (docs/policies.md) records who asked; a set that widens LIVE is
+    # refused here, and accepted only with a reason (interlock policy reload).
+    outcome = await console(request).s.policies.reload(
+        trigger="console", request=ReloadRequest(principal=who.id)
+    )
     if not outcome.ok:
         return await policy(request, 422, error=f"the policy set was refused: {outcome.error}")
     text = (
