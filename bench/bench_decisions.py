@@ -585,6 +585,8 @@ async def bench(args: argparse.Namespace) -> tuple[list[Measurement], dict[str, 
                     extra += ["--opa-url", opa_url]
                 if args.no_fsync:
                     extra.append("--no-fsync")
+                if args.embedded_api != "native":
+                    extra += ["--embedded-api", args.embedded_api]
                 if target.endswith(AUTH_SUFFIX):
                     # Outside the data dir: the server only reads it.
                     auth_dir = tempfile.mkdtemp(prefix="bench-auth-", dir=data_root)
@@ -684,6 +686,11 @@ def report(
         f"{args.channels} channel(s), fsync {'on' if machine['fsync'] else 'OFF (--no-fsync)'}, "
         f"data dir on {machine['data_dir_fs']} ({machine['data_dir']})"
         + (f", opa {machine['opa']}" if machine["opa"] else "")
+        + (
+            f", embedded engine via {args.embedded_api}'s API"
+            if args.embedded_api != "native"
+            else ""
+        )
     )
     print(
         f"payload: request {notes['request_bytes']} B; reply "
@@ -852,6 +859,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-fsync", action="store_true", help="run Interlock with fsync=False (default: fsync on)"
     )
     p.add_argument("--policy-dir", default=str(REPO / "policies"))
+    p.add_argument(
+        "--embedded-api",
+        choices=("native", "regopy"),
+        default="native",
+        help="the embedded engine's call path: rego-cpp's C API (the server's, default) or "
+        "regopy's public API (the path before; for before/after figures)",
+    )
     p.add_argument(
         "--data-root",
         default=None,

@@ -11,8 +11,11 @@ For each case (an entrypoint rule and a representative input) it reports:
                the median over timed batches of `query_bundle_entrypoint`
                with the input already set, the evaluation alone
   emb/opa      the ratio of the two, in the same run
-  call µs      the embedded engine as the server pays it per decision:
-               set the input, evaluate, parse the JSON output
+  call µs      the embedded engine as the server pays it per decision
+               (EmbeddedPolicy.query_sync): set the input, evaluate, parse
+               the JSON output
+  api µs       the same through regopy's public API (regopy.Input, Output):
+               the server's path before it called rego-cpp's C API directly
 
 With two policy dirs, the first is "before" and the second "after", and the
 table gains the after/before ratio of each engine. Inputs are built the way
@@ -32,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 from dataclasses import asdict, dataclass, field
@@ -43,6 +47,7 @@ from interlock.config import ServerConfig
 from interlock.contracts import Catalog
 from interlock.decisions import DecisionService, ToolCall
 from interlock.policy.bundle import PolicySet
+from interlock.policy.embedded import EmbeddedEngine, EmbeddedPolicy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -219,40 +224,106 @@ def embedded_answer(bundle: regopy.Bundle, entrypoint: str, policy_input: Any) -
 
 def embedded_bench(
     bundle: regopy.Bundle, entrypoint: str, policy_input: Any, seconds: float
-) -> tuple[float, float]:
-    """(eval µs, per-call µs): medians over batches, each batch ~20 ms."""
+) -> tuple[float, float, float]:
+    """(eval µs, call µs, regopy-API call µs): medians over interleaved ~20 ms batches.
+
+    eval: `query_bundle_entrypoint` with the input already set. call: the
+    server's path, EmbeddedPolicy.query_sync (input in, value out). The
+    regopy-API call: the same through regopy's public API (regopy.Input, an
+    Output, its JSON parsed): the server's path before it called rego-cpp's
+    C API directly. Batches of the three alternate, so drifting load touches
+    them alike.
+    """
     interp = regopy.Interpreter()
     interp.strict_built_in_errors = True
     interp.set_input(regopy.Input(policy_input))
-    for _ in range(20):  # warm-up
-        interp.query_bundle_entrypoint(bundle, entrypoint)
-
-    def batches(one: Any) -> float:
-        n = 1
-        while True:  # size a batch to ~20 ms
-            t = time.perf_counter()
-            for _ in range(n):
-                one()
-            if time.perf_counter() - t > 0.02:
-                break
-            n *= 2
-        samples = []
-        deadline = time.perf_counter() + seconds / 2
-        while time.perf_counter() < deadline or len(samples) < 5:
-            t = time.perf_counter()
-            for _ in range(n):
-                one()
-            samples.append((time.perf_counter() - t) / n * 1e6)
-        return statistics.median(samples)
+    native = EmbeddedPolicy(EmbeddedEngine(1), "bench", bundle)
+    public = EmbeddedPolicy(EmbeddedEngine(1, native=False), "bench", bundle)
+    if native.query_sync(entrypoint, policy_input) != public.query_sync(entrypoint, policy_input):
+        raise BenchError(f"the embedded engine's two call paths disagree on {entrypoint}")
 
     def evaluate() -> None:
         interp.query_bundle_entrypoint(bundle, entrypoint)
 
     def call() -> None:
-        interp.set_input(regopy.Input(policy_input))
-        json.loads(str(interp.query_bundle_entrypoint(bundle, entrypoint)))
+        native.query_sync(entrypoint, policy_input)
 
-    return batches(evaluate), batches(call)
+    def api_call() -> None:
+        public.query_sync(entrypoint, policy_input)
+
+    fns = (evaluate, call, api_call)
+    for one in fns:  # warm-up
+        for _ in range(20):
+            one()
+    n = 1
+    while True:  # size a batch to ~20 ms of evaluation
+        t = time.perf_counter()
+        for _ in range(n):
+            evaluate()
+        if time.perf_counter() - t > 0.02:
+            break
+        n *= 2
+    samples: list[list[float]] = [[], [], []]
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(samples[0]) < 5:
+        for i, one in enumerate(fns):
+            t = time.perf_counter()
+            for _ in range(n):
+                one()
+            samples[i].append((time.perf_counter() - t) / n * 1e6)
+    evaluated, called, api_called = (statistics.median(s) for s in samples)
+    return evaluated, called, api_called
+
+
+def contended(policy_dir: Path, calls: int) -> dict[str, tuple[float, float, float]]:
+    """decision.main (dry-run) per call while another thread runs Python.
+
+    The server evaluates on a worker thread while its event loop runs Python:
+    a call path that gives up the GIL often waits for it often (each wait can
+    last up to the interpreter's switch interval, 5 ms by default). One thread
+    spins in Python; another makes `calls` decisions through each path, in
+    alternating rounds of 50. Returns {path: (p50 µs, p99 µs, max µs)}.
+    """
+    policy_set = PolicySet.from_dir(policy_dir)
+    policy_input = build_inputs(policy_set)["dry-run"]
+    bundle = embedded_bundle(policy_set, [CASES[0].entrypoint])
+    paths = {
+        "C API (the server's)": EmbeddedPolicy(EmbeddedEngine(1), "bench", bundle),
+        "regopy API (before)": EmbeddedPolicy(EmbeddedEngine(1, native=False), "bench", bundle),
+    }
+    latencies: dict[str, list[float]] = {name: [] for name in paths}
+    stop = threading.Event()
+
+    def spin() -> None:
+        x = 0
+        while not stop.is_set():
+            for _ in range(1000):
+                x += 1
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        for _ in range(max(1, calls // 50)):
+            for name, policy in paths.items():
+                out = latencies[name]
+
+                def batch(policy: EmbeddedPolicy = policy, out: list[float] = out) -> None:
+                    for _ in range(50):
+                        t = time.perf_counter()
+                        policy.query_sync(CASES[0].entrypoint, policy_input)
+                        out.append((time.perf_counter() - t) * 1e6)
+
+                worker = threading.Thread(target=batch)
+                worker.start()
+                worker.join()
+    finally:
+        stop.set()
+        spinner.join()
+    result = {}
+    for name, lat in latencies.items():
+        lat.sort()
+        result[name] = (statistics.median(lat), lat[int(len(lat) * 0.99)], lat[-1])
+    return result
 
 
 # The run -------------------------------------------------------------------
@@ -265,6 +336,7 @@ class Row:
     opa_us: list[float | None] = field(default_factory=list)
     embedded_us: list[float | None] = field(default_factory=list)
     call_us: list[float | None] = field(default_factory=list)
+    api_call_us: list[float | None] = field(default_factory=list)
 
 
 def check(case: Case, answer: Any, engine: str, label: str) -> None:
@@ -325,14 +397,16 @@ def run(args: argparse.Namespace) -> list[Row]:
                         raise BenchError(
                             f"{label}: the engines disagree on {case.query} ({case.input_name})"
                         )
-                    evaluated, called = embedded_bench(
+                    evaluated, called, api_called = embedded_bench(
                         bundle, case.entrypoint, policy_input, args.seconds
                     )
                     row.embedded_us.append(evaluated)
                     row.call_us.append(called)
+                    row.api_call_us.append(api_called)
                 else:
                     row.embedded_us.append(None)
                     row.call_us.append(None)
+                    row.api_call_us.append(None)
     return rows
 
 
@@ -349,7 +423,13 @@ def table(rows: list[Row], labels: list[str]) -> str:
     head = ["case", "input"]
     for label in labels:
         suffix = f" {label}" if len(labels) > 1 else ""
-        head += [f"opa µs{suffix}", f"emb µs{suffix}", f"emb/opa{suffix}", f"call µs{suffix}"]
+        head += [
+            f"opa µs{suffix}",
+            f"emb µs{suffix}",
+            f"emb/opa{suffix}",
+            f"call µs{suffix}",
+            f"api µs{suffix}",
+        ]
     if two:
         head += ["opa after/before", "emb after/before"]
     lines = [head]
@@ -361,6 +441,7 @@ def table(rows: list[Row], labels: list[str]) -> str:
                 fmt(r.embedded_us[i]),
                 ratio(r.embedded_us[i], r.opa_us[i]),
                 fmt(r.call_us[i]),
+                fmt(r.api_call_us[i]),
             ]
         if two:
             line += [ratio(r.opa_us[1], r.opa_us[0]), ratio(r.embedded_us[1], r.embedded_us[0])]
@@ -411,6 +492,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seconds", type=float, default=2.0, help="embedded engine: seconds per case"
     )
+    parser.add_argument(
+        "--contended-calls",
+        type=int,
+        default=400,
+        help="decisions per call path beside a busy Python thread (0: skip)",
+    )
     parser.add_argument("--opa-bin", default="", help="the OPA binary (default: the pinned one)")
     parser.add_argument("--json", default="", help="write the rows as JSON to this file")
     args = parser.parse_args(argv)
@@ -442,6 +529,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"BENCHMARK FAILED: {exc}", file=sys.stderr)
         return 1
     print(table(rows, labels))
+    if "embedded" in args.engines.split(",") and args.contended_calls > 0:
+        directory = Path(args.policy_dir[-1]) if args.policy_dir else REPO / "policies"
+        print(
+            f"\ndecision.main (dry-run), {args.contended_calls} calls per path on a worker "
+            "thread while another thread runs Python (the server's event loop under load):"
+        )
+        for name, (p50, p99, top) in contended(directory, args.contended_calls).items():
+            print(f"  {name:22} p50 {p50:8.0f} µs  p99 {p99:8.0f} µs  max {top:8.0f} µs")
     last = len(labels) - 1
     for r in rows:
         if r.case == "decision.main" and r.input == "dry-run":

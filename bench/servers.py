@@ -3,7 +3,7 @@
     python bench/servers.py echo --loop uvloop --reply-bytes 400
     python bench/servers.py interlock --loop uvloop --data-dir DIR --policy-dir DIR \
         --engine embedded|opa [--opa-url URL] [--no-fsync] [--principals-file FILE] \
-        [--max-streams N]
+        [--max-streams N] [--embedded-api native|regopy]
     python bench/servers.py fanout --loop uvloop --message-bytes 300
 
 Each prints ``PORT <n>`` on stdout once it serves, then runs until SIGTERM or
@@ -179,6 +179,12 @@ async def run_interlock(args: argparse.Namespace) -> None:
     if args.principals_file:
         # Tokens on loopback: authentication and authorization on, no TLS.
         overrides["principals_file"] = args.principals_file
+    if args.embedded_api == "regopy":
+        # The embedded engine through regopy's public API, as before it called
+        # rego-cpp's C API directly: for before/after figures in one run.
+        import interlock.policy.embedded as embedded
+
+        embedded._NATIVE = None
     config = load_config(env={}, overrides=overrides)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     server = InterlockServer(config)
@@ -212,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     il.add_argument(
         "--max-streams", type=int, default=0, help="max_streams_per_principal (default: config's)"
+    )
+    il.add_argument(
+        "--embedded-api",
+        choices=("native", "regopy"),
+        default="native",
+        help="the embedded engine's call path: rego-cpp's C API (the server's) or regopy's API",
     )
     args = parser.parse_args(argv)
 
