@@ -46,7 +46,8 @@ MAX_NAMED = 10
 class ReloadRequest:
     """Who asks for a reload, and whether they accept a set that widens LIVE."""
 
-    principal: str = FILE_WATCHER
+    principal: str = ""
+    """The authenticated principal, or FILE_WATCHER; empty when the caller did not say."""
     accept_widening: bool = False
     reason: str = ""
 

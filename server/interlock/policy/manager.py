@@ -27,7 +27,7 @@ from interlock.contracts import Catalog
 from interlock.errors import InterlockError, PolicyLoadError, Unavailable
 from interlock.policy.bundle import PolicySet, dir_fingerprint
 from interlock.policy.engine import CompiledPolicy, PolicyDecision, PolicyEngine
-from interlock.policy.gate import GateRefusal, ReloadRequest
+from interlock.policy.gate import FILE_WATCHER, GateRefusal, ReloadRequest
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,9 @@ class PolicyManager:
             try:
                 fingerprint = await asyncio.to_thread(dir_fingerprint, self.policy_dir)
                 if fingerprint != self._fingerprint:
-                    await self.reload(trigger="file change")
+                    await self.reload(
+                        trigger="file change", request=ReloadRequest(principal=FILE_WATCHER)
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception:
