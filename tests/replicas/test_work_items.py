@@ -260,3 +260,30 @@ async def test_a_tools_max_concurrency_holds_across_replicas(
     }
     assert len(seen) == len(plan_ids)
     assert most == 1  # 2 without the shared count (one item out per replica)
+
+
+async def test_a_tools_rate_limit_holds_across_replicas(
+    two: list[ServerProcess], policy_dir: Path, cluster: PostgresCluster
+) -> None:
+    set_switch(policy_dir, "max_concurrent_live", 50)
+    set_tool(policy_dir, "vision_inspect", max_concurrency=10, rate_limit_per_minute=2)
+    url = cluster.create_database("tool_rate")
+    channels = [await s.start("--store", url) for s in two]
+    stubs = [control_plane_pb2_grpc.ControlPlaneStub(c) for c in channels]
+    workers = [ResilientWorker("agent1", random.Random(n), (0.0, 0.05)) for n in range(2)]
+    for worker, channel in zip(workers, channels, strict=True):
+        await worker.connect(channel)
+    plan_ids = [f"rate{n}" for n in range(4)]
+    for n, p in enumerate(plan_ids):
+        await stubs[n % 2].SubmitPlan(
+            spec(p, step("look", "vision_inspect", "agent1", 0.9, {"target": p})), timeout=10
+        )
+    finished = await wait_finished(stubs[0], plan_ids, within=10)
+    for worker in workers:
+        await worker.disconnect()
+
+    # Two dispatches a minute across both replicas: two plans ran, two still wait
+    # for the window (four ran when each replica counted its own).
+    done = sorted(p for p, x in finished.items() if x.state == plans_pb2.PLAN_STATE_SUCCEEDED)
+    assert len(done) == 2, {p: states(x) for p, x in finished.items()}
+    assert sum(len(w.items) for w in workers) == 2
