@@ -11,11 +11,12 @@ rego-cpp's C API directly (the functions regopy itself binds with ctypes),
 which skips what regopy's Python wrappers add around the same calls: a
 buffer copy per string, ``Output`` parsing the answer's JSON once for its
 own use before ours, and the GIL released and taken back around each of the
-~70 tiny calls that build one input (a thread that gives the GIL up 70 times
-per call waits for the event loop 70 times under load). The evaluation
-itself still releases the GIL. The values reach the engine through the same
-C calls in the same order, so the answers are the same; if a regopy release
-ever lacks those functions, the engine falls back to regopy's public API.
+~70 tiny calls that build one input (under load, each time the GIL is given
+up the worker may wait up to a switch interval to get it back from the event
+loop; bench/README.md measures it). The evaluation itself still releases
+the GIL. The values reach the engine through the same C calls in the same
+order, so the answers are the same; if a regopy release ever lacks those
+functions, the engine falls back to regopy's public API.
 """
 
 from __future__ import annotations
