@@ -245,3 +245,17 @@ async def test_the_cli_reload_says_accept_widening_with_a_reason(
     [refusal, applied] = audit_lines(server)
     assert refusal["result"] == "refused" and applied["gate"]["reason"] == "CHG-7"
     assert applied["gate"]["replay"]["digest"] in done.out
+
+
+async def test_a_test_module_that_does_not_parse_refuses_the_set(
+    server: Running, policy_dir: Path
+) -> None:
+    good = (await server.policy.GetPolicyStatus(ppb.GetPolicyStatusRequest())).revision
+    (policy_dir / CONFIG_TEST).write_text("package interlock.config_test\n\ntest_broken if {\n")
+    set_low_live_threshold(policy_dir, 0.8)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await server.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
+    assert details(info.value)[0] == "POLICY_TESTS_FAILED"
+    assert "interlock/config/config_test.rego" in info.value.details(), info.value.details()
+    status = await server.policy.GetPolicyStatus(ppb.GetPolicyStatusRequest())
+    assert status.revision == good

@@ -10,8 +10,7 @@ test whose rule is undefined fails.
   under a namespace of their own (``data.interlock_gate_<revision>``, rewritten
   as :mod:`interlock.policy.opa` rewrites a revision), each test package is
   asked through OPA's query API, and the namespace is deleted.
-- **embedded**: regopy in a child process (``python -m
-  interlock.policy.regotests``), so an engine that aborts takes only the
+- **embedded**: regopy in a child process (:func:`_child`), so an engine that aborts takes only the
   child with it. regopy 1.5.2 aborts the process on ``with input as``
   (rego-cpp: "shape `rego-localref` has no field `rego-refhead`"), so a test
   module using it is not given to regopy: its tests are reported as
@@ -35,6 +34,8 @@ _PACKAGE = re.compile(r"^\s*package\s+([\w.]+)", re.MULTILINE)
 _TEST_RULE = re.compile(r"^(test_\w+)\b", re.MULTILINE)
 _WITH_INPUT = re.compile(r"\bwith\s+input\s+as\b")
 CHILD_TIMEOUT_SECONDS = 60.0
+_MARK = "\n@@interlock-test-results@@\n"
+"""Precedes the child's JSON answer (regopy prints its parse errors on stdout)."""
 EMBEDDED_SKIP = (
     "regopy 1.5.2 aborts on `with input as`; run them with `make policy-test` or engine: opa"
 )
@@ -161,8 +162,8 @@ async def run_embedded(policy_set: PolicySet) -> TestRun:
     ).encode()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "interlock.policy.regotests",
+        "-c",
+        "from interlock.policy.regotests import _child; _child()",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -180,7 +181,11 @@ async def run_embedded(policy_set: PolicySet) -> TestRun:
             f"the embedded engine stopped running the tests (exit {proc.returncode}): {detail}"
         )
         return run
-    results: dict[str, str] = json.loads(out)
+    text = out.decode(errors="replace")
+    if _MARK not in text:
+        run.failed["(engine)"] = "the embedded engine gave no test results"
+        return run
+    results: dict[str, str] = json.loads(text.rsplit(_MARK, 1)[1])
     for name, why in results.items():
         if why:
             run.failed[name] = why
@@ -196,11 +201,16 @@ def _child() -> None:
     request = json.loads(sys.stdin.buffer.read())
     interp = regopy.Interpreter()
     interp.strict_built_in_errors = True
-    for path, source in sorted({**request["modules"], **request["tests"]}.items()):
-        interp.add_module(path, source)
-    interp.add_data(request["data"])
-    interp.set_input(regopy.Input({}))
     results: dict[str, str] = {}
+    try:
+        for path, source in sorted({**request["modules"], **request["tests"]}.items()):
+            interp.add_module(path, source)
+        interp.add_data(request["data"])
+        interp.set_input(regopy.Input({}))
+    except Exception as exc:  # RegoError: a test module that does not parse
+        results["(compile)"] = " ".join(str(exc).split())[:300] or type(exc).__name__
+        sys.stdout.write(_MARK + json.dumps(results))
+        return
     for name in request["names"]:
         try:
             output = interp.query(f"data.{name}")
@@ -213,11 +223,7 @@ def _child() -> None:
             results[name] = _verdict(value)
         except Exception as exc:  # RegoError
             results[name] = " ".join(str(exc).split())[:300] or type(exc).__name__
-    sys.stdout.write(json.dumps(results))
-
-
-if __name__ == "__main__":
-    _child()
+    sys.stdout.write(_MARK + json.dumps(results))
 
 
 __all__ = ["TestRun", "discover", "run_embedded", "run_opa"]
