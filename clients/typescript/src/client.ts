@@ -671,12 +671,19 @@ export class InterlockClient {
     );
   }
 
-  /** Re-reads the server's policy folder and swaps it in; never retried. A broken set: FAILED_PRECONDITION. */
-  reloadPolicies(options?: CallOptions): Promise<ReloadPoliciesResponse> {
+  /**
+   * Re-reads the server's policy folder and swaps it in; never retried. A broken set:
+   * FAILED_PRECONDITION. A set that widens what runs LIVE past the server's budget is refused
+   * (FAILED_PRECONDITION, POLICY_WIDENS_LIVE) unless `acceptWidening` is set with a `reason`.
+   */
+  reloadPolicies(
+    widening: { acceptWidening?: boolean; reason?: string } = {},
+    options?: CallOptions,
+  ): Promise<ReloadPoliciesResponse> {
     return this.unary<ReloadPoliciesRequest, ReloadPoliciesResponse>(
       "ReloadPolicies",
       (r, m, o, cb) => this.policyService.reloadPolicies(r, m, o, cb),
-      {},
+      { acceptWidening: widening.acceptWidening ?? false, reason: widening.reason ?? "" },
       options,
     );
   }
