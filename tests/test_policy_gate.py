@@ -4,6 +4,7 @@ LIVE widening budget, and the record of who asked (docs/policies.md, "The gate")
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import grpc
 import jsonschema
+import orjson
 import pytest
 from interlock.audit import POLICY_CHANGES
 from interlock.v1 import control_plane_pb2 as pb
@@ -153,6 +155,13 @@ async def test_the_record_carries_the_digest_and_who_asked(
         assert gate["replay"]["replayed"] == 2 and gate["replay"]["widening_live"] == 2
         assert gate["tests"]["failed"] == [] and gate["tests"]["engine"] == "embedded"
         assert gate["candidate_revision"] == r.revision
+    # The event keeps the whole report; the digest is its canonical JSON's SHA-256.
+    report = event["gate"]["report"]
+    assert "report" not in line["gate"] and report["replayed"] == 2
+    canonical = orjson.dumps(report, option=orjson.OPT_SORT_KEYS)
+    assert hashlib.sha256(canonical).hexdigest() == r.replay_digest
+    [transition] = [t for t in report["transitions"] if t["change"] == "widens"]
+    assert transition["count"] == 2 and transition["to"]["mode"] == "LIVE"
 
 
 async def test_a_neutral_change_passes(server: Running, policy_dir: Path) -> None:

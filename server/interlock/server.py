@@ -45,7 +45,7 @@ from interlock.plans.orchestrator import Orchestrator
 from interlock.plans.summary import Summaries
 from interlock.policy.embedded import EmbeddedEngine
 from interlock.policy.engine import PolicyEngine
-from interlock.policy.gate import PolicyGate
+from interlock.policy.gate import REPORT, PolicyGate
 from interlock.policy.manager import PolicyManager, ReloadOutcome
 from interlock.policy.opa import OpaEngine
 from interlock.policy.sandbox import PolicySandbox
@@ -444,6 +444,8 @@ class InterlockServer:
         }
         event = EventRecord(kind="POLICY", message=message, payload=payload)
         line = {"time": time.time(), **payload}
+        if outcome.gate is not None:  # the whole replay report stays on the event
+            line["gate"] = {k: v for k, v in outcome.gate.items() if k != REPORT}
         await self.journal.record(Recorded(event_list=[event], audit_list=[(POLICY_CHANGES, line)]))
 
     async def wait(self) -> None:

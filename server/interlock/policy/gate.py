@@ -18,7 +18,8 @@ which:
 
 Whatever it decides, the gate's record (who asked, the tests' result, the
 replay's digest and counts, the widening transitions) goes on the reload's
-POLICY event and its line in ``policy_changes.jsonl``.
+POLICY event and its line in ``policy_changes.jsonl``; the event also keeps
+the whole report, so the digest on the line can be checked against it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from interlock.policy.regotests import run_embedded, run_opa
 FILE_WATCHER = "file watcher"
 """Who asked, for a reload the watcher started."""
 MAX_NAMED = 10
+REPORT = "report"
+"""The record's key for the whole replay report: on the POLICY event (where
+its digest can be checked), not on the audit line."""
 """Failing tests or widening transitions a refusal's message names."""
 
 
@@ -150,6 +154,7 @@ class PolicyGate:
             "widening_live_transitions": widening,
             "budget": self.widening_budget,
         }
+        record[REPORT] = report
         if widened > self.widening_budget and not request.accept_widening:
             transitions = ", ".join(
                 f"{t['from']} -> {t['to']} ({t['count']})" for t in widening[:MAX_NAMED]
@@ -193,6 +198,7 @@ class PolicyGate:
 
 __all__ = [
     "FILE_WATCHER",
+    "REPORT",
     "GateRefusal",
     "PolicyGate",
     "ReloadRequest",
