@@ -32,7 +32,7 @@ from tests.helpers.process import ServerProcess
 from tests.plans.test_handoff import set_switch, set_tool
 from tests.test_plan_durability import get_plan
 from tests.test_plans_api import FINISHED, states
-from tests.torture.sessions import LIVE, ResilientWorker
+from tests.torture.sessions import LIVE, ResilientWatcher, ResilientWorker
 from tests.torture.test_sigkill import plan
 
 pytestmark = pytest.mark.skipif(pg_bindir() is None, reason="no PostgreSQL server binaries")
@@ -73,10 +73,12 @@ async def test_the_plans_of_a_killed_replica_are_taken_over_and_no_live_step_run
     flags = ("--store", url, "--plan-lease-seconds", str(LEASE_SECONDS))
     channels = [await s.start(*flags) for s in replicas]
     rng = random.Random(5)
-    # A worker of agent1 on every replica: a plan's items go to its driver's workers.
+    # A worker of agent1 on every replica (any of them may claim a plan's items).
     workers = [ResilientWorker("agent1", rng, (0.3, 1.0)) for _ in replicas]
     for worker, channel in zip(workers, channels, strict=True):
         await worker.connect(channel)
+    watcher = ResilientWatcher()  # on a replica that survives: it must miss nothing
+    watcher.connect(channels[1])
     owner = control_plane_pb2_grpc.ControlPlaneStub(channels[0])
     plan_ids = [f"p{i}" for i in range(6)]
     for plan_id in plan_ids:
@@ -99,6 +101,12 @@ async def test_the_plans_of_a_killed_replica_are_taken_over_and_no_live_step_run
         await asyncio.sleep(0.2)
     for worker in workers[1:]:
         await worker.disconnect()
+    with psycopg.connect(url) as conn:
+        highest = conn.execute("SELECT MAX(seq) FROM events").fetchone()[0]
+    await watcher.wait_for_seq(highest, within=30)
+    await watcher.disconnect()
+    assert watcher.breaks == []  # every replica's events, seq after seq, through the kill
+    assert [e.seq for e in watcher.events[:highest]] == list(range(1, highest + 1))
 
     assert unfinished == [], "plans never finished:\n" + "\n".join(unfinished)
     assert workers[0].live_delivered_twice(*workers[1:]) == []
