@@ -236,6 +236,25 @@ async def test_on_opa_the_shipped_tests_run_and_a_failing_one_refuses_the_set(
     assert status.revision == r.revision
 
 
+async def test_on_opa_the_kill_switch_and_the_cap_in_data_yaml_pass_the_gate(
+    start_server: StartServer, opa: Any, policy_dir: Path
+) -> None:
+    """The shipped tests pin the values they assume, so an operator's edit of
+    data.yaml (the kill switch on, a lower cap, another threshold) is not
+    refused for failing them: narrowing what runs LIVE is never blocked."""
+    s = await start_server(engine="opa", opa_url=opa.url)
+    path = policy_dir / "interlock/config/data.yaml"
+    text = path.read_text()
+    edited = text.replace("  dry_run_only: false", "  dry_run_only: true")
+    edited = edited.replace("  max_concurrent_live: 5", "  max_concurrent_live: 2")
+    assert edited != text
+    path.write_text(edited)
+    r = await s.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
+    assert r.changed and r.tests_passed == 104 and r.tests_skipped == 0
+    d = (await s.cp.RequestToolCall(tool_call())).decision
+    assert d.mode == types_pb2.EXECUTION_MODE_DRY_RUN and d.policy_revision == r.revision
+
+
 async def test_the_cli_reload_says_accept_widening_with_a_reason(
     server: Running, policy_dir: Path
 ) -> None:

@@ -2,6 +2,22 @@ package interlock.decision_test
 
 import data.interlock.decision
 
+# The shipped switches and thresholds, pinned here: every test evaluates with
+# them (`with`), so a changed data.yaml (the kill switch, a threshold, the cap)
+# does not fail the tests, and the gate does not refuse the change for it.
+_shipped_switches := {
+	"dry_run_only": false,
+	"live_confidence_floor": 0.0,
+	"max_concurrent_live": 5,
+	"approval_required_for_high_risk": true,
+}
+
+_shipped_thresholds := {
+	"LOW": {"dry_run": 0.5, "live": 0.7},
+	"MEDIUM": {"dry_run": 0.65, "live": 0.8},
+	"HIGH": {"dry_run": 0.8, "live": 0.85},
+}
+
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
@@ -50,57 +66,57 @@ _holds(agent_id, tool) := sprintf("agent %v holds every permission %v requires",
 # ---------------------------------------------------------------------------
 
 test_missing_tool_is_denied if {
-	decision.main == _denied_input([_tool_error]) with input as _without("tool")
+	decision.main == _denied_input([_tool_error]) with input as _without("tool") with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_empty_or_non_string_tool_is_denied if {
-	decision.main == _denied_input([_tool_error]) with input as _with({"tool": ""})
-	decision.main == _denied_input([_tool_error]) with input as _with({"tool": 42})
+	decision.main == _denied_input([_tool_error]) with input as _with({"tool": ""}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
+	decision.main == _denied_input([_tool_error]) with input as _with({"tool": 42}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_missing_agent_id_is_denied if {
-	decision.main == _denied_input([_agent_error]) with input as _without("agent/id")
+	decision.main == _denied_input([_agent_error]) with input as _without("agent/id") with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_missing_or_empty_agent_is_denied if {
-	decision.main == _denied_input([_agent_error]) with input as _without("agent")
-	decision.main == _denied_input([_agent_error]) with input as _with({"agent": {"id": ""}})
+	decision.main == _denied_input([_agent_error]) with input as _without("agent") with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
+	decision.main == _denied_input([_agent_error]) with input as _with({"agent": {"id": ""}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_negative_confidence_is_denied if {
-	decision.main == _denied_input([_confidence_error]) with input as _with({"confidence": -0.1})
+	decision.main == _denied_input([_confidence_error]) with input as _with({"confidence": -0.1}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_confidence_above_one_is_denied if {
-	decision.main == _denied_input([_confidence_error]) with input as _with({"confidence": 1.5})
+	decision.main == _denied_input([_confidence_error]) with input as _with({"confidence": 1.5}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_string_confidence_is_denied if {
-	decision.main == _denied_input([_confidence_error]) with input as _with({"confidence": "0.9"})
+	decision.main == _denied_input([_confidence_error]) with input as _with({"confidence": "0.9"}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_missing_or_null_confidence_is_denied if {
-	decision.main == _denied_input([_confidence_error]) with input as _without("confidence")
-	decision.main == _denied_input([_confidence_error]) with input as _with({"confidence": null})
+	decision.main == _denied_input([_confidence_error]) with input as _without("confidence") with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
+	decision.main == _denied_input([_confidence_error]) with input as _with({"confidence": null}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_confidence_bounds_are_inclusive if {
-	decision.main.verdict == "ALLOW" with input as _with({"confidence": 0})
-	decision.main.mode == "MOCK" with input as _with({"confidence": 0})
-	decision.main.verdict == "ALLOW" with input as _with({"confidence": 1})
-	decision.main.mode == "LIVE" with input as _with({"confidence": 1})
+	decision.main.verdict == "ALLOW" with input as _with({"confidence": 0}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
+	decision.main.mode == "MOCK" with input as _with({"confidence": 0}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
+	decision.main.verdict == "ALLOW" with input as _with({"confidence": 1}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
+	decision.main.mode == "LIVE" with input as _with({"confidence": 1}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_unknown_risk_is_denied if {
-	decision.main == _denied_input([_risk_error("CRITICAL")]) with input as _with({"contract": {"risk": "CRITICAL"}})
+	decision.main == _denied_input([_risk_error("CRITICAL")]) with input as _with({"contract": {"risk": "CRITICAL"}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_risk_is_case_sensitive if {
-	decision.main == _denied_input(["input.contract.risk must be one of LOW, MEDIUM, HIGH, not low"]) with input as _with({"contract": {"risk": "low"}})
+	decision.main == _denied_input(["input.contract.risk must be one of LOW, MEDIUM, HIGH, not low"]) with input as _with({"contract": {"risk": "low"}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_missing_risk_is_denied if {
-	decision.main == _denied_input([_risk_error(null)]) with input as _without("contract/risk")
+	decision.main == _denied_input([_risk_error(null)]) with input as _without("contract/risk") with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_all_input_errors_are_sorted if {
@@ -111,23 +127,23 @@ test_all_input_errors_are_sorted if {
 		"input.contract.reversible must be a boolean",
 		"input.contract.risk must be one of LOW, MEDIUM, HIGH, not null",
 		"input.tool must be a non-empty string",
-	]) with input as {}
+	]) with input as {} with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_missing_reversible_is_denied if {
-	decision.main == _denied_input(["input.contract.reversible must be a boolean"]) with input as _without("contract/reversible")
+	decision.main == _denied_input(["input.contract.reversible must be a boolean"]) with input as _without("contract/reversible") with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_missing_required_permissions_is_denied if {
-	decision.main == _denied_input(["input.contract.required_permissions must be an array of strings"]) with input as _without("contract/required_permissions")
+	decision.main == _denied_input(["input.contract.required_permissions must be an array of strings"]) with input as _without("contract/required_permissions") with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_switches_that_are_not_an_object_are_denied if {
-	decision.main == _denied_input(["input.switches must be an object"]) with input as _with({"switches": "off"})
+	decision.main == _denied_input(["input.switches must be an object"]) with input as _with({"switches": "off"}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_switch_of_the_wrong_type_is_denied if {
-	decision.main == _denied_input(["switch approval_required_for_high_risk must be a boolean"]) with input as _with({"switches": {"approval_required_for_high_risk": "yes"}})
+	decision.main == _denied_input(["switch approval_required_for_high_risk must be a boolean"]) with input as _with({"switches": {"approval_required_for_high_risk": "yes"}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_input_errors_win_over_permission_denial if {
@@ -135,6 +151,7 @@ test_input_errors_win_over_permission_denial if {
 		"agent": {"permissions": []},
 		"confidence": 2,
 	})
+		with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 # ---------------------------------------------------------------------------
@@ -151,6 +168,7 @@ test_permission_denial_is_deny_mock if {
 		"agent": {"permissions": ["email.send"]},
 		"contract": {"required_permissions": ["crm.read", "crm.delete"]},
 	})
+		with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_permission_denial_wins_over_approval if {
@@ -159,7 +177,7 @@ test_permission_denial_wins_over_approval if {
 		"mode": "MOCK",
 		"needs_approval": false,
 		"reasons": ["agent readonly lacks permission(s) crm.delete required by delete_record"],
-	} with input as _catalog_call("readonly", "delete_record", 0.99)
+	} with input as _catalog_call("readonly", "delete_record", 0.99) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 # ---------------------------------------------------------------------------
@@ -182,7 +200,7 @@ test_high_risk_live_is_pending_approval if {
 			"ttl_seconds": 900,
 			"escalation": [{"after_seconds": 300, "approver_roles": ["approval-lead"]}],
 		},
-	} with input as _catalog_call("ops", "transfer_funds", 0.9)
+	} with input as _catalog_call("ops", "transfer_funds", 0.9) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_irreversible_live_is_pending_approval if {
@@ -201,7 +219,7 @@ test_irreversible_live_is_pending_approval if {
 			"ttl_seconds": 900,
 			"escalation": [{"after_seconds": 300, "approver_roles": ["approval-lead"]}],
 		},
-	} with input as _catalog_call("mailer", "send_email", 0.85)
+	} with input as _catalog_call("mailer", "send_email", 0.85) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_low_risk_reversible_at_0_9_is_allow_live if {
@@ -213,7 +231,7 @@ test_low_risk_reversible_at_0_9_is_allow_live if {
 			_holds("mailer", "crm_lookup"),
 			"confidence 0.9 meets the LIVE threshold 0.7 for LOW-risk tools",
 		],
-	} with input as _valid
+	} with input as _valid with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_medium_risk_mid_confidence_is_allow_dry_run if {
@@ -225,7 +243,7 @@ test_medium_risk_mid_confidence_is_allow_dry_run if {
 			_holds("agent1", "form_fill"),
 			"confidence 0.7 meets the DRY_RUN threshold 0.65 but not the LIVE threshold 0.8 for MEDIUM-risk tools",
 		],
-	} with input as _catalog_call("agent1", "form_fill", 0.7)
+	} with input as _catalog_call("agent1", "form_fill", 0.7) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_high_risk_irreversible_dry_run_is_allow_without_approval if {
@@ -237,7 +255,7 @@ test_high_risk_irreversible_dry_run_is_allow_without_approval if {
 			_holds("ops", "delete_record"),
 			"confidence 0.8 meets the DRY_RUN threshold 0.8 but not the LIVE threshold 0.85 for HIGH-risk tools",
 		],
-	} with input as _catalog_call("ops", "delete_record", 0.8)
+	} with input as _catalog_call("ops", "delete_record", 0.8) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_low_confidence_is_allow_mock if {
@@ -249,7 +267,7 @@ test_low_confidence_is_allow_mock if {
 			_holds("agent1", "vision_inspect"),
 			"confidence 0.3 is below the DRY_RUN threshold 0.5 for LOW-risk tools, so the call runs as MOCK",
 		],
-	} with input as _catalog_call("agent1", "vision_inspect", 0.3)
+	} with input as _catalog_call("agent1", "vision_inspect", 0.3) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_dry_run_only_switch_turns_approval_into_allow_dry_run if {
@@ -262,7 +280,7 @@ test_dry_run_only_switch_turns_approval_into_allow_dry_run if {
 			"confidence 0.9 meets the LIVE threshold 0.85 for HIGH-risk tools",
 			"the dry-run-only switch is on, so LIVE is capped at DRY_RUN",
 		],
-	} with input as object.union(_catalog_call("ops", "transfer_funds", 0.9), {"switches": {"dry_run_only": true}})
+	} with input as object.union(_catalog_call("ops", "transfer_funds", 0.9), {"switches": {"dry_run_only": true}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_concurrency_cap_is_allow_dry_run if {
@@ -275,7 +293,7 @@ test_concurrency_cap_is_allow_dry_run if {
 			"confidence 0.9 meets the LIVE threshold 0.7 for LOW-risk tools",
 			"5 LIVE executions are in flight and the cap is 5",
 		],
-	} with input as _with({"counts": {"live_in_flight": 5}})
+	} with input as _with({"counts": {"live_in_flight": 5}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_high_risk_reversible_without_approval_switch_is_allow_live if {
@@ -288,8 +306,6 @@ test_high_risk_reversible_without_approval_switch_is_allow_live if {
 			"confidence 0.9 meets the LIVE threshold 0.85 for HIGH-risk tools",
 		],
 	} with input as _catalog_call("ops", "transfer_funds", 0.9)
-		with data.interlock.config as {
-			"thresholds": data.interlock.config.thresholds,
-			"switches": object.union(data.interlock.config.switches, {"approval_required_for_high_risk": false}),
-		}
+		with data.interlock.config.thresholds as _shipped_thresholds
+		with data.interlock.config.switches as object.union(_shipped_switches, {"approval_required_for_high_risk": false})
 }

@@ -2,6 +2,22 @@ package interlock.escalation_test
 
 import data.interlock.escalation
 
+# The shipped switches and thresholds, pinned here: every test evaluates with
+# them (`with`), so a changed data.yaml (the kill switch, a threshold, the cap)
+# does not fail the tests, and the gate does not refuse the change for it.
+_shipped_switches := {
+	"dry_run_only": false,
+	"live_confidence_floor": 0.0,
+	"max_concurrent_live": 5,
+	"approval_required_for_high_risk": true,
+}
+
+_shipped_thresholds := {
+	"LOW": {"dry_run": 0.5, "live": 0.7},
+	"MEDIUM": {"dry_run": 0.65, "live": 0.8},
+	"HIGH": {"dry_run": 0.8, "live": 0.85},
+}
+
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
@@ -65,9 +81,9 @@ _high_risk_approval := "HIGH-risk tools need a human approval to run LIVE"
 # The shipped config is what these tests assume
 # ---------------------------------------------------------------------------
 
-test_shipped_config_matches_assumptions if {
-	data.interlock.config.thresholds == _thresholds
-	escalation.switches == _default_switches with input as {}
+test_the_pinned_values_are_the_shipped_defaults if {
+	_shipped_thresholds == _thresholds
+	_shipped_switches == _default_switches with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 # ---------------------------------------------------------------------------
@@ -79,7 +95,7 @@ test_low_just_below_dry_run_is_mock if {
 		"mode": "MOCK",
 		"needs_approval": false,
 		"reasons": ["confidence 0.49 is below the DRY_RUN threshold 0.5 for LOW-risk tools, so the call runs as MOCK"],
-	} with input as _low(0.49)
+	} with input as _low(0.49) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_low_at_dry_run_is_dry_run if {
@@ -87,7 +103,7 @@ test_low_at_dry_run_is_dry_run if {
 		"mode": "DRY_RUN",
 		"needs_approval": false,
 		"reasons": ["confidence 0.5 meets the DRY_RUN threshold 0.5 but not the LIVE threshold 0.7 for LOW-risk tools"],
-	} with input as _low(0.5)
+	} with input as _low(0.5) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_low_at_live_is_live if {
@@ -95,7 +111,7 @@ test_low_at_live_is_live if {
 		"mode": "LIVE",
 		"needs_approval": false,
 		"reasons": ["confidence 0.7 meets the LIVE threshold 0.7 for LOW-risk tools"],
-	} with input as _low(0.7)
+	} with input as _low(0.7) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_medium_just_below_dry_run_is_mock if {
@@ -103,7 +119,7 @@ test_medium_just_below_dry_run_is_mock if {
 		"mode": "MOCK",
 		"needs_approval": false,
 		"reasons": [_mock_reason(0.64, 0.65, "MEDIUM")],
-	} with input as _call("form_fill", "MEDIUM", true, 0.64)
+	} with input as _call("form_fill", "MEDIUM", true, 0.64) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_medium_at_dry_run_is_dry_run if {
@@ -111,7 +127,7 @@ test_medium_at_dry_run_is_dry_run if {
 		"mode": "DRY_RUN",
 		"needs_approval": false,
 		"reasons": [_dry_run_reason(0.65, 0.65, 0.8, "MEDIUM")],
-	} with input as _call("form_fill", "MEDIUM", true, 0.65)
+	} with input as _call("form_fill", "MEDIUM", true, 0.65) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_medium_at_live_is_live if {
@@ -119,7 +135,7 @@ test_medium_at_live_is_live if {
 		"mode": "LIVE",
 		"needs_approval": false,
 		"reasons": [_live_reason(0.8, 0.8, "MEDIUM")],
-	} with input as _call("form_fill", "MEDIUM", true, 0.8)
+	} with input as _call("form_fill", "MEDIUM", true, 0.8) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_high_just_below_dry_run_is_mock if {
@@ -127,7 +143,7 @@ test_high_just_below_dry_run_is_mock if {
 		"mode": "MOCK",
 		"needs_approval": false,
 		"reasons": [_mock_reason(0.79, 0.8, "HIGH")],
-	} with input as _call("transfer_funds", "HIGH", true, 0.79)
+	} with input as _call("transfer_funds", "HIGH", true, 0.79) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_high_at_dry_run_is_dry_run if {
@@ -135,7 +151,7 @@ test_high_at_dry_run_is_dry_run if {
 		"mode": "DRY_RUN",
 		"needs_approval": false,
 		"reasons": [_dry_run_reason(0.8, 0.8, 0.85, "HIGH")],
-	} with input as _call("transfer_funds", "HIGH", true, 0.8)
+	} with input as _call("transfer_funds", "HIGH", true, 0.8) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_high_at_live_is_live_and_needs_approval if {
@@ -143,7 +159,7 @@ test_high_at_live_is_live_and_needs_approval if {
 		"mode": "LIVE",
 		"needs_approval": true,
 		"reasons": [_live_reason(0.85, 0.85, "HIGH"), _high_risk_approval],
-	} with input as _call("transfer_funds", "HIGH", true, 0.85)
+	} with input as _call("transfer_funds", "HIGH", true, 0.85) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 # ---------------------------------------------------------------------------
@@ -151,13 +167,13 @@ test_high_at_live_is_live_and_needs_approval if {
 # ---------------------------------------------------------------------------
 
 test_dry_run_only_caps_live_at_dry_run if {
-	escalation.base_mode == "LIVE" with input as _low(0.9)
+	escalation.base_mode == "LIVE" with input as _low(0.9) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 		with data.interlock.config as _config_with({"dry_run_only": true})
 	_result == {
 		"mode": "DRY_RUN",
 		"needs_approval": false,
 		"reasons": [_live_reason(0.9, 0.7, "LOW"), _dry_run_only_reason],
-	} with input as _low(0.9)
+	} with input as _low(0.9) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 		with data.interlock.config as _config_with({"dry_run_only": true})
 }
 
@@ -166,7 +182,7 @@ test_dry_run_only_leaves_mock_alone if {
 		"mode": "MOCK",
 		"needs_approval": false,
 		"reasons": [_mock_reason(0.2, 0.5, "LOW")],
-	} with input as _low(0.2)
+	} with input as _low(0.2) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 		with data.interlock.config as _config_with({"dry_run_only": true})
 }
 
@@ -175,7 +191,7 @@ test_dry_run_only_leaves_dry_run_without_a_cap_reason if {
 		"mode": "DRY_RUN",
 		"needs_approval": false,
 		"reasons": [_dry_run_reason(0.6, 0.5, 0.7, "LOW")],
-	} with input as _low(0.6)
+	} with input as _low(0.6) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 		with data.interlock.config as _config_with({"dry_run_only": true})
 }
 
@@ -187,7 +203,7 @@ test_live_confidence_floor_caps_live if {
 			_live_reason(0.9, 0.7, "LOW"),
 			"confidence 0.9 is below the global LIVE floor 0.95",
 		],
-	} with input as _low(0.9)
+	} with input as _low(0.9) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 		with data.interlock.config as _config_with({"live_confidence_floor": 0.95})
 }
 
@@ -196,7 +212,7 @@ test_live_confidence_floor_met_exactly_stays_live if {
 		"mode": "LIVE",
 		"needs_approval": false,
 		"reasons": [_live_reason(0.9, 0.7, "LOW")],
-	} with input as _low(0.9)
+	} with input as _low(0.9) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 		with data.interlock.config as _config_with({"live_confidence_floor": 0.9})
 }
 
@@ -208,7 +224,7 @@ test_max_concurrent_live_at_cap_caps_live if {
 			_live_reason(0.9, 0.7, "LOW"),
 			"5 LIVE executions are in flight and the cap is 5",
 		],
-	} with input as object.union(_low(0.9), {"counts": {"live_in_flight": 5}})
+	} with input as object.union(_low(0.9), {"counts": {"live_in_flight": 5}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_max_concurrent_live_below_cap_stays_live if {
@@ -216,7 +232,7 @@ test_max_concurrent_live_below_cap_stays_live if {
 		"mode": "LIVE",
 		"needs_approval": false,
 		"reasons": [_live_reason(0.9, 0.7, "LOW")],
-	} with input as object.union(_low(0.9), {"counts": {"live_in_flight": 4}})
+	} with input as object.union(_low(0.9), {"counts": {"live_in_flight": 4}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_missing_counts_mean_zero_in_flight if {
@@ -227,7 +243,7 @@ test_missing_counts_mean_zero_in_flight if {
 			_live_reason(0.9, 0.7, "LOW"),
 			"0 LIVE executions are in flight and the cap is 0",
 		],
-	} with input as _low(0.9)
+	} with input as _low(0.9) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 		with data.interlock.config as _config_with({"max_concurrent_live": 0})
 }
 
@@ -237,7 +253,7 @@ test_all_caps_listed_in_order if {
 		_dry_run_only_reason,
 		"confidence 0.9 is below the global LIVE floor 0.95",
 		"7 LIVE executions are in flight and the cap is 5",
-	] with input as object.union(_low(0.9), {"counts": {"live_in_flight": 7}})
+	] with input as object.union(_low(0.9), {"counts": {"live_in_flight": 7}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 		with data.interlock.config as _config_with({"dry_run_only": true, "live_confidence_floor": 0.95})
 }
 
@@ -250,7 +266,7 @@ test_input_switch_turns_dry_run_only_on if {
 		"mode": "DRY_RUN",
 		"needs_approval": false,
 		"reasons": [_live_reason(0.9, 0.7, "LOW"), _dry_run_only_reason],
-	} with input as object.union(_low(0.9), {"switches": {"dry_run_only": true}})
+	} with input as object.union(_low(0.9), {"switches": {"dry_run_only": true}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_input_switch_turns_dry_run_only_off if {
@@ -258,7 +274,7 @@ test_input_switch_turns_dry_run_only_off if {
 		"mode": "LIVE",
 		"needs_approval": false,
 		"reasons": [_live_reason(0.9, 0.7, "LOW")],
-	} with input as object.union(_low(0.9), {"switches": {"dry_run_only": false}})
+	} with input as object.union(_low(0.9), {"switches": {"dry_run_only": false}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 		with data.interlock.config as _config_with({"dry_run_only": true})
 }
 
@@ -268,7 +284,7 @@ test_input_switches_merge_with_data_switches if {
 		"live_confidence_floor": 0.0,
 		"max_concurrent_live": 2,
 		"approval_required_for_high_risk": true,
-	} with input as object.union(_low(0.9), {"switches": {"max_concurrent_live": 2}})
+	} with input as object.union(_low(0.9), {"switches": {"max_concurrent_live": 2}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 		with data.interlock.config as _config_with({"dry_run_only": true})
 }
 
@@ -281,7 +297,7 @@ test_high_risk_reversible_without_approval_switch_runs_live_unapproved if {
 		"mode": "LIVE",
 		"needs_approval": false,
 		"reasons": [_live_reason(0.9, 0.85, "HIGH")],
-	} with input as _call("transfer_funds", "HIGH", true, 0.9)
+	} with input as _call("transfer_funds", "HIGH", true, 0.9) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 		with data.interlock.config as _config_with({"approval_required_for_high_risk": false})
 }
 
@@ -290,6 +306,7 @@ test_high_risk_approval_switch_off_through_input if {
 		_call("transfer_funds", "HIGH", true, 0.9),
 		{"switches": {"approval_required_for_high_risk": false}},
 	)
+		with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_irreversible_low_risk_live_needs_approval if {
@@ -300,7 +317,7 @@ test_irreversible_low_risk_live_needs_approval if {
 			_live_reason(0.9, 0.7, "LOW"),
 			"crm_purge is irreversible, so it never runs LIVE without a human approval",
 		],
-	} with input as _call("crm_purge", "LOW", false, 0.9)
+	} with input as _call("crm_purge", "LOW", false, 0.9) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_irreversible_at_dry_run_needs_no_approval if {
@@ -308,7 +325,7 @@ test_irreversible_at_dry_run_needs_no_approval if {
 		"mode": "DRY_RUN",
 		"needs_approval": false,
 		"reasons": [_dry_run_reason(0.7, 0.65, 0.8, "MEDIUM")],
-	} with input as _call("send_email", "MEDIUM", false, 0.7)
+	} with input as _call("send_email", "MEDIUM", false, 0.7) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_capped_high_risk_irreversible_needs_no_approval if {
@@ -316,7 +333,7 @@ test_capped_high_risk_irreversible_needs_no_approval if {
 		"mode": "DRY_RUN",
 		"needs_approval": false,
 		"reasons": [_live_reason(0.95, 0.85, "HIGH"), _dry_run_only_reason],
-	} with input as _call("delete_record", "HIGH", false, 0.95)
+	} with input as _call("delete_record", "HIGH", false, 0.95) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 		with data.interlock.config as _config_with({"dry_run_only": true})
 }
 
@@ -329,7 +346,7 @@ test_high_risk_irreversible_lists_both_approval_causes_in_order if {
 			_high_risk_approval,
 			"delete_record is irreversible, so it never runs LIVE without a human approval",
 		],
-	} with input as _call("delete_record", "HIGH", false, 0.95)
+	} with input as _call("delete_record", "HIGH", false, 0.95) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_non_boolean_reversible_counts_as_irreversible if {
@@ -340,7 +357,7 @@ test_non_boolean_reversible_counts_as_irreversible if {
 			_live_reason(0.9, 0.7, "LOW"),
 			"crm_purge is irreversible, so it never runs LIVE without a human approval",
 		],
-	} with input as _call("crm_purge", "LOW", null, 0.9)
+	} with input as _call("crm_purge", "LOW", null, 0.9) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_input_switches_set_the_floor_and_the_cap if {
@@ -352,5 +369,5 @@ test_input_switches_set_the_floor_and_the_cap if {
 			"confidence 0.9 is below the global LIVE floor 0.95",
 			"0 LIVE executions are in flight and the cap is 0",
 		],
-	} with input as object.union(_low(0.9), {"switches": {"live_confidence_floor": 0.95, "max_concurrent_live": 0}})
+	} with input as object.union(_low(0.9), {"switches": {"live_confidence_floor": 0.95, "max_concurrent_live": 0}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
