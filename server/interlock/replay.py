@@ -45,8 +45,8 @@ from interlock.errors import FailedPrecondition, InterlockError, InvalidArgument
 from interlock.journal import Journal
 from interlock.policy.bundle import PolicySet
 from interlock.policy.embedded import EmbeddedEngine, EmbeddedPolicy
-from interlock.policy.engine import CompiledPolicy, PolicyDecision
-from interlock.policy.manager import PolicyManager
+from interlock.policy.engine import CompiledPolicy, PolicyDecision, PolicyEngine
+from interlock.policy.prepare import prepare_set
 
 PAGE = 5000
 """Decisions read per page."""
@@ -441,7 +441,7 @@ def embedded_evaluator(
 
 async def replay_candidate(
     journal: Journal,
-    policies: PolicyManager,
+    server_engine: PolicyEngine,
     candidate: PolicySet,
     *,
     engine: str,
@@ -452,18 +452,18 @@ async def replay_candidate(
     stays loaded. A candidate a reload would refuse raises PolicyLoadError."""
     own: EmbeddedEngine | None = None
     if engine == "opa":
-        if policies.engine.name != "opa":
+        if server_engine.name != "opa":
             raise FailedPrecondition(
                 "replay on OPA needs a server running with engine: opa "
-                f"(this one runs {policies.engine.name})",
+                f"(this one runs {server_engine.name})",
                 reason="NO_OPA",
             )
-        manager = policies
+        checker: PolicyEngine = server_engine
     else:
         own = EmbeddedEngine(threads=THREADS)
-        manager = PolicyManager(own, ".", watch_interval=0)
+        checker = own
     try:
-        catalog, compiled = await manager.prepare(candidate)
+        catalog, compiled = await prepare_set(checker, candidate)
         try:
             many = None
             if own is not None and isinstance(compiled, EmbeddedPolicy):

@@ -247,7 +247,7 @@ async def replay_policy(
         skip_unrecorded=request.skip_unrecorded,
     )
     async for item in replay_candidate(
-        service.decisions.journal, service.policies, candidate, engine=engine, query=query
+        service.decisions.journal, service.policies.engine, candidate, engine=engine, query=query
     ):
         if isinstance(item, dict):
             yield pb.ReplayPolicyResponse(report=replay_report_pb(item))

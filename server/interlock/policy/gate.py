@@ -34,8 +34,10 @@ from interlock.contracts import Catalog
 from interlock.errors import InvalidArgument, PolicyLoadError
 from interlock.journal import Journal
 from interlock.policy.bundle import PolicySet
+from interlock.policy.embedded import EmbeddedEngine, EmbeddedPolicy
 from interlock.policy.engine import CompiledPolicy, PolicyEngine
 from interlock.policy.regotests import run_embedded, run_opa
+from interlock.replay import ReplayQuery, embedded_evaluator, replay
 
 FILE_WATCHER = "file watcher"
 """Who asked, for a reload the watcher started."""
@@ -175,9 +177,6 @@ class PolicyGate:
         compiled: CompiledPolicy,
         engine: PolicyEngine,
     ) -> dict[str, Any]:
-        from interlock.policy.embedded import EmbeddedEngine, EmbeddedPolicy
-        from interlock.replay import ReplayQuery, embedded_evaluator, replay
-
         many = None
         if isinstance(engine, EmbeddedEngine) and isinstance(compiled, EmbeddedPolicy):
             many = embedded_evaluator(compiled, engine)

@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from interlock.contracts import Catalog
-from interlock.errors import InterlockError, PolicyLoadError, Unavailable
+from interlock.errors import PolicyLoadError, Unavailable
 from interlock.policy.bundle import PolicySet, dir_fingerprint
 from interlock.policy.engine import CompiledPolicy, PolicyDecision, PolicyEngine
 from interlock.policy.gate import FILE_WATCHER, GateRefusal, ReloadRequest
+from interlock.policy.prepare import prepare_set, probe_inputs
 
 log = logging.getLogger(__name__)
 
@@ -69,22 +70,6 @@ Gate = Callable[
 ]
 
 
-def probe_inputs(catalog: Catalog) -> list[dict[str, Any]]:
-    """One input per tool, used to check that a new set decides well-formed."""
-    return [
-        {
-            "tool": name,
-            "contract": tool.policy_view(),
-            "agent": {"id": "interlock-probe", "permissions": list(tool.required_permissions)},
-            "confidence": 0.9,
-            "arguments": {},
-            "counts": {"live_in_flight": 0},
-            "switches": {},
-        }
-        for name, tool in sorted(catalog.tools.items())
-    ]
-
-
 class PolicyManager:
     def __init__(
         self,
@@ -117,21 +102,8 @@ class PolicyManager:
         return self._active
 
     async def prepare(self, policy_set: PolicySet) -> tuple[Catalog, CompiledPolicy]:
-        """Check and compile a set without making it live."""
-        catalog = Catalog.from_data(policy_set.data)
-        compiled = await self.engine.compile(policy_set)
-        try:
-            for probe in probe_inputs(catalog):
-                try:
-                    await compiled.evaluate(probe)
-                except InterlockError as exc:
-                    raise PolicyLoadError(
-                        f"the decision rule fails for tool {probe['tool']}: {exc.message}"
-                    ) from None
-        except BaseException:
-            await compiled.release()
-            raise
-        return catalog, compiled
+        """Check and compile a set without making it live (:func:`prepare_set`)."""
+        return await prepare_set(self.engine, policy_set)
 
     async def start(self) -> None:
         """Load the folder; a broken set at start-up is fatal (raises PolicyLoadError)."""

@@ -12,7 +12,7 @@ fresh one replaces it, and the caller gets DEADLINE_EXCEEDED
 limit, the caller gets RESOURCE_EXHAUSTED (``PLAYGROUND_BUSY``).
 
 A process compiles and checks the set exactly as a reload would
-(:meth:`~interlock.policy.manager.PolicyManager.prepare`: catalog, compile, one
+(:func:`~interlock.policy.prepare.prepare_set`: catalog, compile, one
 probe per tool) on the embedded engine, then evaluates the input. It keeps the
 last few compiled sets by revision, so asking about the active set again costs
 one evaluation. Requests and answers are length-prefixed JSON on the process's
@@ -197,9 +197,9 @@ def _read(stream: BinaryIO) -> bytes | None:
 
 async def _serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
     from interlock.policy.embedded import EmbeddedEngine
-    from interlock.policy.manager import PolicyManager
+    from interlock.policy.prepare import prepare_set
 
-    manager = PolicyManager(EmbeddedEngine(threads=1), ".", watch_interval=0)
+    engine = EmbeddedEngine(threads=1)
     compiled: OrderedDict[str, CompiledPolicy] = OrderedDict()
     _write(stdout, _READY)
     while (raw := _read(stdin)) is not None:
@@ -208,7 +208,7 @@ async def _serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
             policy_set = PolicySet.from_files(request["files"])
             policy = compiled.get(policy_set.revision)
             if policy is None:
-                _, policy = await manager.prepare(policy_set)
+                _, policy = await prepare_set(engine, policy_set)
                 compiled[policy_set.revision] = policy
                 if len(compiled) > CACHED_SETS:
                     compiled.popitem(last=False)
