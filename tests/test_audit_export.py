@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import StartServer
+from tests.conftest import STORE, StartServer
 from tests.helpers.calls import tool_call
 from tests.helpers.postgres import PostgresCluster, pg_bindir
 from tests.helpers.process import clean_env
@@ -73,6 +73,7 @@ async def test_two_replicas_trails_merge_in_seq_order(
     assert "every replica's chain verifies" in text
 
 
+@pytest.mark.skipif(STORE != "sqlite", reason="edits the SQLite file of an in-process server")
 async def test_an_edited_line_in_the_store_fails_the_export(
     start_server: StartServer, tmp_path: Path
 ) -> None:

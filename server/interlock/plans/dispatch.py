@@ -389,6 +389,9 @@ class Dispatch:
                 f"work {work_id} belongs to agent {row['agent_id']!r}, not {agent_id!r}",
                 reason="NOT_YOUR_WORK",
             )
+        if row["state"] in (shared_work.REPORTED, shared_work.WITHDRAWN, shared_work.CLOSED):
+            # As on one replica: finished work is work the server no longer knows.
+            raise NotFound(f"unknown or finished work item {work_id!r}", reason="UNKNOWN_WORK")
         if row["state"] not in (shared_work.DELIVERED, shared_work.LOST):
             raise FailedPrecondition(
                 f"step {row['step_id']}'s work {work_id} is {row['state']}: "
