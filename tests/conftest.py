@@ -15,7 +15,7 @@ from interlock.server import InterlockServer
 from interlock.v1 import control_plane_pb2_grpc, policy_service_pb2_grpc
 
 from tests.helpers.opa import OpaProcess
-from tests.helpers.postgres import PostgresCluster
+from tests.helpers.postgres import PostgresCluster, pg_bindir
 from tests.helpers.security import Team, write_principals
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,6 +130,19 @@ def postgres() -> Iterator[PostgresCluster | None]:
     cluster.start()
     yield cluster
     cluster.remove()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster for the tests that run several servers on
+    one database (each test makes a database of its own in it); skipped where
+    Debian's server binaries are missing (`make postgres`)."""
+    if pg_bindir() is None:
+        pytest.skip("no PostgreSQL server binaries: run `make postgres`")
+    c = PostgresCluster()
+    c.start()
+    yield c
+    c.remove()
 
 
 _databases: dict[str, str] = {}

@@ -5,27 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import STORE, StartServer
 from tests.helpers.calls import tool_call
-from tests.helpers.postgres import PostgresCluster, pg_bindir
+from tests.helpers.postgres import PostgresCluster
 from tests.helpers.process import clean_env
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PostgresCluster]:
-    if pg_bindir() is None:
-        pytest.skip("no PostgreSQL server binaries: run `make postgres`")
-    c = PostgresCluster()
-    c.start()
-    yield c
-    c.remove()
 
 
 async def export(*args: str) -> tuple[int, str]:

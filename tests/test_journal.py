@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,16 +21,6 @@ from tests.helpers.process import clean_env, free_port
 pytestmark = pytest.mark.integration
 
 needs_postgres = pytest.mark.skipif(pg_bindir() is None, reason="no PostgreSQL: make postgres")
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PostgresCluster]:
-    if pg_bindir() is None:
-        pytest.skip("no PostgreSQL server binaries: run `make postgres`")
-    c = PostgresCluster()
-    c.start()
-    yield c
-    c.remove()
 
 
 def journal_on(url: str, data: Path) -> Journal:

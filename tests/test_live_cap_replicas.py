@@ -4,7 +4,6 @@ never let more LIVE executions run at once than the cap (issue 13, item 3)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,20 +13,10 @@ from interlock.v1 import types_pb2
 
 from tests.conftest import StartServer
 from tests.helpers.calls import tool_call
-from tests.helpers.postgres import PostgresCluster, pg_bindir
+from tests.helpers.postgres import PostgresCluster
 
 pytestmark = pytest.mark.integration
 LIVE = types_pb2.EXECUTION_MODE_LIVE
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PostgresCluster]:
-    if pg_bindir() is None:
-        pytest.skip("no PostgreSQL server binaries: run `make postgres`")
-    c = PostgresCluster()
-    c.start()
-    yield c
-    c.remove()
 
 
 def set_cap(policy_dir: Path, cap: int) -> None:

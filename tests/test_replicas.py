@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +31,6 @@ EMAIL = {"to": ["a@example.com"], "subject": "Your refund", "body": "Done."}
 APPROVE = observe_pb2.APPROVAL_RESOLUTION_APPROVE
 RACE_ROUNDS = 5
 """Rounds of the approval race (send_email's rate limit of the shipped bundle allows ~8)."""
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PostgresCluster]:
-    c = PostgresCluster()
-    c.start()
-    yield c
-    c.remove()
 
 
 Start = Callable[..., Awaitable[list[ServerProcess]]]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psycopg
@@ -39,14 +39,6 @@ pytestmark = pytest.mark.skipif(pg_bindir() is None, reason="no PostgreSQL serve
 
 LEASE_SECONDS = 2.0
 STEP_TIMEOUT_SECONDS = 5
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PostgresCluster]:
-    c = PostgresCluster()
-    c.start()
-    yield c
-    c.remove()
 
 
 @pytest.fixture

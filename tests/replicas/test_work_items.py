@@ -16,7 +16,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -40,14 +40,6 @@ from tests.torture.sessions import LIVE, ResilientWorker
 from tests.torture.test_sigkill import plan
 
 pytestmark = pytest.mark.skipif(pg_bindir() is None, reason="no PostgreSQL server binaries")
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PostgresCluster]:
-    c = PostgresCluster()
-    c.start()
-    yield c
-    c.remove()
 
 
 @pytest.fixture
