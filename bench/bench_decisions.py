@@ -862,9 +862,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--embedded-api",
         choices=("native", "regopy"),
-        default="native",
-        help="the embedded engine's call path: rego-cpp's C API (the server's, default) or "
-        "regopy's public API (the path before; for before/after figures)",
+        default="regopy",
+        help="the embedded engine's call path: regopy's public API (the server's default) "
+        "or rego-cpp's C API (embedded_native; for before/after figures)",
     )
     p.add_argument(
         "--data-root",

@@ -237,7 +237,7 @@ def embedded_bench(
     interp = regopy.Interpreter()
     interp.strict_built_in_errors = True
     interp.set_input(regopy.Input(policy_input))
-    native = EmbeddedPolicy(EmbeddedEngine(1), "bench", bundle)
+    native = EmbeddedPolicy(EmbeddedEngine(1, native=True), "bench", bundle)
     public = EmbeddedPolicy(EmbeddedEngine(1, native=False), "bench", bundle)
     if native.query_sync(entrypoint, policy_input) != public.query_sync(entrypoint, policy_input):
         raise BenchError(f"the embedded engine's two call paths disagree on {entrypoint}")
@@ -288,7 +288,7 @@ def contended(policy_dir: Path, calls: int) -> dict[str, tuple[float, float, flo
     policy_input = build_inputs(policy_set)["dry-run"]
     bundle = embedded_bundle(policy_set, [CASES[0].entrypoint])
     paths = {
-        "C API (the server's)": EmbeddedPolicy(EmbeddedEngine(1), "bench", bundle),
+        "C API (embedded_native)": EmbeddedPolicy(EmbeddedEngine(1, native=True), "bench", bundle),
         "regopy API (before)": EmbeddedPolicy(EmbeddedEngine(1, native=False), "bench", bundle),
     }
     latencies: dict[str, list[float]] = {name: [] for name in paths}

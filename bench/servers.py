@@ -179,12 +179,9 @@ async def run_interlock(args: argparse.Namespace) -> None:
     if args.principals_file:
         # Tokens on loopback: authentication and authorization on, no TLS.
         overrides["principals_file"] = args.principals_file
-    if args.embedded_api == "regopy":
-        # The embedded engine through regopy's public API, as before it called
-        # rego-cpp's C API directly: for before/after figures in one run.
-        import interlock.policy.embedded as embedded
-
-        embedded._NATIVE = None
+    # The embedded engine's call path: rego-cpp's C API (embedded_native), or
+    # regopy's public API (the default): for before/after figures in one run.
+    overrides["embedded_native"] = args.embedded_api == "native"
     config = load_config(env={}, overrides=overrides)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     server = InterlockServer(config)

@@ -57,7 +57,7 @@ INPUTS: list[Any] = [
 @pytest.fixture(scope="module")
 def policies() -> tuple[EmbeddedPolicy, EmbeddedPolicy]:
     policy_set = PolicySet.from_dir(POLICIES)
-    native = EmbeddedEngine(1).compile_sync(policy_set)
+    native = EmbeddedEngine(1, native=True).compile_sync(policy_set)
     public = EmbeddedEngine(1, native=False).compile_sync(policy_set)
     return native, public
 
@@ -69,9 +69,11 @@ def answer(policy: EmbeddedPolicy, entrypoint: str, value: Any) -> tuple[str, An
         return "error", str(exc)
 
 
-def test_the_server_uses_the_c_api() -> None:
-    """A regopy release without the functions would fall back silently: this says so."""
-    assert EmbeddedEngine(1).native is not None
+def test_the_c_api_is_there_when_asked_for() -> None:
+    """A regopy release without the functions would fall back silently: this says so.
+    The server asks for it with ``embedded_native`` (off by default)."""
+    assert EmbeddedEngine(1, native=True).native is not None
+    assert EmbeddedEngine(1).native is None
 
 
 @pytest.mark.parametrize("entrypoint", [ENTRYPOINT, AUTHZ_ENTRYPOINT])

@@ -78,6 +78,9 @@ class ServerConfig:
     audit_fsync_interval_seconds: float = 0.2
     """Longest time an audit line waits for its fsync; lines a crash cuts off are restored from the store at start."""
 
+    embedded_native: bool = False
+    """The embedded engine calls rego-cpp's C API directly (the functions regopy binds; about 180 µs less per call and a shorter tail beside busy Python threads) instead of regopy's public API. Off by default while it is new: one unexplained crash of a test process was seen with it on (bench/README.md)."""
+
     eval_threads: int = 2
     """Threads evaluating the embedded engine (regopy releases the GIL while it works)."""
 

@@ -71,7 +71,7 @@ ENGINE_CHECK_SECONDS = 1.0
 def make_engine(config: ServerConfig) -> PolicyEngine:
     if config.engine == "opa":
         return OpaEngine(config.opa_url, timeout=config.opa_timeout_seconds)
-    return EmbeddedEngine(threads=config.eval_threads)
+    return EmbeddedEngine(threads=config.eval_threads, native=config.embedded_native)
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials:

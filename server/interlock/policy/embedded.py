@@ -272,7 +272,7 @@ class EmbeddedPolicy:
 class EmbeddedEngine:
     name = "embedded"
 
-    def __init__(self, threads: int = 2, *, native: bool = True) -> None:
+    def __init__(self, threads: int = 2, *, native: bool = False) -> None:
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rego")
         self._local = threading.local()
         self.native = _NATIVE if native else None
