@@ -229,10 +229,14 @@ class DecisionService:
         self._live[decision_id] = math.inf
         self.metrics.live_in_flight.set(len(self._live))
 
-    def release_live(self, decision_id: str) -> None:
-        """An orchestrated LIVE step ended (or was decided again): it stops counting."""
+    def _forget_live(self, decision_id: str) -> None:
+        """Stop counting a LIVE decision in this process (the gauge follows)."""
         if self._live.pop(decision_id, None) is not None:
             self.metrics.live_in_flight.set(len(self._live))
+
+    def release_live(self, decision_id: str) -> None:
+        """An orchestrated LIVE step ended (or was decided again): it stops counting."""
+        self._forget_live(decision_id)
         if self.journal.shared:  # its hold in the database goes too (the owner may have changed)
             task = asyncio.ensure_future(self._drop_hold(decision_id))
             self._releases.add(task)
@@ -241,8 +245,7 @@ class DecisionService:
     async def drop_live(self, decision_id: str) -> None:
         """Like :meth:`release_live`, and on a shared store wait until the hold is
         gone (a step decided again at hand-off must not count itself)."""
-        if self._live.pop(decision_id, None) is not None:
-            self.metrics.live_in_flight.set(len(self._live))
+        self._forget_live(decision_id)
         if self.journal.shared:
             await self._drop_hold(decision_id)
 
