@@ -314,6 +314,11 @@ MIGRATIONS = (
 )
 
 
+# Migrations are applied in version order, whichever block above added them.
+MIGRATIONS = tuple(sorted(MIGRATIONS, key=lambda m: m.version))
+if len({m.version for m in MIGRATIONS}) != len(MIGRATIONS):
+    raise RuntimeError("two journal migrations share a version number")
+
 SCHEMA_VERSION = MIGRATIONS[-1].version
 """The schema this code reads and writes."""
 
