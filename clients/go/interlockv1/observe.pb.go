@@ -40,6 +40,10 @@ const (
 	EventKind_EVENT_KIND_HEALTH           EventKind = 11
 	// An authenticated caller the authorization policy refused.
 	EventKind_EVENT_KIND_ACCESS_DENIED EventKind = 12
+	// A grant was created, used, expired or revoked.
+	EventKind_EVENT_KIND_GRANT EventKind = 13
+	// An (agent, tool) pair's trust state changed: demoted, promoted or reset.
+	EventKind_EVENT_KIND_TRUST EventKind = 14
 )
 
 // Enum value maps for EventKind.
@@ -58,6 +62,8 @@ var (
 		10: "EVENT_KIND_SIGNAL",
 		11: "EVENT_KIND_HEALTH",
 		12: "EVENT_KIND_ACCESS_DENIED",
+		13: "EVENT_KIND_GRANT",
+		14: "EVENT_KIND_TRUST",
 	}
 	EventKind_value = map[string]int32{
 		"EVENT_KIND_UNSPECIFIED":      0,
@@ -73,6 +79,8 @@ var (
 		"EVENT_KIND_SIGNAL":           10,
 		"EVENT_KIND_HEALTH":           11,
 		"EVENT_KIND_ACCESS_DENIED":    12,
+		"EVENT_KIND_GRANT":            13,
+		"EVENT_KIND_TRUST":            14,
 	}
 )
 
@@ -986,7 +994,7 @@ const file_interlock_v1_observe_proto_rawDesc = "" +
 	"\tdeviation\x18\x04 \x01(\x01R\tdeviation\x12\x16\n" +
 	"\x06window\x18\x05 \x01(\tR\x06window\x12;\n" +
 	"\vdetected_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"detectedAt*\xdd\x02\n" +
+	"detectedAt*\x89\x03\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13EVENT_KIND_DECISION\x10\x01\x12\x1f\n" +
@@ -1001,7 +1009,9 @@ const file_interlock_v1_observe_proto_rawDesc = "" +
 	"\x11EVENT_KIND_SIGNAL\x10\n" +
 	"\x12\x15\n" +
 	"\x11EVENT_KIND_HEALTH\x10\v\x12\x1c\n" +
-	"\x18EVENT_KIND_ACCESS_DENIED\x10\f*\xd6\x01\n" +
+	"\x18EVENT_KIND_ACCESS_DENIED\x10\f\x12\x14\n" +
+	"\x10EVENT_KIND_GRANT\x10\r\x12\x14\n" +
+	"\x10EVENT_KIND_TRUST\x10\x0e*\xd6\x01\n" +
 	"\rApprovalState\x12\x1e\n" +
 	"\x1aAPPROVAL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16APPROVAL_STATE_PENDING\x10\x01\x12\x1b\n" +

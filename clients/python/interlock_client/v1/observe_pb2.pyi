@@ -26,6 +26,8 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_SIGNAL: _ClassVar[EventKind]
     EVENT_KIND_HEALTH: _ClassVar[EventKind]
     EVENT_KIND_ACCESS_DENIED: _ClassVar[EventKind]
+    EVENT_KIND_GRANT: _ClassVar[EventKind]
+    EVENT_KIND_TRUST: _ClassVar[EventKind]
 
 class ApprovalState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -71,6 +73,8 @@ EVENT_KIND_POLICY: EventKind
 EVENT_KIND_SIGNAL: EventKind
 EVENT_KIND_HEALTH: EventKind
 EVENT_KIND_ACCESS_DENIED: EventKind
+EVENT_KIND_GRANT: EventKind
+EVENT_KIND_TRUST: EventKind
 APPROVAL_STATE_UNSPECIFIED: ApprovalState
 APPROVAL_STATE_PENDING: ApprovalState
 APPROVAL_STATE_APPROVED: ApprovalState

@@ -24,6 +24,10 @@ export enum EventKind {
   EVENT_KIND_HEALTH = 11,
   /** EVENT_KIND_ACCESS_DENIED - An authenticated caller the authorization policy refused. */
   EVENT_KIND_ACCESS_DENIED = 12,
+  /** EVENT_KIND_GRANT - A grant was created, used, expired or revoked. */
+  EVENT_KIND_GRANT = 13,
+  /** EVENT_KIND_TRUST - An (agent, tool) pair's trust state changed: demoted, promoted or reset. */
+  EVENT_KIND_TRUST = 14,
   UNRECOGNIZED = -1,
 }
 
@@ -68,6 +72,12 @@ export function eventKindFromJSON(object: any): EventKind {
     case 12:
     case "EVENT_KIND_ACCESS_DENIED":
       return EventKind.EVENT_KIND_ACCESS_DENIED;
+    case 13:
+    case "EVENT_KIND_GRANT":
+      return EventKind.EVENT_KIND_GRANT;
+    case 14:
+    case "EVENT_KIND_TRUST":
+      return EventKind.EVENT_KIND_TRUST;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -103,6 +113,10 @@ export function eventKindToJSON(object: EventKind): string {
       return "EVENT_KIND_HEALTH";
     case EventKind.EVENT_KIND_ACCESS_DENIED:
       return "EVENT_KIND_ACCESS_DENIED";
+    case EventKind.EVENT_KIND_GRANT:
+      return "EVENT_KIND_GRANT";
+    case EventKind.EVENT_KIND_TRUST:
+      return "EVENT_KIND_TRUST";
     case EventKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
