@@ -45,10 +45,12 @@ class RequestToolCallRequest(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., tool: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., confidence: _Optional[float] = ..., plan_id: _Optional[str] = ..., step_id: _Optional[str] = ..., approval_id: _Optional[str] = ...) -> None: ...
 
 class RequestToolCallResponse(_message.Message):
-    __slots__ = ("decision",)
+    __slots__ = ("decision", "grant_id")
     DECISION_FIELD_NUMBER: _ClassVar[int]
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
     decision: _types_pb2.Decision
-    def __init__(self, decision: _Optional[_Union[_types_pb2.Decision, _Mapping]] = ...) -> None: ...
+    grant_id: str
+    def __init__(self, decision: _Optional[_Union[_types_pb2.Decision, _Mapping]] = ..., grant_id: _Optional[str] = ...) -> None: ...
 
 class ReportToolResultRequest(_message.Message):
     __slots__ = ("decision_id", "agent_id", "outcome", "output", "error_message", "duration", "work_id")
