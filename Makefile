@@ -158,11 +158,15 @@ $(GHZ):
 	GOBIN=$(TOOLS) GOFLAGS=-mod=mod go install github.com/bojand/ghz/cmd/ghz@$(GHZ_VERSION)
 
 .PHONY: ghz
-ghz: $(GHZ) ## Build the pinned ghz (gRPC load generator) into .tools/bin, for make bench-replicas
+ghz: $(GHZ) ## Build the pinned ghz (gRPC load generator) into .tools/bin, for make bench-replicas and bench-ghz
 
 .PHONY: bench-replicas
 bench-replicas: install postgres ghz ## Benchmark: decisions/s and p50/p99 (ghz, c=1 and 64) on SQLite and on 1, 2, 3 replicas sharing PostgreSQL, with the database's CPU share
 	$(PY) bench/bench_replicas.py
+
+.PHONY: bench-ghz
+bench-ghz: install ghz ## Benchmark (ghz, c=1 and 64): a bare grpc.aio health Check, Interlock's, RequestToolCall with the same and with new arguments on each engine; calls/s, x bare, p50/p99, issue 14's goals (BENCH_GHZ_ARGS="--json F --markdown F")
+	INTERLOCK_OPA_BIN=$(OPA) $(PY) bench/bench_ghz.py $(BENCH_GHZ_ARGS)
 
 .PHONY: bench-replay
 bench-replay: install ## Benchmark: policy replay of 100,000 recorded decisions (decisions/s)

@@ -5,6 +5,7 @@
         --engine embedded|opa [--opa-url URL] [--no-fsync] [--principals-file FILE] \
         [--max-streams N] [--embedded-api native|regopy]
     python bench/servers.py fanout --loop uvloop --message-bytes 300
+    python bench/servers.py health --loop uvloop
 
 Each prints ``PORT <n>`` on stdout once it serves, then runs until SIGTERM or
 SIGINT, when it stops gracefully. Loopback only (port 0 picks a free port).
@@ -25,6 +26,12 @@ to ``--message-bytes``, its ``seq`` and ``time`` set at that moment), puts the
 same bytes on every open stream's queue and returns; each stream writes what
 its queue holds. No store, no filter, no per-watcher conversion: what
 fanning one message out to N Python gRPC streams costs on this machine.
+
+The health server is the baseline of the ghz benchmark (bench/bench_ghz.py):
+a bare ``grpc.aio`` server with grpcio-health-checking's standard
+``grpc.health.v1.Health`` servicer (status SERVING), nothing else: no
+interceptors, no store. Its Check is the same RPC as Interlock's own health
+Check, so the two differ only by what Interlock's server adds to every call.
 
 Interlock runs in the development mode (no authentication, no authorization)
 unless ``--principals-file`` is given: then every call needs a bearer token
@@ -152,6 +159,27 @@ async def run_fanout(message_bytes: int) -> None:
     await _serve(start, stop)
 
 
+async def run_health() -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_health.v1._async import HealthServicer
+
+    servicer = HealthServicer()
+    await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+
+    async def start() -> int:
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return int(port)
+
+    async def stop() -> None:
+        await server.stop(1.0)
+
+    await _serve(start, stop)
+
+
 async def run_interlock(args: argparse.Namespace) -> None:
     import logging
 
@@ -195,7 +223,7 @@ async def run_interlock(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="target", required=True)
-    for name in ("echo", "interlock", "fanout"):
+    for name in ("echo", "interlock", "fanout", "health"):
         p = sub.add_parser(name)
         p.add_argument("--loop", choices=("uvloop", "asyncio"), default="asyncio")
         p.add_argument(
@@ -229,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         coro = run_echo(args.reply_bytes)
     elif args.target == "fanout":
         coro = run_fanout(args.message_bytes)
+    elif args.target == "health":
+        coro = run_health()
     else:
         coro = run_interlock(args)
     profiler = None
