@@ -76,6 +76,58 @@ func (ReplayChange) EnumDescriptor() ([]byte, []int) {
 	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{0}
 }
 
+type ShadowState int32
+
+const (
+	ShadowState_SHADOW_STATE_UNSPECIFIED ShadowState = 0
+	ShadowState_SHADOW_STATE_RUNNING     ShadowState = 1
+	ShadowState_SHADOW_STATE_PROMOTED    ShadowState = 2
+	ShadowState_SHADOW_STATE_STOPPED     ShadowState = 3
+)
+
+// Enum value maps for ShadowState.
+var (
+	ShadowState_name = map[int32]string{
+		0: "SHADOW_STATE_UNSPECIFIED",
+		1: "SHADOW_STATE_RUNNING",
+		2: "SHADOW_STATE_PROMOTED",
+		3: "SHADOW_STATE_STOPPED",
+	}
+	ShadowState_value = map[string]int32{
+		"SHADOW_STATE_UNSPECIFIED": 0,
+		"SHADOW_STATE_RUNNING":     1,
+		"SHADOW_STATE_PROMOTED":    2,
+		"SHADOW_STATE_STOPPED":     3,
+	}
+)
+
+func (x ShadowState) Enum() *ShadowState {
+	p := new(ShadowState)
+	*p = x
+	return p
+}
+
+func (x ShadowState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ShadowState) Descriptor() protoreflect.EnumDescriptor {
+	return file_interlock_v1_policy_service_proto_enumTypes[1].Descriptor()
+}
+
+func (ShadowState) Type() protoreflect.EnumType {
+	return &file_interlock_v1_policy_service_proto_enumTypes[1]
+}
+
+func (x ShadowState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ShadowState.Descriptor instead.
+func (ShadowState) EnumDescriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{1}
+}
+
 // A policy set sent inline: bundle-relative path -> file content
 // (".rego" modules, "data.yaml" / "data.json" documents).
 type PolicySet struct {
@@ -1471,6 +1523,593 @@ func (x *ReplayReport) GetSeconds() float64 {
 	return 0
 }
 
+type StartShadowRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The candidate set (required), tests included.
+	PolicySet *PolicySet `protobuf:"bytes,1,opt,name=policy_set,json=policySet,proto3" json:"policy_set,omitempty"`
+	// The share of live decisions the candidate also evaluates, in (0, 1]; 0: 0.1.
+	Sample        float64 `protobuf:"fixed64,2,opt,name=sample,proto3" json:"sample,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartShadowRequest) Reset() {
+	*x = StartShadowRequest{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartShadowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartShadowRequest) ProtoMessage() {}
+
+func (x *StartShadowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartShadowRequest.ProtoReflect.Descriptor instead.
+func (*StartShadowRequest) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *StartShadowRequest) GetPolicySet() *PolicySet {
+	if x != nil {
+		return x.PolicySet
+	}
+	return nil
+}
+
+func (x *StartShadowRequest) GetSample() float64 {
+	if x != nil {
+		return x.Sample
+	}
+	return 0
+}
+
+// One replica's counts.
+type ShadowReplica struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replica       string                 `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
+	Evaluated     uint64                 `protobuf:"varint,2,opt,name=evaluated,proto3" json:"evaluated,omitempty"`
+	Disagreements uint64                 `protobuf:"varint,3,opt,name=disagreements,proto3" json:"disagreements,omitempty"`
+	Errors        uint64                 `protobuf:"varint,4,opt,name=errors,proto3" json:"errors,omitempty"`
+	// Sampled decisions dropped because the shadow's queue was full.
+	Dropped       uint64 `protobuf:"varint,5,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShadowReplica) Reset() {
+	*x = ShadowReplica{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShadowReplica) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShadowReplica) ProtoMessage() {}
+
+func (x *ShadowReplica) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShadowReplica.ProtoReflect.Descriptor instead.
+func (*ShadowReplica) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ShadowReplica) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *ShadowReplica) GetEvaluated() uint64 {
+	if x != nil {
+		return x.Evaluated
+	}
+	return 0
+}
+
+func (x *ShadowReplica) GetDisagreements() uint64 {
+	if x != nil {
+		return x.Disagreements
+	}
+	return 0
+}
+
+func (x *ShadowReplica) GetErrors() uint64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *ShadowReplica) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+type Shadow struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	ShadowId          string                 `protobuf:"bytes,1,opt,name=shadow_id,json=shadowId,proto3" json:"shadow_id,omitempty"`
+	State             ShadowState            `protobuf:"varint,2,opt,name=state,proto3,enum=interlock.v1.ShadowState" json:"state,omitempty"`
+	CandidateRevision string                 `protobuf:"bytes,3,opt,name=candidate_revision,json=candidateRevision,proto3" json:"candidate_revision,omitempty"`
+	// The active revision when the shadow started.
+	ActiveRevision string                 `protobuf:"bytes,4,opt,name=active_revision,json=activeRevision,proto3" json:"active_revision,omitempty"`
+	Sample         float64                `protobuf:"fixed64,5,opt,name=sample,proto3" json:"sample,omitempty"`
+	StartedBy      string                 `protobuf:"bytes,6,opt,name=started_by,json=startedBy,proto3" json:"started_by,omitempty"`
+	StartedAt      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	EndedBy        string                 `protobuf:"bytes,8,opt,name=ended_by,json=endedBy,proto3" json:"ended_by,omitempty"`
+	EndedAt        *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=ended_at,json=endedAt,proto3" json:"ended_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Shadow) Reset() {
+	*x = Shadow{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Shadow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Shadow) ProtoMessage() {}
+
+func (x *Shadow) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Shadow.ProtoReflect.Descriptor instead.
+func (*Shadow) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Shadow) GetShadowId() string {
+	if x != nil {
+		return x.ShadowId
+	}
+	return ""
+}
+
+func (x *Shadow) GetState() ShadowState {
+	if x != nil {
+		return x.State
+	}
+	return ShadowState_SHADOW_STATE_UNSPECIFIED
+}
+
+func (x *Shadow) GetCandidateRevision() string {
+	if x != nil {
+		return x.CandidateRevision
+	}
+	return ""
+}
+
+func (x *Shadow) GetActiveRevision() string {
+	if x != nil {
+		return x.ActiveRevision
+	}
+	return ""
+}
+
+func (x *Shadow) GetSample() float64 {
+	if x != nil {
+		return x.Sample
+	}
+	return 0
+}
+
+func (x *Shadow) GetStartedBy() string {
+	if x != nil {
+		return x.StartedBy
+	}
+	return ""
+}
+
+func (x *Shadow) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *Shadow) GetEndedBy() string {
+	if x != nil {
+		return x.EndedBy
+	}
+	return ""
+}
+
+func (x *Shadow) GetEndedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndedAt
+	}
+	return nil
+}
+
+type StartShadowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shadow        *Shadow                `protobuf:"bytes,1,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartShadowResponse) Reset() {
+	*x = StartShadowResponse{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartShadowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartShadowResponse) ProtoMessage() {}
+
+func (x *StartShadowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartShadowResponse.ProtoReflect.Descriptor instead.
+func (*StartShadowResponse) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *StartShadowResponse) GetShadow() *Shadow {
+	if x != nil {
+		return x.Shadow
+	}
+	return nil
+}
+
+type GetShadowStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetShadowStatusRequest) Reset() {
+	*x = GetShadowStatusRequest{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetShadowStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetShadowStatusRequest) ProtoMessage() {}
+
+func (x *GetShadowStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetShadowStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetShadowStatusRequest) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{20}
+}
+
+type GetShadowStatusResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Shadow *Shadow                `protobuf:"bytes,1,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	// The transition matrix so far from the active set's answer to the
+	// candidate's (a replay report's fields: decisions = evaluated, failures =
+	// the candidate's errors; samples are recorded disagreements).
+	Report        *ReplayReport    `protobuf:"bytes,2,opt,name=report,proto3" json:"report,omitempty"`
+	Disagreements uint64           `protobuf:"varint,3,opt,name=disagreements,proto3" json:"disagreements,omitempty"`
+	Dropped       uint64           `protobuf:"varint,4,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	Replicas      []*ShadowReplica `protobuf:"bytes,5,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetShadowStatusResponse) Reset() {
+	*x = GetShadowStatusResponse{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetShadowStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetShadowStatusResponse) ProtoMessage() {}
+
+func (x *GetShadowStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetShadowStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetShadowStatusResponse) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetShadowStatusResponse) GetShadow() *Shadow {
+	if x != nil {
+		return x.Shadow
+	}
+	return nil
+}
+
+func (x *GetShadowStatusResponse) GetReport() *ReplayReport {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
+func (x *GetShadowStatusResponse) GetDisagreements() uint64 {
+	if x != nil {
+		return x.Disagreements
+	}
+	return 0
+}
+
+func (x *GetShadowStatusResponse) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
+func (x *GetShadowStatusResponse) GetReplicas() []*ShadowReplica {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+type PromoteShadowRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Make the candidate live even though it widens what runs LIVE.
+	AcceptWidening bool `protobuf:"varint,1,opt,name=accept_widening,json=acceptWidening,proto3" json:"accept_widening,omitempty"`
+	// Why; required with accept_widening, and kept on the audit line.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteShadowRequest) Reset() {
+	*x = PromoteShadowRequest{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteShadowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteShadowRequest) ProtoMessage() {}
+
+func (x *PromoteShadowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteShadowRequest.ProtoReflect.Descriptor instead.
+func (*PromoteShadowRequest) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *PromoteShadowRequest) GetAcceptWidening() bool {
+	if x != nil {
+		return x.AcceptWidening
+	}
+	return false
+}
+
+func (x *PromoteShadowRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type PromoteShadowResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Shadow *Shadow                `protobuf:"bytes,1,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	// The reload that made the candidate active.
+	Reload        *ReloadPoliciesResponse `protobuf:"bytes,2,opt,name=reload,proto3" json:"reload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteShadowResponse) Reset() {
+	*x = PromoteShadowResponse{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteShadowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteShadowResponse) ProtoMessage() {}
+
+func (x *PromoteShadowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteShadowResponse.ProtoReflect.Descriptor instead.
+func (*PromoteShadowResponse) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *PromoteShadowResponse) GetShadow() *Shadow {
+	if x != nil {
+		return x.Shadow
+	}
+	return nil
+}
+
+func (x *PromoteShadowResponse) GetReload() *ReloadPoliciesResponse {
+	if x != nil {
+		return x.Reload
+	}
+	return nil
+}
+
+type StopShadowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopShadowRequest) Reset() {
+	*x = StopShadowRequest{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopShadowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopShadowRequest) ProtoMessage() {}
+
+func (x *StopShadowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopShadowRequest.ProtoReflect.Descriptor instead.
+func (*StopShadowRequest) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{24}
+}
+
+type StopShadowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Shadow        *Shadow                `protobuf:"bytes,1,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopShadowResponse) Reset() {
+	*x = StopShadowResponse{}
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopShadowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopShadowResponse) ProtoMessage() {}
+
+func (x *StopShadowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_interlock_v1_policy_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopShadowResponse.ProtoReflect.Descriptor instead.
+func (*StopShadowResponse) Descriptor() ([]byte, []int) {
+	return file_interlock_v1_policy_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *StopShadowResponse) GetShadow() *Shadow {
+	if x != nil {
+		return x.Shadow
+	}
+	return nil
+}
+
 var File_interlock_v1_policy_service_proto protoreflect.FileDescriptor
 
 const file_interlock_v1_policy_service_proto_rawDesc = "" +
@@ -1607,17 +2246,67 @@ const file_interlock_v1_policy_service_proto_rawDesc = "" +
 	"\vtransitions\x18\r \x03(\v2\x1e.interlock.v1.ReplayTransitionR\vtransitions\x121\n" +
 	"\x06errors\x18\x0e \x03(\v2\x19.interlock.v1.ReplayErrorR\x06errors\x12\x18\n" +
 	"\amessage\x18\x0f \x01(\tR\amessage\x12\x18\n" +
-	"\aseconds\x18\x10 \x01(\x01R\aseconds*\x7f\n" +
+	"\aseconds\x18\x10 \x01(\x01R\aseconds\"d\n" +
+	"\x12StartShadowRequest\x126\n" +
+	"\n" +
+	"policy_set\x18\x01 \x01(\v2\x17.interlock.v1.PolicySetR\tpolicySet\x12\x16\n" +
+	"\x06sample\x18\x02 \x01(\x01R\x06sample\"\x9f\x01\n" +
+	"\rShadowReplica\x12\x18\n" +
+	"\areplica\x18\x01 \x01(\tR\areplica\x12\x1c\n" +
+	"\tevaluated\x18\x02 \x01(\x04R\tevaluated\x12$\n" +
+	"\rdisagreements\x18\x03 \x01(\x04R\rdisagreements\x12\x16\n" +
+	"\x06errors\x18\x04 \x01(\x04R\x06errors\x12\x18\n" +
+	"\adropped\x18\x05 \x01(\x04R\adropped\"\xf2\x02\n" +
+	"\x06Shadow\x12\x1b\n" +
+	"\tshadow_id\x18\x01 \x01(\tR\bshadowId\x12/\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x19.interlock.v1.ShadowStateR\x05state\x12-\n" +
+	"\x12candidate_revision\x18\x03 \x01(\tR\x11candidateRevision\x12'\n" +
+	"\x0factive_revision\x18\x04 \x01(\tR\x0eactiveRevision\x12\x16\n" +
+	"\x06sample\x18\x05 \x01(\x01R\x06sample\x12\x1d\n" +
+	"\n" +
+	"started_by\x18\x06 \x01(\tR\tstartedBy\x129\n" +
+	"\n" +
+	"started_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\x19\n" +
+	"\bended_by\x18\b \x01(\tR\aendedBy\x125\n" +
+	"\bended_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt\"C\n" +
+	"\x13StartShadowResponse\x12,\n" +
+	"\x06shadow\x18\x01 \x01(\v2\x14.interlock.v1.ShadowR\x06shadow\"\x18\n" +
+	"\x16GetShadowStatusRequest\"\xf4\x01\n" +
+	"\x17GetShadowStatusResponse\x12,\n" +
+	"\x06shadow\x18\x01 \x01(\v2\x14.interlock.v1.ShadowR\x06shadow\x122\n" +
+	"\x06report\x18\x02 \x01(\v2\x1a.interlock.v1.ReplayReportR\x06report\x12$\n" +
+	"\rdisagreements\x18\x03 \x01(\x04R\rdisagreements\x12\x18\n" +
+	"\adropped\x18\x04 \x01(\x04R\adropped\x127\n" +
+	"\breplicas\x18\x05 \x03(\v2\x1b.interlock.v1.ShadowReplicaR\breplicas\"W\n" +
+	"\x14PromoteShadowRequest\x12'\n" +
+	"\x0faccept_widening\x18\x01 \x01(\bR\x0eacceptWidening\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x83\x01\n" +
+	"\x15PromoteShadowResponse\x12,\n" +
+	"\x06shadow\x18\x01 \x01(\v2\x14.interlock.v1.ShadowR\x06shadow\x12<\n" +
+	"\x06reload\x18\x02 \x01(\v2$.interlock.v1.ReloadPoliciesResponseR\x06reload\"\x13\n" +
+	"\x11StopShadowRequest\"B\n" +
+	"\x12StopShadowResponse\x12,\n" +
+	"\x06shadow\x18\x01 \x01(\v2\x14.interlock.v1.ShadowR\x06shadow*\x7f\n" +
 	"\fReplayChange\x12\x1d\n" +
 	"\x19REPLAY_CHANGE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17REPLAY_CHANGE_UNCHANGED\x10\x01\x12\x18\n" +
 	"\x14REPLAY_CHANGE_WIDENS\x10\x02\x12\x19\n" +
-	"\x15REPLAY_CHANGE_NARROWS\x10\x032\x82\x03\n" +
+	"\x15REPLAY_CHANGE_NARROWS\x10\x03*z\n" +
+	"\vShadowState\x12\x1c\n" +
+	"\x18SHADOW_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14SHADOW_STATE_RUNNING\x10\x01\x12\x19\n" +
+	"\x15SHADOW_STATE_PROMOTED\x10\x02\x12\x18\n" +
+	"\x14SHADOW_STATE_STOPPED\x10\x032\xe1\x05\n" +
 	"\rPolicyService\x12^\n" +
 	"\x0fGetPolicyStatus\x12$.interlock.v1.GetPolicyStatusRequest\x1a%.interlock.v1.GetPolicyStatusResponse\x12[\n" +
 	"\x0eReloadPolicies\x12#.interlock.v1.ReloadPoliciesRequest\x1a$.interlock.v1.ReloadPoliciesResponse\x12[\n" +
 	"\x0eEvaluatePolicy\x12#.interlock.v1.EvaluatePolicyRequest\x1a$.interlock.v1.EvaluatePolicyResponse\x12W\n" +
-	"\fReplayPolicy\x12!.interlock.v1.ReplayPolicyRequest\x1a\".interlock.v1.ReplayPolicyResponse0\x01b\x06proto3"
+	"\fReplayPolicy\x12!.interlock.v1.ReplayPolicyRequest\x1a\".interlock.v1.ReplayPolicyResponse0\x01\x12R\n" +
+	"\vStartShadow\x12 .interlock.v1.StartShadowRequest\x1a!.interlock.v1.StartShadowResponse\x12^\n" +
+	"\x0fGetShadowStatus\x12$.interlock.v1.GetShadowStatusRequest\x1a%.interlock.v1.GetShadowStatusResponse\x12X\n" +
+	"\rPromoteShadow\x12\".interlock.v1.PromoteShadowRequest\x1a#.interlock.v1.PromoteShadowResponse\x12O\n" +
+	"\n" +
+	"StopShadow\x12\x1f.interlock.v1.StopShadowRequest\x1a .interlock.v1.StopShadowResponseb\x06proto3"
 
 var (
 	file_interlock_v1_policy_service_proto_rawDescOnce sync.Once
@@ -1631,74 +2320,104 @@ func file_interlock_v1_policy_service_proto_rawDescGZIP() []byte {
 	return file_interlock_v1_policy_service_proto_rawDescData
 }
 
-var file_interlock_v1_policy_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_interlock_v1_policy_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_interlock_v1_policy_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_interlock_v1_policy_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_interlock_v1_policy_service_proto_goTypes = []any{
 	(ReplayChange)(0),               // 0: interlock.v1.ReplayChange
-	(*PolicySet)(nil),               // 1: interlock.v1.PolicySet
-	(*GetPolicyStatusRequest)(nil),  // 2: interlock.v1.GetPolicyStatusRequest
-	(*GetPolicyStatusResponse)(nil), // 3: interlock.v1.GetPolicyStatusResponse
-	(*ReloadPoliciesRequest)(nil),   // 4: interlock.v1.ReloadPoliciesRequest
-	(*ReloadPoliciesResponse)(nil),  // 5: interlock.v1.ReloadPoliciesResponse
-	(*ToolCallInput)(nil),           // 6: interlock.v1.ToolCallInput
-	(*EvaluatePolicyRequest)(nil),   // 7: interlock.v1.EvaluatePolicyRequest
-	(*EvaluatePolicyResponse)(nil),  // 8: interlock.v1.EvaluatePolicyResponse
-	(*ReplayPolicyRequest)(nil),     // 9: interlock.v1.ReplayPolicyRequest
-	(*ReplayPolicyResponse)(nil),    // 10: interlock.v1.ReplayPolicyResponse
-	(*ReplayProgress)(nil),          // 11: interlock.v1.ReplayProgress
-	(*ReplayOutcome)(nil),           // 12: interlock.v1.ReplayOutcome
-	(*ReplaySample)(nil),            // 13: interlock.v1.ReplaySample
-	(*ReplayTransition)(nil),        // 14: interlock.v1.ReplayTransition
-	(*ReplayError)(nil),             // 15: interlock.v1.ReplayError
-	(*ReplayReport)(nil),            // 16: interlock.v1.ReplayReport
-	nil,                             // 17: interlock.v1.PolicySet.FilesEntry
-	nil,                             // 18: interlock.v1.ReplayTransition.ByAgentEntry
-	nil,                             // 19: interlock.v1.ReplayTransition.ByToolEntry
-	(*timestamppb.Timestamp)(nil),   // 20: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),         // 21: google.protobuf.Struct
-	(Verdict)(0),                    // 22: interlock.v1.Verdict
-	(ExecutionMode)(0),              // 23: interlock.v1.ExecutionMode
+	(ShadowState)(0),                // 1: interlock.v1.ShadowState
+	(*PolicySet)(nil),               // 2: interlock.v1.PolicySet
+	(*GetPolicyStatusRequest)(nil),  // 3: interlock.v1.GetPolicyStatusRequest
+	(*GetPolicyStatusResponse)(nil), // 4: interlock.v1.GetPolicyStatusResponse
+	(*ReloadPoliciesRequest)(nil),   // 5: interlock.v1.ReloadPoliciesRequest
+	(*ReloadPoliciesResponse)(nil),  // 6: interlock.v1.ReloadPoliciesResponse
+	(*ToolCallInput)(nil),           // 7: interlock.v1.ToolCallInput
+	(*EvaluatePolicyRequest)(nil),   // 8: interlock.v1.EvaluatePolicyRequest
+	(*EvaluatePolicyResponse)(nil),  // 9: interlock.v1.EvaluatePolicyResponse
+	(*ReplayPolicyRequest)(nil),     // 10: interlock.v1.ReplayPolicyRequest
+	(*ReplayPolicyResponse)(nil),    // 11: interlock.v1.ReplayPolicyResponse
+	(*ReplayProgress)(nil),          // 12: interlock.v1.ReplayProgress
+	(*ReplayOutcome)(nil),           // 13: interlock.v1.ReplayOutcome
+	(*ReplaySample)(nil),            // 14: interlock.v1.ReplaySample
+	(*ReplayTransition)(nil),        // 15: interlock.v1.ReplayTransition
+	(*ReplayError)(nil),             // 16: interlock.v1.ReplayError
+	(*ReplayReport)(nil),            // 17: interlock.v1.ReplayReport
+	(*StartShadowRequest)(nil),      // 18: interlock.v1.StartShadowRequest
+	(*ShadowReplica)(nil),           // 19: interlock.v1.ShadowReplica
+	(*Shadow)(nil),                  // 20: interlock.v1.Shadow
+	(*StartShadowResponse)(nil),     // 21: interlock.v1.StartShadowResponse
+	(*GetShadowStatusRequest)(nil),  // 22: interlock.v1.GetShadowStatusRequest
+	(*GetShadowStatusResponse)(nil), // 23: interlock.v1.GetShadowStatusResponse
+	(*PromoteShadowRequest)(nil),    // 24: interlock.v1.PromoteShadowRequest
+	(*PromoteShadowResponse)(nil),   // 25: interlock.v1.PromoteShadowResponse
+	(*StopShadowRequest)(nil),       // 26: interlock.v1.StopShadowRequest
+	(*StopShadowResponse)(nil),      // 27: interlock.v1.StopShadowResponse
+	nil,                             // 28: interlock.v1.PolicySet.FilesEntry
+	nil,                             // 29: interlock.v1.ReplayTransition.ByAgentEntry
+	nil,                             // 30: interlock.v1.ReplayTransition.ByToolEntry
+	(*timestamppb.Timestamp)(nil),   // 31: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),         // 32: google.protobuf.Struct
+	(Verdict)(0),                    // 33: interlock.v1.Verdict
+	(ExecutionMode)(0),              // 34: interlock.v1.ExecutionMode
 }
 var file_interlock_v1_policy_service_proto_depIdxs = []int32{
-	17, // 0: interlock.v1.PolicySet.files:type_name -> interlock.v1.PolicySet.FilesEntry
-	20, // 1: interlock.v1.GetPolicyStatusResponse.loaded_at:type_name -> google.protobuf.Timestamp
-	20, // 2: interlock.v1.GetPolicyStatusResponse.last_error_at:type_name -> google.protobuf.Timestamp
-	21, // 3: interlock.v1.ToolCallInput.arguments:type_name -> google.protobuf.Struct
-	6,  // 4: interlock.v1.EvaluatePolicyRequest.tool_call:type_name -> interlock.v1.ToolCallInput
-	21, // 5: interlock.v1.EvaluatePolicyRequest.raw_input:type_name -> google.protobuf.Struct
-	1,  // 6: interlock.v1.EvaluatePolicyRequest.policy_set:type_name -> interlock.v1.PolicySet
-	22, // 7: interlock.v1.EvaluatePolicyResponse.verdict:type_name -> interlock.v1.Verdict
-	23, // 8: interlock.v1.EvaluatePolicyResponse.mode:type_name -> interlock.v1.ExecutionMode
-	21, // 9: interlock.v1.EvaluatePolicyResponse.input:type_name -> google.protobuf.Struct
-	1,  // 10: interlock.v1.ReplayPolicyRequest.policy_set:type_name -> interlock.v1.PolicySet
-	20, // 11: interlock.v1.ReplayPolicyRequest.since:type_name -> google.protobuf.Timestamp
-	20, // 12: interlock.v1.ReplayPolicyRequest.until:type_name -> google.protobuf.Timestamp
-	11, // 13: interlock.v1.ReplayPolicyResponse.progress:type_name -> interlock.v1.ReplayProgress
-	16, // 14: interlock.v1.ReplayPolicyResponse.report:type_name -> interlock.v1.ReplayReport
-	22, // 15: interlock.v1.ReplayOutcome.verdict:type_name -> interlock.v1.Verdict
-	23, // 16: interlock.v1.ReplayOutcome.mode:type_name -> interlock.v1.ExecutionMode
-	20, // 17: interlock.v1.ReplaySample.decided_at:type_name -> google.protobuf.Timestamp
-	12, // 18: interlock.v1.ReplayTransition.before:type_name -> interlock.v1.ReplayOutcome
-	12, // 19: interlock.v1.ReplayTransition.after:type_name -> interlock.v1.ReplayOutcome
+	28, // 0: interlock.v1.PolicySet.files:type_name -> interlock.v1.PolicySet.FilesEntry
+	31, // 1: interlock.v1.GetPolicyStatusResponse.loaded_at:type_name -> google.protobuf.Timestamp
+	31, // 2: interlock.v1.GetPolicyStatusResponse.last_error_at:type_name -> google.protobuf.Timestamp
+	32, // 3: interlock.v1.ToolCallInput.arguments:type_name -> google.protobuf.Struct
+	7,  // 4: interlock.v1.EvaluatePolicyRequest.tool_call:type_name -> interlock.v1.ToolCallInput
+	32, // 5: interlock.v1.EvaluatePolicyRequest.raw_input:type_name -> google.protobuf.Struct
+	2,  // 6: interlock.v1.EvaluatePolicyRequest.policy_set:type_name -> interlock.v1.PolicySet
+	33, // 7: interlock.v1.EvaluatePolicyResponse.verdict:type_name -> interlock.v1.Verdict
+	34, // 8: interlock.v1.EvaluatePolicyResponse.mode:type_name -> interlock.v1.ExecutionMode
+	32, // 9: interlock.v1.EvaluatePolicyResponse.input:type_name -> google.protobuf.Struct
+	2,  // 10: interlock.v1.ReplayPolicyRequest.policy_set:type_name -> interlock.v1.PolicySet
+	31, // 11: interlock.v1.ReplayPolicyRequest.since:type_name -> google.protobuf.Timestamp
+	31, // 12: interlock.v1.ReplayPolicyRequest.until:type_name -> google.protobuf.Timestamp
+	12, // 13: interlock.v1.ReplayPolicyResponse.progress:type_name -> interlock.v1.ReplayProgress
+	17, // 14: interlock.v1.ReplayPolicyResponse.report:type_name -> interlock.v1.ReplayReport
+	33, // 15: interlock.v1.ReplayOutcome.verdict:type_name -> interlock.v1.Verdict
+	34, // 16: interlock.v1.ReplayOutcome.mode:type_name -> interlock.v1.ExecutionMode
+	31, // 17: interlock.v1.ReplaySample.decided_at:type_name -> google.protobuf.Timestamp
+	13, // 18: interlock.v1.ReplayTransition.before:type_name -> interlock.v1.ReplayOutcome
+	13, // 19: interlock.v1.ReplayTransition.after:type_name -> interlock.v1.ReplayOutcome
 	0,  // 20: interlock.v1.ReplayTransition.change:type_name -> interlock.v1.ReplayChange
-	18, // 21: interlock.v1.ReplayTransition.by_agent:type_name -> interlock.v1.ReplayTransition.ByAgentEntry
-	19, // 22: interlock.v1.ReplayTransition.by_tool:type_name -> interlock.v1.ReplayTransition.ByToolEntry
-	13, // 23: interlock.v1.ReplayTransition.samples:type_name -> interlock.v1.ReplaySample
-	14, // 24: interlock.v1.ReplayReport.transitions:type_name -> interlock.v1.ReplayTransition
-	15, // 25: interlock.v1.ReplayReport.errors:type_name -> interlock.v1.ReplayError
-	2,  // 26: interlock.v1.PolicyService.GetPolicyStatus:input_type -> interlock.v1.GetPolicyStatusRequest
-	4,  // 27: interlock.v1.PolicyService.ReloadPolicies:input_type -> interlock.v1.ReloadPoliciesRequest
-	7,  // 28: interlock.v1.PolicyService.EvaluatePolicy:input_type -> interlock.v1.EvaluatePolicyRequest
-	9,  // 29: interlock.v1.PolicyService.ReplayPolicy:input_type -> interlock.v1.ReplayPolicyRequest
-	3,  // 30: interlock.v1.PolicyService.GetPolicyStatus:output_type -> interlock.v1.GetPolicyStatusResponse
-	5,  // 31: interlock.v1.PolicyService.ReloadPolicies:output_type -> interlock.v1.ReloadPoliciesResponse
-	8,  // 32: interlock.v1.PolicyService.EvaluatePolicy:output_type -> interlock.v1.EvaluatePolicyResponse
-	10, // 33: interlock.v1.PolicyService.ReplayPolicy:output_type -> interlock.v1.ReplayPolicyResponse
-	30, // [30:34] is the sub-list for method output_type
-	26, // [26:30] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	29, // 21: interlock.v1.ReplayTransition.by_agent:type_name -> interlock.v1.ReplayTransition.ByAgentEntry
+	30, // 22: interlock.v1.ReplayTransition.by_tool:type_name -> interlock.v1.ReplayTransition.ByToolEntry
+	14, // 23: interlock.v1.ReplayTransition.samples:type_name -> interlock.v1.ReplaySample
+	15, // 24: interlock.v1.ReplayReport.transitions:type_name -> interlock.v1.ReplayTransition
+	16, // 25: interlock.v1.ReplayReport.errors:type_name -> interlock.v1.ReplayError
+	2,  // 26: interlock.v1.StartShadowRequest.policy_set:type_name -> interlock.v1.PolicySet
+	1,  // 27: interlock.v1.Shadow.state:type_name -> interlock.v1.ShadowState
+	31, // 28: interlock.v1.Shadow.started_at:type_name -> google.protobuf.Timestamp
+	31, // 29: interlock.v1.Shadow.ended_at:type_name -> google.protobuf.Timestamp
+	20, // 30: interlock.v1.StartShadowResponse.shadow:type_name -> interlock.v1.Shadow
+	20, // 31: interlock.v1.GetShadowStatusResponse.shadow:type_name -> interlock.v1.Shadow
+	17, // 32: interlock.v1.GetShadowStatusResponse.report:type_name -> interlock.v1.ReplayReport
+	19, // 33: interlock.v1.GetShadowStatusResponse.replicas:type_name -> interlock.v1.ShadowReplica
+	20, // 34: interlock.v1.PromoteShadowResponse.shadow:type_name -> interlock.v1.Shadow
+	6,  // 35: interlock.v1.PromoteShadowResponse.reload:type_name -> interlock.v1.ReloadPoliciesResponse
+	20, // 36: interlock.v1.StopShadowResponse.shadow:type_name -> interlock.v1.Shadow
+	3,  // 37: interlock.v1.PolicyService.GetPolicyStatus:input_type -> interlock.v1.GetPolicyStatusRequest
+	5,  // 38: interlock.v1.PolicyService.ReloadPolicies:input_type -> interlock.v1.ReloadPoliciesRequest
+	8,  // 39: interlock.v1.PolicyService.EvaluatePolicy:input_type -> interlock.v1.EvaluatePolicyRequest
+	10, // 40: interlock.v1.PolicyService.ReplayPolicy:input_type -> interlock.v1.ReplayPolicyRequest
+	18, // 41: interlock.v1.PolicyService.StartShadow:input_type -> interlock.v1.StartShadowRequest
+	22, // 42: interlock.v1.PolicyService.GetShadowStatus:input_type -> interlock.v1.GetShadowStatusRequest
+	24, // 43: interlock.v1.PolicyService.PromoteShadow:input_type -> interlock.v1.PromoteShadowRequest
+	26, // 44: interlock.v1.PolicyService.StopShadow:input_type -> interlock.v1.StopShadowRequest
+	4,  // 45: interlock.v1.PolicyService.GetPolicyStatus:output_type -> interlock.v1.GetPolicyStatusResponse
+	6,  // 46: interlock.v1.PolicyService.ReloadPolicies:output_type -> interlock.v1.ReloadPoliciesResponse
+	9,  // 47: interlock.v1.PolicyService.EvaluatePolicy:output_type -> interlock.v1.EvaluatePolicyResponse
+	11, // 48: interlock.v1.PolicyService.ReplayPolicy:output_type -> interlock.v1.ReplayPolicyResponse
+	21, // 49: interlock.v1.PolicyService.StartShadow:output_type -> interlock.v1.StartShadowResponse
+	23, // 50: interlock.v1.PolicyService.GetShadowStatus:output_type -> interlock.v1.GetShadowStatusResponse
+	25, // 51: interlock.v1.PolicyService.PromoteShadow:output_type -> interlock.v1.PromoteShadowResponse
+	27, // 52: interlock.v1.PolicyService.StopShadow:output_type -> interlock.v1.StopShadowResponse
+	45, // [45:53] is the sub-list for method output_type
+	37, // [37:45] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_interlock_v1_policy_service_proto_init() }
@@ -1721,8 +2440,8 @@ func file_interlock_v1_policy_service_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_interlock_v1_policy_service_proto_rawDesc), len(file_interlock_v1_policy_service_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   19,
+			NumEnums:      2,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,10 @@ const (
 	PolicyService_ReloadPolicies_FullMethodName  = "/interlock.v1.PolicyService/ReloadPolicies"
 	PolicyService_EvaluatePolicy_FullMethodName  = "/interlock.v1.PolicyService/EvaluatePolicy"
 	PolicyService_ReplayPolicy_FullMethodName    = "/interlock.v1.PolicyService/ReplayPolicy"
+	PolicyService_StartShadow_FullMethodName     = "/interlock.v1.PolicyService/StartShadow"
+	PolicyService_GetShadowStatus_FullMethodName = "/interlock.v1.PolicyService/GetShadowStatus"
+	PolicyService_PromoteShadow_FullMethodName   = "/interlock.v1.PolicyService/PromoteShadow"
+	PolicyService_StopShadow_FullMethodName      = "/interlock.v1.PolicyService/StopShadow"
 )
 
 // PolicyServiceClient is the client API for PolicyService service.
@@ -42,6 +46,20 @@ type PolicyServiceClient interface {
 	// recorded verdict and mode would change). A candidate that does not
 	// compile or check is refused (FAILED_PRECONDITION), nothing loaded.
 	ReplayPolicy(ctx context.Context, in *ReplayPolicyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ReplayPolicyResponse], error)
+	// Load a candidate set beside the active one: a sampled share of live
+	// decisions is also evaluated by it, off the answer path, and each
+	// disagreement recorded. A candidate that does not check or whose tests
+	// fail is refused (FAILED_PRECONDITION), nothing loaded; so is a second
+	// shadow while one runs (SHADOW_RUNNING, naming it).
+	StartShadow(ctx context.Context, in *StartShadowRequest, opts ...grpc.CallOption) (*StartShadowResponse, error)
+	// The running shadow (or the last one) and its transition matrix so far,
+	// every replica's counts summed. NO_SHADOW when none was ever started.
+	GetShadowStatus(ctx context.Context, in *GetShadowStatusRequest, opts ...grpc.CallOption) (*GetShadowStatusResponse, error)
+	// Make the running shadow's candidate active through the reload path (its
+	// tests, the replay, the widening budget) and end the shadow.
+	PromoteShadow(ctx context.Context, in *PromoteShadowRequest, opts ...grpc.CallOption) (*PromoteShadowResponse, error)
+	// Drop the running shadow; its counts stay recorded.
+	StopShadow(ctx context.Context, in *StopShadowRequest, opts ...grpc.CallOption) (*StopShadowResponse, error)
 }
 
 type policyServiceClient struct {
@@ -101,6 +119,46 @@ func (c *policyServiceClient) ReplayPolicy(ctx context.Context, in *ReplayPolicy
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type PolicyService_ReplayPolicyClient = grpc.ServerStreamingClient[ReplayPolicyResponse]
 
+func (c *policyServiceClient) StartShadow(ctx context.Context, in *StartShadowRequest, opts ...grpc.CallOption) (*StartShadowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartShadowResponse)
+	err := c.cc.Invoke(ctx, PolicyService_StartShadow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) GetShadowStatus(ctx context.Context, in *GetShadowStatusRequest, opts ...grpc.CallOption) (*GetShadowStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetShadowStatusResponse)
+	err := c.cc.Invoke(ctx, PolicyService_GetShadowStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) PromoteShadow(ctx context.Context, in *PromoteShadowRequest, opts ...grpc.CallOption) (*PromoteShadowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PromoteShadowResponse)
+	err := c.cc.Invoke(ctx, PolicyService_PromoteShadow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) StopShadow(ctx context.Context, in *StopShadowRequest, opts ...grpc.CallOption) (*StopShadowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StopShadowResponse)
+	err := c.cc.Invoke(ctx, PolicyService_StopShadow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PolicyServiceServer is the server API for PolicyService service.
 // All implementations must embed UnimplementedPolicyServiceServer
 // for forward compatibility.
@@ -118,6 +176,20 @@ type PolicyServiceServer interface {
 	// recorded verdict and mode would change). A candidate that does not
 	// compile or check is refused (FAILED_PRECONDITION), nothing loaded.
 	ReplayPolicy(*ReplayPolicyRequest, grpc.ServerStreamingServer[ReplayPolicyResponse]) error
+	// Load a candidate set beside the active one: a sampled share of live
+	// decisions is also evaluated by it, off the answer path, and each
+	// disagreement recorded. A candidate that does not check or whose tests
+	// fail is refused (FAILED_PRECONDITION), nothing loaded; so is a second
+	// shadow while one runs (SHADOW_RUNNING, naming it).
+	StartShadow(context.Context, *StartShadowRequest) (*StartShadowResponse, error)
+	// The running shadow (or the last one) and its transition matrix so far,
+	// every replica's counts summed. NO_SHADOW when none was ever started.
+	GetShadowStatus(context.Context, *GetShadowStatusRequest) (*GetShadowStatusResponse, error)
+	// Make the running shadow's candidate active through the reload path (its
+	// tests, the replay, the widening budget) and end the shadow.
+	PromoteShadow(context.Context, *PromoteShadowRequest) (*PromoteShadowResponse, error)
+	// Drop the running shadow; its counts stay recorded.
+	StopShadow(context.Context, *StopShadowRequest) (*StopShadowResponse, error)
 	mustEmbedUnimplementedPolicyServiceServer()
 }
 
@@ -139,6 +211,18 @@ func (UnimplementedPolicyServiceServer) EvaluatePolicy(context.Context, *Evaluat
 }
 func (UnimplementedPolicyServiceServer) ReplayPolicy(*ReplayPolicyRequest, grpc.ServerStreamingServer[ReplayPolicyResponse]) error {
 	return status.Error(codes.Unimplemented, "method ReplayPolicy not implemented")
+}
+func (UnimplementedPolicyServiceServer) StartShadow(context.Context, *StartShadowRequest) (*StartShadowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartShadow not implemented")
+}
+func (UnimplementedPolicyServiceServer) GetShadowStatus(context.Context, *GetShadowStatusRequest) (*GetShadowStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetShadowStatus not implemented")
+}
+func (UnimplementedPolicyServiceServer) PromoteShadow(context.Context, *PromoteShadowRequest) (*PromoteShadowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PromoteShadow not implemented")
+}
+func (UnimplementedPolicyServiceServer) StopShadow(context.Context, *StopShadowRequest) (*StopShadowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StopShadow not implemented")
 }
 func (UnimplementedPolicyServiceServer) mustEmbedUnimplementedPolicyServiceServer() {}
 func (UnimplementedPolicyServiceServer) testEmbeddedByValue()                       {}
@@ -226,6 +310,78 @@ func _PolicyService_ReplayPolicy_Handler(srv interface{}, stream grpc.ServerStre
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type PolicyService_ReplayPolicyServer = grpc.ServerStreamingServer[ReplayPolicyResponse]
 
+func _PolicyService_StartShadow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartShadowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).StartShadow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_StartShadow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).StartShadow(ctx, req.(*StartShadowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_GetShadowStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetShadowStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).GetShadowStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_GetShadowStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).GetShadowStatus(ctx, req.(*GetShadowStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_PromoteShadow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PromoteShadowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).PromoteShadow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_PromoteShadow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).PromoteShadow(ctx, req.(*PromoteShadowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_StopShadow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StopShadowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).StopShadow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_StopShadow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).StopShadow(ctx, req.(*StopShadowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PolicyService_ServiceDesc is the grpc.ServiceDesc for PolicyService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -244,6 +400,22 @@ var PolicyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "EvaluatePolicy",
 			Handler:    _PolicyService_EvaluatePolicy_Handler,
+		},
+		{
+			MethodName: "StartShadow",
+			Handler:    _PolicyService_StartShadow_Handler,
+		},
+		{
+			MethodName: "GetShadowStatus",
+			Handler:    _PolicyService_GetShadowStatus_Handler,
+		},
+		{
+			MethodName: "PromoteShadow",
+			Handler:    _PolicyService_PromoteShadow_Handler,
+		},
+		{
+			MethodName: "StopShadow",
+			Handler:    _PolicyService_StopShadow_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

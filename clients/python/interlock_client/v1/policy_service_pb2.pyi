@@ -18,10 +18,21 @@ class ReplayChange(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REPLAY_CHANGE_UNCHANGED: _ClassVar[ReplayChange]
     REPLAY_CHANGE_WIDENS: _ClassVar[ReplayChange]
     REPLAY_CHANGE_NARROWS: _ClassVar[ReplayChange]
+
+class ShadowState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SHADOW_STATE_UNSPECIFIED: _ClassVar[ShadowState]
+    SHADOW_STATE_RUNNING: _ClassVar[ShadowState]
+    SHADOW_STATE_PROMOTED: _ClassVar[ShadowState]
+    SHADOW_STATE_STOPPED: _ClassVar[ShadowState]
 REPLAY_CHANGE_UNSPECIFIED: ReplayChange
 REPLAY_CHANGE_UNCHANGED: ReplayChange
 REPLAY_CHANGE_WIDENS: ReplayChange
 REPLAY_CHANGE_NARROWS: ReplayChange
+SHADOW_STATE_UNSPECIFIED: ShadowState
+SHADOW_STATE_RUNNING: ShadowState
+SHADOW_STATE_PROMOTED: ShadowState
+SHADOW_STATE_STOPPED: ShadowState
 
 class PolicySet(_message.Message):
     __slots__ = ("files",)
@@ -287,3 +298,97 @@ class ReplayReport(_message.Message):
     message: str
     seconds: float
     def __init__(self, candidate_revision: _Optional[str] = ..., engine: _Optional[str] = ..., decisions: _Optional[int] = ..., replayed: _Optional[int] = ..., distinct_inputs: _Optional[int] = ..., unrecorded_inputs: _Optional[int] = ..., reconstructed: _Optional[int] = ..., skipped: _Optional[int] = ..., failures: _Optional[int] = ..., unchanged: _Optional[int] = ..., widening: _Optional[int] = ..., narrowing: _Optional[int] = ..., transitions: _Optional[_Iterable[_Union[ReplayTransition, _Mapping]]] = ..., errors: _Optional[_Iterable[_Union[ReplayError, _Mapping]]] = ..., message: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
+
+class StartShadowRequest(_message.Message):
+    __slots__ = ("policy_set", "sample")
+    POLICY_SET_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    policy_set: PolicySet
+    sample: float
+    def __init__(self, policy_set: _Optional[_Union[PolicySet, _Mapping]] = ..., sample: _Optional[float] = ...) -> None: ...
+
+class ShadowReplica(_message.Message):
+    __slots__ = ("replica", "evaluated", "disagreements", "errors", "dropped")
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    EVALUATED_FIELD_NUMBER: _ClassVar[int]
+    DISAGREEMENTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    replica: str
+    evaluated: int
+    disagreements: int
+    errors: int
+    dropped: int
+    def __init__(self, replica: _Optional[str] = ..., evaluated: _Optional[int] = ..., disagreements: _Optional[int] = ..., errors: _Optional[int] = ..., dropped: _Optional[int] = ...) -> None: ...
+
+class Shadow(_message.Message):
+    __slots__ = ("shadow_id", "state", "candidate_revision", "active_revision", "sample", "started_by", "started_at", "ended_by", "ended_at")
+    SHADOW_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_BY_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_BY_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    shadow_id: str
+    state: ShadowState
+    candidate_revision: str
+    active_revision: str
+    sample: float
+    started_by: str
+    started_at: _timestamp_pb2.Timestamp
+    ended_by: str
+    ended_at: _timestamp_pb2.Timestamp
+    def __init__(self, shadow_id: _Optional[str] = ..., state: _Optional[_Union[ShadowState, str]] = ..., candidate_revision: _Optional[str] = ..., active_revision: _Optional[str] = ..., sample: _Optional[float] = ..., started_by: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_by: _Optional[str] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class StartShadowResponse(_message.Message):
+    __slots__ = ("shadow",)
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    shadow: Shadow
+    def __init__(self, shadow: _Optional[_Union[Shadow, _Mapping]] = ...) -> None: ...
+
+class GetShadowStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetShadowStatusResponse(_message.Message):
+    __slots__ = ("shadow", "report", "disagreements", "dropped", "replicas")
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    DISAGREEMENTS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    shadow: Shadow
+    report: ReplayReport
+    disagreements: int
+    dropped: int
+    replicas: _containers.RepeatedCompositeFieldContainer[ShadowReplica]
+    def __init__(self, shadow: _Optional[_Union[Shadow, _Mapping]] = ..., report: _Optional[_Union[ReplayReport, _Mapping]] = ..., disagreements: _Optional[int] = ..., dropped: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[ShadowReplica, _Mapping]]] = ...) -> None: ...
+
+class PromoteShadowRequest(_message.Message):
+    __slots__ = ("accept_widening", "reason")
+    ACCEPT_WIDENING_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    accept_widening: bool
+    reason: str
+    def __init__(self, accept_widening: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PromoteShadowResponse(_message.Message):
+    __slots__ = ("shadow", "reload")
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    RELOAD_FIELD_NUMBER: _ClassVar[int]
+    shadow: Shadow
+    reload: ReloadPoliciesResponse
+    def __init__(self, shadow: _Optional[_Union[Shadow, _Mapping]] = ..., reload: _Optional[_Union[ReloadPoliciesResponse, _Mapping]] = ...) -> None: ...
+
+class StopShadowRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StopShadowResponse(_message.Message):
+    __slots__ = ("shadow",)
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
+    shadow: Shadow
+    def __init__(self, shadow: _Optional[_Union[Shadow, _Mapping]] = ...) -> None: ...

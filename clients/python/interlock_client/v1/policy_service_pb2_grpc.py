@@ -55,6 +55,26 @@ class PolicyServiceStub:
                 request_serializer=interlock_dot_v1_dot_policy__service__pb2.ReplayPolicyRequest.SerializeToString,
                 response_deserializer=interlock_dot_v1_dot_policy__service__pb2.ReplayPolicyResponse.FromString,
                 _registered_method=True)
+        self.StartShadow = channel.unary_unary(
+                '/interlock.v1.PolicyService/StartShadow',
+                request_serializer=interlock_dot_v1_dot_policy__service__pb2.StartShadowRequest.SerializeToString,
+                response_deserializer=interlock_dot_v1_dot_policy__service__pb2.StartShadowResponse.FromString,
+                _registered_method=True)
+        self.GetShadowStatus = channel.unary_unary(
+                '/interlock.v1.PolicyService/GetShadowStatus',
+                request_serializer=interlock_dot_v1_dot_policy__service__pb2.GetShadowStatusRequest.SerializeToString,
+                response_deserializer=interlock_dot_v1_dot_policy__service__pb2.GetShadowStatusResponse.FromString,
+                _registered_method=True)
+        self.PromoteShadow = channel.unary_unary(
+                '/interlock.v1.PolicyService/PromoteShadow',
+                request_serializer=interlock_dot_v1_dot_policy__service__pb2.PromoteShadowRequest.SerializeToString,
+                response_deserializer=interlock_dot_v1_dot_policy__service__pb2.PromoteShadowResponse.FromString,
+                _registered_method=True)
+        self.StopShadow = channel.unary_unary(
+                '/interlock.v1.PolicyService/StopShadow',
+                request_serializer=interlock_dot_v1_dot_policy__service__pb2.StopShadowRequest.SerializeToString,
+                response_deserializer=interlock_dot_v1_dot_policy__service__pb2.StopShadowResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -92,6 +112,40 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartShadow(self, request, context):
+        """Load a candidate set beside the active one: a sampled share of live
+        decisions is also evaluated by it, off the answer path, and each
+        disagreement recorded. A candidate that does not check or whose tests
+        fail is refused (FAILED_PRECONDITION), nothing loaded; so is a second
+        shadow while one runs (SHADOW_RUNNING, naming it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetShadowStatus(self, request, context):
+        """The running shadow (or the last one) and its transition matrix so far,
+        every replica's counts summed. NO_SHADOW when none was ever started.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PromoteShadow(self, request, context):
+        """Make the running shadow's candidate active through the reload path (its
+        tests, the replay, the widening budget) and end the shadow.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopShadow(self, request, context):
+        """Drop the running shadow; its counts stay recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +168,26 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.ReplayPolicy,
                     request_deserializer=interlock_dot_v1_dot_policy__service__pb2.ReplayPolicyRequest.FromString,
                     response_serializer=interlock_dot_v1_dot_policy__service__pb2.ReplayPolicyResponse.SerializeToString,
+            ),
+            'StartShadow': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartShadow,
+                    request_deserializer=interlock_dot_v1_dot_policy__service__pb2.StartShadowRequest.FromString,
+                    response_serializer=interlock_dot_v1_dot_policy__service__pb2.StartShadowResponse.SerializeToString,
+            ),
+            'GetShadowStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetShadowStatus,
+                    request_deserializer=interlock_dot_v1_dot_policy__service__pb2.GetShadowStatusRequest.FromString,
+                    response_serializer=interlock_dot_v1_dot_policy__service__pb2.GetShadowStatusResponse.SerializeToString,
+            ),
+            'PromoteShadow': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteShadow,
+                    request_deserializer=interlock_dot_v1_dot_policy__service__pb2.PromoteShadowRequest.FromString,
+                    response_serializer=interlock_dot_v1_dot_policy__service__pb2.PromoteShadowResponse.SerializeToString,
+            ),
+            'StopShadow': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopShadow,
+                    request_deserializer=interlock_dot_v1_dot_policy__service__pb2.StopShadowRequest.FromString,
+                    response_serializer=interlock_dot_v1_dot_policy__service__pb2.StopShadowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +299,114 @@ class PolicyService:
             '/interlock.v1.PolicyService/ReplayPolicy',
             interlock_dot_v1_dot_policy__service__pb2.ReplayPolicyRequest.SerializeToString,
             interlock_dot_v1_dot_policy__service__pb2.ReplayPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartShadow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interlock.v1.PolicyService/StartShadow',
+            interlock_dot_v1_dot_policy__service__pb2.StartShadowRequest.SerializeToString,
+            interlock_dot_v1_dot_policy__service__pb2.StartShadowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetShadowStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interlock.v1.PolicyService/GetShadowStatus',
+            interlock_dot_v1_dot_policy__service__pb2.GetShadowStatusRequest.SerializeToString,
+            interlock_dot_v1_dot_policy__service__pb2.GetShadowStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PromoteShadow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interlock.v1.PolicyService/PromoteShadow',
+            interlock_dot_v1_dot_policy__service__pb2.PromoteShadowRequest.SerializeToString,
+            interlock_dot_v1_dot_policy__service__pb2.PromoteShadowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopShadow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interlock.v1.PolicyService/StopShadow',
+            interlock_dot_v1_dot_policy__service__pb2.StopShadowRequest.SerializeToString,
+            interlock_dot_v1_dot_policy__service__pb2.StopShadowResponse.FromString,
             options,
             channel_credentials,
             insecure,

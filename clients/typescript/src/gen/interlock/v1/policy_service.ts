@@ -77,6 +77,51 @@ export function replayChangeToJSON(object: ReplayChange): string {
   }
 }
 
+export enum ShadowState {
+  SHADOW_STATE_UNSPECIFIED = 0,
+  SHADOW_STATE_RUNNING = 1,
+  SHADOW_STATE_PROMOTED = 2,
+  SHADOW_STATE_STOPPED = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function shadowStateFromJSON(object: any): ShadowState {
+  switch (object) {
+    case 0:
+    case "SHADOW_STATE_UNSPECIFIED":
+      return ShadowState.SHADOW_STATE_UNSPECIFIED;
+    case 1:
+    case "SHADOW_STATE_RUNNING":
+      return ShadowState.SHADOW_STATE_RUNNING;
+    case 2:
+    case "SHADOW_STATE_PROMOTED":
+      return ShadowState.SHADOW_STATE_PROMOTED;
+    case 3:
+    case "SHADOW_STATE_STOPPED":
+      return ShadowState.SHADOW_STATE_STOPPED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ShadowState.UNRECOGNIZED;
+  }
+}
+
+export function shadowStateToJSON(object: ShadowState): string {
+  switch (object) {
+    case ShadowState.SHADOW_STATE_UNSPECIFIED:
+      return "SHADOW_STATE_UNSPECIFIED";
+    case ShadowState.SHADOW_STATE_RUNNING:
+      return "SHADOW_STATE_RUNNING";
+    case ShadowState.SHADOW_STATE_PROMOTED:
+      return "SHADOW_STATE_PROMOTED";
+    case ShadowState.SHADOW_STATE_STOPPED:
+      return "SHADOW_STATE_STOPPED";
+    case ShadowState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /**
  * A policy set sent inline: bundle-relative path -> file content
  * (".rego" modules, "data.yaml" / "data.json" documents).
@@ -285,6 +330,82 @@ export interface ReplayReport {
   /** Why nothing was replayed, if nothing was. */
   message: string;
   seconds: number;
+}
+
+export interface StartShadowRequest {
+  /** The candidate set (required), tests included. */
+  policySet?:
+    | PolicySet
+    | undefined;
+  /** The share of live decisions the candidate also evaluates, in (0, 1]; 0: 0.1. */
+  sample: number;
+}
+
+/** One replica's counts. */
+export interface ShadowReplica {
+  replica: string;
+  evaluated: number;
+  disagreements: number;
+  errors: number;
+  /** Sampled decisions dropped because the shadow's queue was full. */
+  dropped: number;
+}
+
+export interface Shadow {
+  shadowId: string;
+  state: ShadowState;
+  candidateRevision: string;
+  /** The active revision when the shadow started. */
+  activeRevision: string;
+  sample: number;
+  startedBy: string;
+  startedAt?: Date | undefined;
+  endedBy: string;
+  endedAt?: Date | undefined;
+}
+
+export interface StartShadowResponse {
+  shadow?: Shadow | undefined;
+}
+
+export interface GetShadowStatusRequest {
+}
+
+export interface GetShadowStatusResponse {
+  shadow?:
+    | Shadow
+    | undefined;
+  /**
+   * The transition matrix so far from the active set's answer to the
+   * candidate's (a replay report's fields: decisions = evaluated, failures =
+   * the candidate's errors; samples are recorded disagreements).
+   */
+  report?: ReplayReport | undefined;
+  disagreements: number;
+  dropped: number;
+  replicas: ShadowReplica[];
+}
+
+export interface PromoteShadowRequest {
+  /** Make the candidate live even though it widens what runs LIVE. */
+  acceptWidening: boolean;
+  /** Why; required with accept_widening, and kept on the audit line. */
+  reason: string;
+}
+
+export interface PromoteShadowResponse {
+  shadow?:
+    | Shadow
+    | undefined;
+  /** The reload that made the candidate active. */
+  reload?: ReloadPoliciesResponse | undefined;
+}
+
+export interface StopShadowRequest {
+}
+
+export interface StopShadowResponse {
+  shadow?: Shadow | undefined;
 }
 
 function createBasePolicySet(): PolicySet {
@@ -3159,6 +3280,1024 @@ export const ReplayReport: MessageFns<ReplayReport> = {
   },
 };
 
+function createBaseStartShadowRequest(): StartShadowRequest {
+  return { policySet: undefined, sample: 0 };
+}
+
+export const StartShadowRequest: MessageFns<StartShadowRequest> = {
+  encode(message: StartShadowRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.policySet !== undefined) {
+      PolicySet.encode(message.policySet, writer.uint32(10).fork()).join();
+    }
+    if (message.sample !== 0) {
+      writer.uint32(17).double(message.sample);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartShadowRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartShadowRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.policySet = PolicySet.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 17) {
+              break;
+            }
+
+            message.sample = reader.double();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartShadowRequest {
+    return {
+      policySet: isSet(object.policySet)
+        ? PolicySet.fromJSON(object.policySet)
+        : isSet(object.policy_set)
+        ? PolicySet.fromJSON(object.policy_set)
+        : undefined,
+      sample: isSet(object.sample) ? globalThis.Number(object.sample) : 0,
+    };
+  },
+
+  toJSON(message: StartShadowRequest): unknown {
+    const obj: any = {};
+    if (message.policySet !== undefined) {
+      obj.policySet = PolicySet.toJSON(message.policySet);
+    }
+    if (message.sample !== 0) {
+      obj.sample = floatToJson(message.sample);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StartShadowRequest>): StartShadowRequest {
+    return StartShadowRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StartShadowRequest>): StartShadowRequest {
+    const message = createBaseStartShadowRequest();
+    message.policySet = (object.policySet !== undefined && object.policySet !== null)
+      ? PolicySet.fromPartial(object.policySet)
+      : undefined;
+    message.sample = object.sample ?? 0;
+    return message;
+  },
+};
+
+function createBaseShadowReplica(): ShadowReplica {
+  return { replica: "", evaluated: 0, disagreements: 0, errors: 0, dropped: 0 };
+}
+
+export const ShadowReplica: MessageFns<ShadowReplica> = {
+  encode(message: ShadowReplica, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.replica !== "") {
+      writer.uint32(10).string(message.replica);
+    }
+    if (message.evaluated !== 0) {
+      writer.uint32(16).uint64(message.evaluated);
+    }
+    if (message.disagreements !== 0) {
+      writer.uint32(24).uint64(message.disagreements);
+    }
+    if (message.errors !== 0) {
+      writer.uint32(32).uint64(message.errors);
+    }
+    if (message.dropped !== 0) {
+      writer.uint32(40).uint64(message.dropped);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShadowReplica {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShadowReplica();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.replica = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.evaluated = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.disagreements = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.errors = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.dropped = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShadowReplica {
+    return {
+      replica: isSet(object.replica) ? globalThis.String(object.replica) : "",
+      evaluated: isSet(object.evaluated) ? globalThis.Number(object.evaluated) : 0,
+      disagreements: isSet(object.disagreements) ? globalThis.Number(object.disagreements) : 0,
+      errors: isSet(object.errors) ? globalThis.Number(object.errors) : 0,
+      dropped: isSet(object.dropped) ? globalThis.Number(object.dropped) : 0,
+    };
+  },
+
+  toJSON(message: ShadowReplica): unknown {
+    const obj: any = {};
+    if (message.replica !== "") {
+      obj.replica = message.replica;
+    }
+    if (message.evaluated !== 0) {
+      obj.evaluated = Math.round(message.evaluated);
+    }
+    if (message.disagreements !== 0) {
+      obj.disagreements = Math.round(message.disagreements);
+    }
+    if (message.errors !== 0) {
+      obj.errors = Math.round(message.errors);
+    }
+    if (message.dropped !== 0) {
+      obj.dropped = Math.round(message.dropped);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ShadowReplica>): ShadowReplica {
+    return ShadowReplica.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ShadowReplica>): ShadowReplica {
+    const message = createBaseShadowReplica();
+    message.replica = object.replica ?? "";
+    message.evaluated = object.evaluated ?? 0;
+    message.disagreements = object.disagreements ?? 0;
+    message.errors = object.errors ?? 0;
+    message.dropped = object.dropped ?? 0;
+    return message;
+  },
+};
+
+function createBaseShadow(): Shadow {
+  return {
+    shadowId: "",
+    state: 0,
+    candidateRevision: "",
+    activeRevision: "",
+    sample: 0,
+    startedBy: "",
+    startedAt: undefined,
+    endedBy: "",
+    endedAt: undefined,
+  };
+}
+
+export const Shadow: MessageFns<Shadow> = {
+  encode(message: Shadow, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shadowId !== "") {
+      writer.uint32(10).string(message.shadowId);
+    }
+    if (message.state !== 0) {
+      writer.uint32(16).int32(message.state);
+    }
+    if (message.candidateRevision !== "") {
+      writer.uint32(26).string(message.candidateRevision);
+    }
+    if (message.activeRevision !== "") {
+      writer.uint32(34).string(message.activeRevision);
+    }
+    if (message.sample !== 0) {
+      writer.uint32(41).double(message.sample);
+    }
+    if (message.startedBy !== "") {
+      writer.uint32(50).string(message.startedBy);
+    }
+    if (message.startedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.startedAt), writer.uint32(58).fork()).join();
+    }
+    if (message.endedBy !== "") {
+      writer.uint32(66).string(message.endedBy);
+    }
+    if (message.endedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.endedAt), writer.uint32(74).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Shadow {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShadow();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.shadowId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.candidateRevision = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.activeRevision = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.sample = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.startedBy = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.startedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.endedBy = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.endedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Shadow {
+    return {
+      shadowId: isSet(object.shadowId)
+        ? globalThis.String(object.shadowId)
+        : isSet(object.shadow_id)
+        ? globalThis.String(object.shadow_id)
+        : "",
+      state: isSet(object.state) ? shadowStateFromJSON(object.state) : 0,
+      candidateRevision: isSet(object.candidateRevision)
+        ? globalThis.String(object.candidateRevision)
+        : isSet(object.candidate_revision)
+        ? globalThis.String(object.candidate_revision)
+        : "",
+      activeRevision: isSet(object.activeRevision)
+        ? globalThis.String(object.activeRevision)
+        : isSet(object.active_revision)
+        ? globalThis.String(object.active_revision)
+        : "",
+      sample: isSet(object.sample) ? globalThis.Number(object.sample) : 0,
+      startedBy: isSet(object.startedBy)
+        ? globalThis.String(object.startedBy)
+        : isSet(object.started_by)
+        ? globalThis.String(object.started_by)
+        : "",
+      startedAt: isSet(object.startedAt)
+        ? fromJsonTimestamp(object.startedAt)
+        : isSet(object.started_at)
+        ? fromJsonTimestamp(object.started_at)
+        : undefined,
+      endedBy: isSet(object.endedBy)
+        ? globalThis.String(object.endedBy)
+        : isSet(object.ended_by)
+        ? globalThis.String(object.ended_by)
+        : "",
+      endedAt: isSet(object.endedAt)
+        ? fromJsonTimestamp(object.endedAt)
+        : isSet(object.ended_at)
+        ? fromJsonTimestamp(object.ended_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Shadow): unknown {
+    const obj: any = {};
+    if (message.shadowId !== "") {
+      obj.shadowId = message.shadowId;
+    }
+    if (message.state !== 0) {
+      obj.state = shadowStateToJSON(message.state);
+    }
+    if (message.candidateRevision !== "") {
+      obj.candidateRevision = message.candidateRevision;
+    }
+    if (message.activeRevision !== "") {
+      obj.activeRevision = message.activeRevision;
+    }
+    if (message.sample !== 0) {
+      obj.sample = floatToJson(message.sample);
+    }
+    if (message.startedBy !== "") {
+      obj.startedBy = message.startedBy;
+    }
+    if (message.startedAt !== undefined) {
+      obj.startedAt = message.startedAt.toISOString();
+    }
+    if (message.endedBy !== "") {
+      obj.endedBy = message.endedBy;
+    }
+    if (message.endedAt !== undefined) {
+      obj.endedAt = message.endedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Shadow>): Shadow {
+    return Shadow.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Shadow>): Shadow {
+    const message = createBaseShadow();
+    message.shadowId = object.shadowId ?? "";
+    message.state = object.state ?? 0;
+    message.candidateRevision = object.candidateRevision ?? "";
+    message.activeRevision = object.activeRevision ?? "";
+    message.sample = object.sample ?? 0;
+    message.startedBy = object.startedBy ?? "";
+    message.startedAt = object.startedAt ?? undefined;
+    message.endedBy = object.endedBy ?? "";
+    message.endedAt = object.endedAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseStartShadowResponse(): StartShadowResponse {
+  return { shadow: undefined };
+}
+
+export const StartShadowResponse: MessageFns<StartShadowResponse> = {
+  encode(message: StartShadowResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shadow !== undefined) {
+      Shadow.encode(message.shadow, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartShadowResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartShadowResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.shadow = Shadow.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartShadowResponse {
+    return { shadow: isSet(object.shadow) ? Shadow.fromJSON(object.shadow) : undefined };
+  },
+
+  toJSON(message: StartShadowResponse): unknown {
+    const obj: any = {};
+    if (message.shadow !== undefined) {
+      obj.shadow = Shadow.toJSON(message.shadow);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StartShadowResponse>): StartShadowResponse {
+    return StartShadowResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StartShadowResponse>): StartShadowResponse {
+    const message = createBaseStartShadowResponse();
+    message.shadow = (object.shadow !== undefined && object.shadow !== null)
+      ? Shadow.fromPartial(object.shadow)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetShadowStatusRequest(): GetShadowStatusRequest {
+  return {};
+}
+
+export const GetShadowStatusRequest: MessageFns<GetShadowStatusRequest> = {
+  encode(_: GetShadowStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetShadowStatusRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetShadowStatusRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): GetShadowStatusRequest {
+    return {};
+  },
+
+  toJSON(_: GetShadowStatusRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetShadowStatusRequest>): GetShadowStatusRequest {
+    return GetShadowStatusRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<GetShadowStatusRequest>): GetShadowStatusRequest {
+    const message = createBaseGetShadowStatusRequest();
+    return message;
+  },
+};
+
+function createBaseGetShadowStatusResponse(): GetShadowStatusResponse {
+  return { shadow: undefined, report: undefined, disagreements: 0, dropped: 0, replicas: [] };
+}
+
+export const GetShadowStatusResponse: MessageFns<GetShadowStatusResponse> = {
+  encode(message: GetShadowStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shadow !== undefined) {
+      Shadow.encode(message.shadow, writer.uint32(10).fork()).join();
+    }
+    if (message.report !== undefined) {
+      ReplayReport.encode(message.report, writer.uint32(18).fork()).join();
+    }
+    if (message.disagreements !== 0) {
+      writer.uint32(24).uint64(message.disagreements);
+    }
+    if (message.dropped !== 0) {
+      writer.uint32(32).uint64(message.dropped);
+    }
+    for (const v of message.replicas) {
+      ShadowReplica.encode(v!, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetShadowStatusResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetShadowStatusResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.shadow = Shadow.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.report = ReplayReport.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.disagreements = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.dropped = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.replicas.push(ShadowReplica.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetShadowStatusResponse {
+    return {
+      shadow: isSet(object.shadow) ? Shadow.fromJSON(object.shadow) : undefined,
+      report: isSet(object.report) ? ReplayReport.fromJSON(object.report) : undefined,
+      disagreements: isSet(object.disagreements) ? globalThis.Number(object.disagreements) : 0,
+      dropped: isSet(object.dropped) ? globalThis.Number(object.dropped) : 0,
+      replicas: globalThis.Array.isArray(object?.replicas)
+        ? object.replicas.map((e: any) => ShadowReplica.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetShadowStatusResponse): unknown {
+    const obj: any = {};
+    if (message.shadow !== undefined) {
+      obj.shadow = Shadow.toJSON(message.shadow);
+    }
+    if (message.report !== undefined) {
+      obj.report = ReplayReport.toJSON(message.report);
+    }
+    if (message.disagreements !== 0) {
+      obj.disagreements = Math.round(message.disagreements);
+    }
+    if (message.dropped !== 0) {
+      obj.dropped = Math.round(message.dropped);
+    }
+    if (message.replicas?.length) {
+      obj.replicas = message.replicas.map((e) => ShadowReplica.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<GetShadowStatusResponse>): GetShadowStatusResponse {
+    return GetShadowStatusResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<GetShadowStatusResponse>): GetShadowStatusResponse {
+    const message = createBaseGetShadowStatusResponse();
+    message.shadow = (object.shadow !== undefined && object.shadow !== null)
+      ? Shadow.fromPartial(object.shadow)
+      : undefined;
+    message.report = (object.report !== undefined && object.report !== null)
+      ? ReplayReport.fromPartial(object.report)
+      : undefined;
+    message.disagreements = object.disagreements ?? 0;
+    message.dropped = object.dropped ?? 0;
+    message.replicas = object.replicas?.map((e) => ShadowReplica.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBasePromoteShadowRequest(): PromoteShadowRequest {
+  return { acceptWidening: false, reason: "" };
+}
+
+export const PromoteShadowRequest: MessageFns<PromoteShadowRequest> = {
+  encode(message: PromoteShadowRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.acceptWidening !== false) {
+      writer.uint32(8).bool(message.acceptWidening);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PromoteShadowRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePromoteShadowRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.acceptWidening = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PromoteShadowRequest {
+    return {
+      acceptWidening: isSet(object.acceptWidening)
+        ? globalThis.Boolean(object.acceptWidening)
+        : isSet(object.accept_widening)
+        ? globalThis.Boolean(object.accept_widening)
+        : false,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: PromoteShadowRequest): unknown {
+    const obj: any = {};
+    if (message.acceptWidening !== false) {
+      obj.acceptWidening = message.acceptWidening;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PromoteShadowRequest>): PromoteShadowRequest {
+    return PromoteShadowRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PromoteShadowRequest>): PromoteShadowRequest {
+    const message = createBasePromoteShadowRequest();
+    message.acceptWidening = object.acceptWidening ?? false;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBasePromoteShadowResponse(): PromoteShadowResponse {
+  return { shadow: undefined, reload: undefined };
+}
+
+export const PromoteShadowResponse: MessageFns<PromoteShadowResponse> = {
+  encode(message: PromoteShadowResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shadow !== undefined) {
+      Shadow.encode(message.shadow, writer.uint32(10).fork()).join();
+    }
+    if (message.reload !== undefined) {
+      ReloadPoliciesResponse.encode(message.reload, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PromoteShadowResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePromoteShadowResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.shadow = Shadow.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reload = ReloadPoliciesResponse.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PromoteShadowResponse {
+    return {
+      shadow: isSet(object.shadow) ? Shadow.fromJSON(object.shadow) : undefined,
+      reload: isSet(object.reload) ? ReloadPoliciesResponse.fromJSON(object.reload) : undefined,
+    };
+  },
+
+  toJSON(message: PromoteShadowResponse): unknown {
+    const obj: any = {};
+    if (message.shadow !== undefined) {
+      obj.shadow = Shadow.toJSON(message.shadow);
+    }
+    if (message.reload !== undefined) {
+      obj.reload = ReloadPoliciesResponse.toJSON(message.reload);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<PromoteShadowResponse>): PromoteShadowResponse {
+    return PromoteShadowResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PromoteShadowResponse>): PromoteShadowResponse {
+    const message = createBasePromoteShadowResponse();
+    message.shadow = (object.shadow !== undefined && object.shadow !== null)
+      ? Shadow.fromPartial(object.shadow)
+      : undefined;
+    message.reload = (object.reload !== undefined && object.reload !== null)
+      ? ReloadPoliciesResponse.fromPartial(object.reload)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseStopShadowRequest(): StopShadowRequest {
+  return {};
+}
+
+export const StopShadowRequest: MessageFns<StopShadowRequest> = {
+  encode(_: StopShadowRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StopShadowRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStopShadowRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): StopShadowRequest {
+    return {};
+  },
+
+  toJSON(_: StopShadowRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create(base?: DeepPartial<StopShadowRequest>): StopShadowRequest {
+    return StopShadowRequest.fromPartial(base ?? {});
+  },
+  fromPartial(_: DeepPartial<StopShadowRequest>): StopShadowRequest {
+    const message = createBaseStopShadowRequest();
+    return message;
+  },
+};
+
+function createBaseStopShadowResponse(): StopShadowResponse {
+  return { shadow: undefined };
+}
+
+export const StopShadowResponse: MessageFns<StopShadowResponse> = {
+  encode(message: StopShadowResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shadow !== undefined) {
+      Shadow.encode(message.shadow, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StopShadowResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStopShadowResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.shadow = Shadow.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StopShadowResponse {
+    return { shadow: isSet(object.shadow) ? Shadow.fromJSON(object.shadow) : undefined };
+  },
+
+  toJSON(message: StopShadowResponse): unknown {
+    const obj: any = {};
+    if (message.shadow !== undefined) {
+      obj.shadow = Shadow.toJSON(message.shadow);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<StopShadowResponse>): StopShadowResponse {
+    return StopShadowResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<StopShadowResponse>): StopShadowResponse {
+    const message = createBaseStopShadowResponse();
+    message.shadow = (object.shadow !== undefined && object.shadow !== null)
+      ? Shadow.fromPartial(object.shadow)
+      : undefined;
+    return message;
+  },
+};
+
 /** Inspect, reload and try out the Rego policy set. */
 export type PolicyServiceService = typeof PolicyServiceService;
 export const PolicyServiceService = {
@@ -3216,6 +4355,61 @@ export const PolicyServiceService = {
       Buffer.from(ReplayPolicyResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReplayPolicyResponse => ReplayPolicyResponse.decode(value),
   },
+  /**
+   * Load a candidate set beside the active one: a sampled share of live
+   * decisions is also evaluated by it, off the answer path, and each
+   * disagreement recorded. A candidate that does not check or whose tests
+   * fail is refused (FAILED_PRECONDITION), nothing loaded; so is a second
+   * shadow while one runs (SHADOW_RUNNING, naming it).
+   */
+  startShadow: {
+    path: "/interlock.v1.PolicyService/StartShadow" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StartShadowRequest): Buffer => Buffer.from(StartShadowRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StartShadowRequest => StartShadowRequest.decode(value),
+    responseSerialize: (value: StartShadowResponse): Buffer => Buffer.from(StartShadowResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StartShadowResponse => StartShadowResponse.decode(value),
+  },
+  /**
+   * The running shadow (or the last one) and its transition matrix so far,
+   * every replica's counts summed. NO_SHADOW when none was ever started.
+   */
+  getShadowStatus: {
+    path: "/interlock.v1.PolicyService/GetShadowStatus" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetShadowStatusRequest): Buffer =>
+      Buffer.from(GetShadowStatusRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetShadowStatusRequest => GetShadowStatusRequest.decode(value),
+    responseSerialize: (value: GetShadowStatusResponse): Buffer =>
+      Buffer.from(GetShadowStatusResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetShadowStatusResponse => GetShadowStatusResponse.decode(value),
+  },
+  /**
+   * Make the running shadow's candidate active through the reload path (its
+   * tests, the replay, the widening budget) and end the shadow.
+   */
+  promoteShadow: {
+    path: "/interlock.v1.PolicyService/PromoteShadow" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PromoteShadowRequest): Buffer => Buffer.from(PromoteShadowRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PromoteShadowRequest => PromoteShadowRequest.decode(value),
+    responseSerialize: (value: PromoteShadowResponse): Buffer =>
+      Buffer.from(PromoteShadowResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): PromoteShadowResponse => PromoteShadowResponse.decode(value),
+  },
+  /** Drop the running shadow; its counts stay recorded. */
+  stopShadow: {
+    path: "/interlock.v1.PolicyService/StopShadow" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StopShadowRequest): Buffer => Buffer.from(StopShadowRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StopShadowRequest => StopShadowRequest.decode(value),
+    responseSerialize: (value: StopShadowResponse): Buffer => Buffer.from(StopShadowResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StopShadowResponse => StopShadowResponse.decode(value),
+  },
 } as const;
 
 export interface PolicyServiceServer extends UntypedServiceImplementation {
@@ -3234,6 +4428,26 @@ export interface PolicyServiceServer extends UntypedServiceImplementation {
    * compile or check is refused (FAILED_PRECONDITION), nothing loaded.
    */
   replayPolicy: handleServerStreamingCall<ReplayPolicyRequest, ReplayPolicyResponse>;
+  /**
+   * Load a candidate set beside the active one: a sampled share of live
+   * decisions is also evaluated by it, off the answer path, and each
+   * disagreement recorded. A candidate that does not check or whose tests
+   * fail is refused (FAILED_PRECONDITION), nothing loaded; so is a second
+   * shadow while one runs (SHADOW_RUNNING, naming it).
+   */
+  startShadow: handleUnaryCall<StartShadowRequest, StartShadowResponse>;
+  /**
+   * The running shadow (or the last one) and its transition matrix so far,
+   * every replica's counts summed. NO_SHADOW when none was ever started.
+   */
+  getShadowStatus: handleUnaryCall<GetShadowStatusRequest, GetShadowStatusResponse>;
+  /**
+   * Make the running shadow's candidate active through the reload path (its
+   * tests, the replay, the widening budget) and end the shadow.
+   */
+  promoteShadow: handleUnaryCall<PromoteShadowRequest, PromoteShadowResponse>;
+  /** Drop the running shadow; its counts stay recorded. */
+  stopShadow: handleUnaryCall<StopShadowRequest, StopShadowResponse>;
 }
 
 export interface PolicyServiceClient extends Client {
@@ -3302,6 +4516,82 @@ export interface PolicyServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<ReplayPolicyResponse>;
+  /**
+   * Load a candidate set beside the active one: a sampled share of live
+   * decisions is also evaluated by it, off the answer path, and each
+   * disagreement recorded. A candidate that does not check or whose tests
+   * fail is refused (FAILED_PRECONDITION), nothing loaded; so is a second
+   * shadow while one runs (SHADOW_RUNNING, naming it).
+   */
+  startShadow(
+    request: StartShadowRequest,
+    callback: (error: ServiceError | null, response: StartShadowResponse) => void,
+  ): ClientUnaryCall;
+  startShadow(
+    request: StartShadowRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StartShadowResponse) => void,
+  ): ClientUnaryCall;
+  startShadow(
+    request: StartShadowRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StartShadowResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The running shadow (or the last one) and its transition matrix so far,
+   * every replica's counts summed. NO_SHADOW when none was ever started.
+   */
+  getShadowStatus(
+    request: GetShadowStatusRequest,
+    callback: (error: ServiceError | null, response: GetShadowStatusResponse) => void,
+  ): ClientUnaryCall;
+  getShadowStatus(
+    request: GetShadowStatusRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetShadowStatusResponse) => void,
+  ): ClientUnaryCall;
+  getShadowStatus(
+    request: GetShadowStatusRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetShadowStatusResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Make the running shadow's candidate active through the reload path (its
+   * tests, the replay, the widening budget) and end the shadow.
+   */
+  promoteShadow(
+    request: PromoteShadowRequest,
+    callback: (error: ServiceError | null, response: PromoteShadowResponse) => void,
+  ): ClientUnaryCall;
+  promoteShadow(
+    request: PromoteShadowRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: PromoteShadowResponse) => void,
+  ): ClientUnaryCall;
+  promoteShadow(
+    request: PromoteShadowRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: PromoteShadowResponse) => void,
+  ): ClientUnaryCall;
+  /** Drop the running shadow; its counts stay recorded. */
+  stopShadow(
+    request: StopShadowRequest,
+    callback: (error: ServiceError | null, response: StopShadowResponse) => void,
+  ): ClientUnaryCall;
+  stopShadow(
+    request: StopShadowRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StopShadowResponse) => void,
+  ): ClientUnaryCall;
+  stopShadow(
+    request: StopShadowRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StopShadowResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const PolicyServiceClient = makeGenericClientConstructor(
