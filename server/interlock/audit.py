@@ -68,6 +68,7 @@ LEARNING_SIGNALS = "learning_signals.jsonl"
 APPROVALS_LOG = "approvals.jsonl"
 ACCESS_DENIALS = "access_denials.jsonl"
 POLICY_CHANGES = "policy_changes.jsonl"
+TRUST_LOG = "trust.jsonl"
 FILES = (
     TOOL_EXECUTION_LOG,
     STATE_TRANSITIONS,
@@ -76,6 +77,7 @@ FILES = (
     APPROVALS_LOG,
     ACCESS_DENIALS,
     POLICY_CHANGES,
+    TRUST_LOG,
 )
 TAIL_BYTES = 64 * 1024
 GENESIS = "0" * 64
@@ -584,6 +586,7 @@ __all__ = [
     "ROLLBACK_EVENTS",
     "STATE_TRANSITIONS",
     "TOOL_EXECUTION_LOG",
+    "TRUST_LOG",
     "AuditLog",
     "FileReport",
     "Problem",

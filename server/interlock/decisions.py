@@ -52,6 +52,14 @@ from interlock.metrics import Metrics
 from interlock.policy.cache import DecisionCache
 from interlock.policy.engine import PolicyDecision
 from interlock.policy.manager import PolicyManager
+from interlock.trust import (
+    BAD_OUTCOMES,
+    DENIAL,
+    TrustBook,
+    TrustChange,
+    TrustChanged,
+    TrustParams,
+)
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +191,8 @@ class DecisionService:
         self._cache_hits = metrics.decision_cache_hits
         self.decision_counts: dict[str, int] = {}
         self.approvals = Approvals(journal, metrics)
+        self.trust = TrustBook(journal, metrics)
+        self.approvals.denied.append(self._approval_denied)
 
     # Building the input ----------------------------------------------------
 
@@ -257,8 +267,24 @@ class DecisionService:
         except Exception:  # the store is down: the hold stays until its step ends again
             log.exception("could not release the LIVE hold of %s", decision_id)
 
+    def trust_params(self) -> TrustParams:
+        """The trust rules of the active policy set (:mod:`interlock.trust`)."""
+        active = self.policies.active
+        return self.trust.params(active.revision, active.policy_set.data)
+
+    def _approval_denied(self, approval: Approval) -> None:
+        """A human denied what the policy sent to approval: a bad outcome of the pair."""
+        self.trust.record_later(
+            approval.agent_id, approval.tool, DENIAL, "LIVE", self.trust_params()
+        )
+
     def build_input(
-        self, call: ToolCall, catalog: Catalog, *, live_in_flight: int | None = None
+        self,
+        call: ToolCall,
+        catalog: Catalog,
+        *,
+        live_in_flight: int | None = None,
+        trust: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         tool = catalog.tool(call.tool)
         agent = catalog.agent(call.agent_id)
@@ -275,6 +301,7 @@ class DecisionService:
             },
             "switches": self.config.switch_overrides(),
             "plan": {"plan_id": call.plan_id, "step_id": call.step_id},
+            "trust": trust if trust is not None else {"state": "TRUSTED", "failures": 0},
         }
 
     # Deciding --------------------------------------------------------------
@@ -408,7 +435,10 @@ class DecisionService:
 
     async def _evaluate_call(self, call: ToolCall, catalog: Catalog, counted: int) -> _Evaluated:
         """The policy's answer for the call with ``counted`` LIVE executions in flight."""
-        policy_input = self.build_input(call, catalog, live_in_flight=counted)
+        trust = await self.trust.policy_view(
+            call.agent_id, call.tool, self.trust_params(), time.time()
+        )
+        policy_input = self.build_input(call, catalog, live_in_flight=counted, trust=trust)
         input_json = canonical_json(policy_input)  # once: hashed, and kept for replay
         input_hash = _hash(input_json)
         decision, revision, fail_closed = await self.evaluate(policy_input, input_hash, live=True)
@@ -697,24 +727,53 @@ class DecisionService:
             duration_seconds=duration_seconds,
             reported_at=time.time(),
         )
-        try:
-            await self.journal.record(
-                ResultReported(result, decision, release_hold=self.journal.shared)
-            )
-        except AlreadyExists:
-            raise AlreadyExists(
-                f"a result for decision {decision_id} was already reported",
-                reason="RESULT_ALREADY_REPORTED",
-            ) from None
+        change = await self._record_result(result, decision)
+        if change is not None:
+            self.trust.committed(change)
         self._live.pop(decision_id, None)
         self.metrics.results.labels(result.tool, result.mode, result.outcome).inc()
         return result
+
+    async def _record_result(
+        self, result: ResultRecord, decision: Mapping[str, Any]
+    ) -> TrustChange | None:
+        """Commit a result with the change it makes to its pair's trust, in one
+        transaction; when another writer changed the pair meanwhile, again."""
+        kind = BAD_OUTCOMES.get(result.outcome, "clean")
+        params = self.trust_params()
+        fresh = False
+        while True:
+            change = await self.trust.outcome(
+                result.agent_id,
+                result.tool,
+                kind,
+                result.mode,
+                params,
+                result.reported_at,
+                fresh=fresh,
+            )
+            reported = ResultReported(result, decision, release_hold=self.journal.shared)
+            try:
+                if change is None:
+                    await self.journal.record(reported)
+                else:
+                    await self.journal.record(reported, change)
+            except AlreadyExists:
+                raise AlreadyExists(
+                    f"a result for decision {result.decision_id} was already reported",
+                    reason="RESULT_ALREADY_REPORTED",
+                ) from None
+            except TrustChanged:
+                fresh = True
+                continue
+            return change
 
     def restore(self) -> None:
         """Rebuild the LIVE-in-flight set from the store after a restart."""
         now = time.time()
         rows = self.journal.decisions.live_unreported(now)
         self._live = {row["decision_id"]: row["live_deadline"] for row in rows}
+        self.trust.start()
 
 
 __all__ = [

@@ -53,7 +53,11 @@ from interlock.policy.manager import PolicyManager
 
 log = logging.getLogger(__name__)
 
-GUARDED_SERVICES = ("/interlock.v1.ControlPlane/", "/interlock.v1.PolicyService/")
+GUARDED_SERVICES = (
+    "/interlock.v1.ControlPlane/",
+    "/interlock.v1.PolicyService/",
+    "/interlock.v1.TrustService/",
+)
 AS_AGENT = frozenset({"RequestToolCall", "ReportToolResult", "PullWork"})
 CACHE_SIZE = 4096
 
@@ -173,6 +177,8 @@ class Guard:
             "principal": principal.as_input(),
             "request": {"agent_id": request.agent_id} if name in AS_AGENT else {},
         }
+        if name == "ResetTrust":  # whose pair it is: nobody resets their own
+            doc["request"] = {"agent_id": request.agent_id}
         if name == "ResolveApproval":
             approval = await self.approvals.get(request.approval_id)  # NOT_FOUND when unknown
             doc["approval"] = {

@@ -30,6 +30,16 @@ Plans and approvals:
     APPROVAL_MISMATCH, ALREADY_APPROVED_BY_YOU, ...); each is also an
     access_denials.jsonl line.
 
+Shadow evaluation (docs/policies.md):
+
+``interlock_policy_shadow_evaluations_total{result}``
+    Sampled live decisions evaluated again by the shadow candidate, by
+    result (``agreed``, ``disagreed``, ``error``), and those ``dropped``
+    because the shadow's queue was full (never evaluated, never waited for).
+``interlock_policy_shadow_disagreements_total{from_verdict,from_mode,to_verdict,to_mode}``
+    Decisions the candidate answered otherwise than the active set: from the
+    active set's verdict and mode to the candidate's.
+
 Security:
 
 ``interlock_auth_failures_total{reason}``
@@ -145,6 +155,20 @@ class Metrics:
             "interlock_policy_reloads_total",
             "Policy reload attempts, by result (applied, unchanged, refused).",
             ["result"],
+            registry=r,
+        )
+        self.shadow_evaluations = Counter(
+            "interlock_policy_shadow_evaluations_total",
+            "Sampled live decisions the shadow candidate evaluated, by result "
+            "(agreed, disagreed, error, dropped: the queue was full).",
+            ["result"],
+            registry=r,
+        )
+        self.shadow_disagreements = Counter(
+            "interlock_policy_shadow_disagreements_total",
+            "Decisions the shadow candidate answered otherwise than the active set, "
+            "from the active verdict and mode to the candidate's.",
+            ["from_verdict", "from_mode", "to_verdict", "to_mode"],
             registry=r,
         )
         self.policy_loaded = Gauge(

@@ -115,6 +115,23 @@ def input_keys(policy_set: PolicySet) -> frozenset[str] | None:
     return frozenset(keys)
 
 
+def rebase_input(
+    catalog: Catalog, policy_input: dict[str, Any], tool_name: str, agent_id: str
+) -> tuple[dict[str, Any] | None, str]:
+    """A recorded input with the candidate's contract for its tool and grants
+    for its agent (what is policy comes from the candidate, what is of the
+    moment from the record); (None, why) when the candidate's catalog lacks either."""
+    tool = catalog.tools.get(tool_name)
+    agent = catalog.agents.get(agent_id)
+    if tool is None:
+        return None, f"tool {tool_name!r} is not in the candidate's catalog"
+    if agent is None:
+        return None, f"agent {agent_id!r} is not in the candidate's catalog"
+    policy_input["contract"] = tool.policy_view()
+    policy_input["agent"] = {"id": agent.id, "permissions": list(agent.permissions)}
+    return policy_input, ""
+
+
 @dataclass(frozen=True)
 class ReplayQuery:
     since: float = 0.0
@@ -208,12 +225,6 @@ class Replay:
 
     def _input(self, row: dict[str, Any]) -> tuple[dict[str, Any] | None, bool, str]:
         """(the input to give the candidate, reconstructed?, why it can't be built)."""
-        tool = self.catalog.tools.get(row["tool"])
-        agent = self.catalog.agents.get(row["agent_id"])
-        if tool is None:
-            return None, False, f"tool {row['tool']!r} is not in the candidate's catalog"
-        if agent is None:
-            return None, False, f"agent {row['agent_id']!r} is not in the candidate's catalog"
         raw = row.get("input")
         if raw:
             policy_input = orjson.loads(raw)
@@ -228,9 +239,8 @@ class Replay:
                 "plan": {"plan_id": row["plan_id"], "step_id": row["step_id"]},
             }
             reconstructed = True
-        policy_input["contract"] = tool.policy_view()
-        policy_input["agent"] = {"id": agent.id, "permissions": list(agent.permissions)}
-        return policy_input, reconstructed, ""
+        rebased, problem = rebase_input(self.catalog, policy_input, row["tool"], row["agent_id"])
+        return rebased, reconstructed, problem
 
     def _key(self, policy_input: dict[str, Any]) -> bytes:
         if self._keys is not None:
@@ -491,6 +501,7 @@ __all__ = [
     "classify",
     "embedded_evaluator",
     "input_keys",
+    "rebase_input",
     "replay",
     "replay_candidate",
 ]

@@ -31,6 +31,7 @@ from interlock.api.health_service import HealthService
 from interlock.api.interceptors import ServerInterceptor
 from interlock.api.limits import RequestLimits, request_types
 from interlock.api.policy_service import PolicyService
+from interlock.api.trust import TrustService
 from interlock.audit import POLICY_CHANGES, AuditLog
 from interlock.auth import PrincipalDirectory
 from interlock.config import ServerConfig
@@ -57,6 +58,8 @@ from interlock.v1 import (
     control_plane_pb2_grpc,
     policy_service_pb2,
     policy_service_pb2_grpc,
+    trust_pb2,
+    trust_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     control_plane_pb2.DESCRIPTOR.services_by_name["ControlPlane"].full_name,
     policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
+    trust_pb2.DESCRIPTOR.services_by_name["TrustService"].full_name,
 )
 ENGINE_CHECK_SECONDS = 1.0
 
@@ -256,6 +260,7 @@ class InterlockServer:
         policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(
             PolicyService(self.policies, self.decisions, self.sandbox), server
         )
+        trust_pb2_grpc.add_TrustServiceServicer_to_server(TrustService(self.decisions), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (

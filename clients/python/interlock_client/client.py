@@ -930,6 +930,41 @@ class InterlockClient:
         finally:
             call.cancel()
 
+    async def start_shadow(
+        self, policy_files: Mapping[str, str], *, sample: float = 0.0
+    ) -> policy_service_pb2.StartShadowResponse:
+        """Load a candidate set (its files, tests included) beside the active one;
+        ``sample`` of the live decisions (0: the server's default, 0.1) are also
+        evaluated by it. Refused (FAILED_PRECONDITION) when the candidate does not
+        check, its tests fail, or a shadow already runs (SHADOW_RUNNING)."""
+        request = policy_service_pb2.StartShadowRequest(sample=sample)
+        request.policy_set.files.update(dict(policy_files))
+        return await self._call(self.policy_service.StartShadow, request, idempotent=False)
+
+    async def shadow_status(self) -> policy_service_pb2.GetShadowStatusResponse:
+        """The running (or last) shadow and its transition matrix so far."""
+        return await self._call(
+            self.policy_service.GetShadowStatus,
+            policy_service_pb2.GetShadowStatusRequest(),
+            idempotent=True,
+        )
+
+    async def promote_shadow(
+        self, *, accept_widening: bool = False, reason: str = ""
+    ) -> policy_service_pb2.PromoteShadowResponse:
+        """Make the running shadow's candidate active (through the reload gate)."""
+        return await self._call(
+            self.policy_service.PromoteShadow,
+            policy_service_pb2.PromoteShadowRequest(accept_widening=accept_widening, reason=reason),
+            idempotent=False,
+        )
+
+    async def stop_shadow(self) -> policy_service_pb2.StopShadowResponse:
+        """Drop the running shadow."""
+        return await self._call(
+            self.policy_service.StopShadow, policy_service_pb2.StopShadowRequest(), idempotent=False
+        )
+
 
 __all__ = [
     "DEFAULT_TARGET",

@@ -38,7 +38,7 @@ _as_agent := {"RequestToolCall", "ReportToolResult", "PullWork"}
 
 _planning := {"SubmitPlan", "CancelPlan"}
 
-_known := ((_reads | _as_agent) | _planning) | {"ResolveApproval", "ReloadPolicies", "EvaluatePolicy", "UseConsole"}
+_known := ((_reads | _as_agent) | _planning) | {"GetTrust", "ResetTrust", "ResolveApproval", "ReloadPolicies", "EvaluatePolicy", "UseConsole"}
 
 _p := object.get(input, "principal", {})
 
@@ -142,6 +142,34 @@ _allowed if {
 _allowed if {
 	_method == "UseConsole"
 	_staff
+}
+
+# Trust (docs/trust.md): every principal may read it; approvers (roles in
+# config.authz.trust_reset_roles) and admins reset a pair, never as the agent
+# whose pair it is.
+_allowed if _method == "GetTrust"
+
+_trust_resetter if _admin
+
+_trust_resetter if {
+	some role in object.get(_p, "roles", [])
+	role in object.get(config.authz, "trust_reset_roles", [])
+}
+
+_allowed if {
+	_method == "ResetTrust"
+	_trust_resetter
+	not _acts_as(_agent_id)
+}
+
+denials contains sprintf("%v may not ResetTrust: it takes an admin or one of the roles %v", [_who, object.get(config.authz, "trust_reset_roles", [])]) if {
+	_method == "ResetTrust"
+	not _trust_resetter
+}
+
+denials contains sprintf("%v acts as agent %v and may not reset its own trust", [_who, _agent_name]) if {
+	_method == "ResetTrust"
+	_acts_as(_agent_id)
 }
 
 # Why a call is refused, in words.

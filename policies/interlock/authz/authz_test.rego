@@ -158,3 +158,26 @@ test_console_is_for_operators_and_admins if {
 	not authz.main.allow with input as _call("UseConsole", _planner)
 	authz.main.reason == "agent1 may not use the console: it is for operators and admins, not agent principals" with input as _call("UseConsole", _agent)
 }
+
+test_anyone_reads_trust if {
+	authz.main.allow with input as {"method": "GetTrust", "principal": {"id": "a1", "kind": "agent", "agents": ["agent1"]}}
+}
+
+test_an_approver_resets_trust if {
+	authz.main.allow with input as {"method": "ResetTrust", "principal": {"id": "op", "kind": "operator", "roles": ["approver"]}, "request": {"agent_id": "agent1"}}
+		with data.interlock.config.authz.trust_reset_roles as ["approver"]
+}
+
+test_an_operator_without_the_role_may_not_reset_trust if {
+	d := authz.main with input as {"method": "ResetTrust", "principal": {"id": "op", "kind": "operator", "roles": []}, "request": {"agent_id": "agent1"}}
+		with data.interlock.config.authz.trust_reset_roles as ["approver"]
+	not d.allow
+	d.reason == "op may not ResetTrust: it takes an admin or one of the roles [\"approver\"]"
+}
+
+test_nobody_resets_their_own_trust if {
+	d := authz.main with input as {"method": "ResetTrust", "principal": {"id": "a1", "kind": "agent", "roles": ["approver"], "agents": ["agent1"]}, "request": {"agent_id": "agent1"}}
+		with data.interlock.config.authz.trust_reset_roles as ["approver"]
+	not d.allow
+	d.reason == "a1 acts as agent agent1 and may not reset its own trust"
+}

@@ -10,6 +10,7 @@
 package interlock.escalation
 
 import data.interlock.config
+import data.interlock.trust
 
 # The switches in force: the data defaults, overridden by input.switches.
 # (Switches that are not an object are ignored here; the decision rule denies them.)
@@ -50,6 +51,12 @@ live_caps[2] := sprintf("confidence %v is below the global LIVE floor %v", [_fmt
 live_caps[3] := sprintf("%v LIVE executions are in flight and the cap is %v", [_fmt(_live_in_flight), _fmt(switches.max_concurrent_live)]) if {
 	base_mode == "LIVE"
 	_live_in_flight >= switches.max_concurrent_live
+}
+
+# The (agent, tool) pair is demoted (input.trust; the trust policy).
+live_caps[4] := trust.reason if {
+	base_mode == "LIVE"
+	trust.capped
 }
 
 # METADATA

@@ -371,3 +371,26 @@ test_input_switches_set_the_floor_and_the_cap if {
 		],
 	} with input as object.union(_low(0.9), {"switches": {"live_confidence_floor": 0.95, "max_concurrent_live": 0}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
+
+test_a_demoted_pair_is_capped_at_dry_run_with_the_reason if {
+	reason := "form_fill demoted for agent1 until 12:04:00 UTC after 3 failures in 10 min"
+	call := {
+		"tool": "form_fill", "agent": {"id": "agent1"}, "confidence": 0.95,
+		"contract": {"risk": "MEDIUM", "reversible": true},
+		"switches": {}, "counts": {"live_in_flight": 0},
+		"trust": {"state": "DEMOTED", "failures": 0, "reason": reason},
+	}
+	escalation.mode == "DRY_RUN" with input as call with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
+	reason in escalation.reasons with input as call with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
+	not escalation.needs_approval with input as call with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
+}
+
+test_a_trusted_pair_keeps_live if {
+	call := {
+		"tool": "form_fill", "agent": {"id": "agent1"}, "confidence": 0.95,
+		"contract": {"risk": "MEDIUM", "reversible": true},
+		"switches": {}, "counts": {"live_in_flight": 0},
+		"trust": {"state": "TRUSTED", "failures": 2},
+	}
+	escalation.mode == "LIVE" with input as call with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
+}

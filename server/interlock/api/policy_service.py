@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from interlock.api import shadow as shadow_api
 from interlock.api.convert import dict_to_struct, mode_pb, struct_to_dict, timestamp, verdict_pb
 from interlock.auth import current_principal
 from interlock.decisions import DecisionService, ToolCall, fail_closed_reason
@@ -33,6 +34,7 @@ from interlock.policy.gate import ReloadRequest
 from interlock.policy.manager import PolicyManager
 from interlock.policy.sandbox import PolicySandbox, timed_out
 from interlock.replay import ReplayQuery, replay_candidate
+from interlock.shadow import ShadowRunner
 from interlock.v1 import policy_service_pb2 as pb
 from interlock.v1 import policy_service_pb2_grpc as pb_grpc
 
@@ -42,11 +44,16 @@ SANDBOX_ENGINE = "embedded"
 
 class PolicyService(pb_grpc.PolicyServiceServicer):
     def __init__(
-        self, policies: PolicyManager, decisions: DecisionService, sandbox: PolicySandbox
+        self,
+        policies: PolicyManager,
+        decisions: DecisionService,
+        sandbox: PolicySandbox,
+        shadow: ShadowRunner,
     ) -> None:
         self.policies = policies
         self.decisions = decisions
         self.sandbox = sandbox
+        self.shadow = shadow
 
     async def GetPolicyStatus(
         self, request: pb.GetPolicyStatusRequest, context: grpc.aio.ServicerContext
@@ -158,6 +165,27 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
     ) -> AsyncIterator[pb.ReplayPolicyResponse]:
         async for response in replay_policy(self, request):
             yield response
+
+    async def StartShadow(
+        self, request: pb.StartShadowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StartShadowResponse:
+        return await shadow_api.start(self.shadow, request)
+
+    async def GetShadowStatus(
+        self, request: pb.GetShadowStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetShadowStatusResponse:
+        report = await self.shadow.status()
+        return shadow_api.status_pb(report, replay_report_pb(report))
+
+    async def PromoteShadow(
+        self, request: pb.PromoteShadowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PromoteShadowResponse:
+        return await shadow_api.promote(self.shadow, request)
+
+    async def StopShadow(
+        self, request: pb.StopShadowRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StopShadowResponse:
+        return await shadow_api.stop(self.shadow)
 
 
 _CHANGE = {

@@ -90,6 +90,9 @@ class Approvals:
         self._task: asyncio.Task[None] | None = None
         self.listeners: list[Callable[[Approval], None]] = []
         """Called after every committed change of state (the orchestrator wakes plans)."""
+        self.denied: list[Callable[[Approval], None]] = []
+        """Called once, on the replica that committed it, after a human denies an
+        approval (the pair's trust counts it: :mod:`interlock.trust`)."""
         self.metrics.track_approvals(self.pending_since)
 
     def pending_since(self) -> list[float]:
@@ -391,7 +394,7 @@ class Approvals:
         if not approve:
             after.state, after.reason, after.resolved_by = "DENIED", reason, principal
             self.metrics.approvals.labels("denied").inc()
-            return await self._commit(
+            denied = await self._commit(
                 approval,
                 after,
                 "DENIED",
@@ -399,6 +402,9 @@ class Approvals:
                 reason,
                 f"approval {approval_id} for {approval.tool} denied by {principal}: {reason}",
             )
+            for listener in self.denied:
+                listener(denied)
+            return denied
         after.approvals.append(
             {"principal": principal, "roles": sorted(set(roles)), "at": now, "reason": reason}
         )

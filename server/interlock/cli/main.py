@@ -43,6 +43,7 @@ from interlock.cli.common import (
 from interlock.cli.output import print_error
 from interlock.cli.replay import add_parser as add_replay_parser
 from interlock.cli.serve import _add_config_flags, cmd_serve, run_server, setup_logging
+from interlock.cli.shadow import add_parser as add_shadow_parser
 from interlock.v1 import observe_pb2, plans_pb2
 
 # The parser ---------------------------------------------------------------------
@@ -266,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(handler=cmd_policy_eval, parser=evaluate)
     add_replay_parser(policy_commands, client)
+    add_shadow_parser(policy_commands, client)
 
     health = commands.add_parser("health", parents=client, help="the server's health")
     health.set_defaults(handler=cmd_health, parser=health)

@@ -21,6 +21,7 @@ Layout::
     backend.py   SQLite and PostgreSQL: the writer's connection, reads
     writer.py    the group-commit writer thread, the outbox, faults
     repos.py     typed reads: decisions, plans, approvals, events, signals
+    shadow.py    shadow evaluation's reads and rows
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from interlock.journal.repos import (
     Signals,
 )
 from interlock.journal.schema import SCHEMA_VERSION, SchemaTooNew
+from interlock.journal.shadow import Shadows
 from interlock.journal.writer import EVENTS_CHANNEL, Writer
 from interlock.metrics import Metrics
 
@@ -81,6 +83,7 @@ class Journal:
         self.audit_lines = AuditLines(backend)
         self.live_holds = LiveHolds(backend)
         self.replicas = Replicas(backend)
+        self.shadows = Shadows(backend)
 
     @property
     def dialect(self) -> str:

@@ -314,6 +314,38 @@ MIGRATIONS = (
 )
 
 
+def _trust_pairs(real: str) -> tuple[str, ...]:
+    """Version 8: the trust state of each (agent, tool) pair (issue 16, item 2)."""
+    return (
+        f"""CREATE TABLE IF NOT EXISTS trust_pairs (
+    agent_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'TRUSTED',
+    failures TEXT NOT NULL DEFAULT '[]',
+    demoted_at {real} NOT NULL DEFAULT 0,
+    demoted_until {real} NOT NULL DEFAULT 0,
+    demotions INTEGER NOT NULL DEFAULT 0,
+    clean_runs INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    version INTEGER NOT NULL DEFAULT 0,
+    updated_at {real} NOT NULL DEFAULT 0,
+    PRIMARY KEY (agent_id, tool)
+)""",
+        "CREATE INDEX IF NOT EXISTS trust_pairs_by_tool ON trust_pairs (tool, state)",
+    )
+
+
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        8,
+        "trust_pairs: demotion and promotion of each (agent, tool) pair",
+        _trust_pairs("REAL"),
+        _trust_pairs("DOUBLE PRECISION"),
+    ),
+)
+
+
 # Migrations are applied in version order, whichever block above added them.
 MIGRATIONS = tuple(sorted(MIGRATIONS, key=lambda m: m.version))
 if len({m.version for m in MIGRATIONS}) != len(MIGRATIONS):

@@ -64,6 +64,7 @@ class ReloadOutcome:
 
 
 ReloadCallback = Callable[[ReloadOutcome], Awaitable[None]]
+Commit = Callable[[PolicySet], Awaitable[None]]
 Gate = Callable[
     [PolicySet, Catalog, CompiledPolicy, PolicyEngine, ReloadRequest],
     Awaitable[dict[str, Any]],
@@ -123,10 +124,21 @@ class PolicyManager:
             self._watch_task = asyncio.create_task(self._watch(), name="policy-watch")
 
     async def reload(
-        self, trigger: str = "rpc", request: ReloadRequest | None = None
+        self,
+        trigger: str = "rpc",
+        request: ReloadRequest | None = None,
+        *,
+        given: PolicySet | None = None,
+        commit: Commit | None = None,
     ) -> ReloadOutcome:
         """Re-read the folder and swap the set in if it changed, checks and
-        passes the gate."""
+        passes the gate.
+
+        ``given``: swap in this set instead of the folder's (a shadow's
+        promotion), by the same checks and gate; ``commit`` is awaited after
+        the gate passes and before the swap (it records the change and writes
+        the set into the folder, so a restart and the watcher keep it); when it
+        raises, nothing is swapped."""
         request = request or ReloadRequest()
         request.check()
         who = request.principal
@@ -134,7 +146,10 @@ class PolicyManager:
             previous = self.active
             self._fingerprint = dir_fingerprint(self.policy_dir)
             try:
-                policy_set = await asyncio.to_thread(PolicySet.from_dir, self.policy_dir)
+                if given is not None:
+                    policy_set = given
+                else:
+                    policy_set = await asyncio.to_thread(PolicySet.from_dir, self.policy_dir)
                 if policy_set.revision == previous.revision:
                     outcome = ReloadOutcome(
                         True,
@@ -147,14 +162,17 @@ class PolicyManager:
                 else:
                     gate_record: dict[str, Any] | None = None
                     catalog, compiled = await self.prepare(policy_set)
-                    if self._gate is not None:
-                        try:
+                    try:
+                        if self._gate is not None:
                             gate_record = await self._gate(
                                 policy_set, catalog, compiled, self.engine, request
                             )
-                        except BaseException:
-                            await compiled.release()
-                            raise
+                        if commit is not None:
+                            await commit(policy_set)
+                            self._fingerprint = dir_fingerprint(self.policy_dir)
+                    except BaseException:
+                        await compiled.release()
+                        raise
                     self._active = ActivePolicy(policy_set, catalog, compiled, time.time())
                     self.reloads += 1
                     self.last_error = ""

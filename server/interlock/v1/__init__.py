@@ -20,6 +20,8 @@ from interlock_client.v1 import (
     plans_pb2_grpc,
     policy_service_pb2,
     policy_service_pb2_grpc,
+    trust_pb2,
+    trust_pb2_grpc,
     types_pb2,
     types_pb2_grpc,
 )
@@ -33,6 +35,8 @@ __all__ = [
     "plans_pb2_grpc",
     "policy_service_pb2",
     "policy_service_pb2_grpc",
+    "trust_pb2",
+    "trust_pb2_grpc",
     "types_pb2",
     "types_pb2_grpc",
 ]
