@@ -182,6 +182,10 @@ class DecisionService:
         self.live_refusal: Callable[[], str] | None = None
         """Why this replica refuses LIVE now ("" when it does not): replicas
         serving different policy revisions (:mod:`interlock.replicas`)."""
+        self.on_decided: Callable[[DecisionRecord, PolicyDecision, str], None] | None = None
+        """Told (on the event loop, without awaiting) of each recorded decision:
+        the record, the active set's answer and the canonical input (the
+        shadow's sampler, :mod:`interlock.shadow`)."""
         self.on_schema_failure: Callable[[str, str, list[str]], None] | None = None
         """Told (on the event loop) when a call is refused for breaking its tool's
         argument schema: (tool, agent, the violations' fields), for the learning signals."""
@@ -628,6 +632,8 @@ class DecisionService:
             self.approvals.created(approval)
         self.metrics.decisions.labels(record.verdict, record.mode, record.tool).inc()
         self.decision_counts[record.verdict] = self.decision_counts.get(record.verdict, 0) + 1
+        if self.on_decided is not None:  # shadow evaluation: queued, never awaited
+            self.on_decided(record, evaluated.decision, input_json)
         self.metrics.decision_latency.observe(time.perf_counter() - started)
         return record
 

@@ -52,6 +52,7 @@ from interlock.policy.opa import OpaEngine
 from interlock.policy.sandbox import PolicySandbox
 from interlock.readiness import AUDIT_CHAIN, AUDIT_FILES, ENGINE, POLICY_RELOAD, STORE, Readiness
 from interlock.replicas import PolicyAgreement, replica_id
+from interlock.shadow import ShadowRunner
 from interlock.signals import SignalEngine
 from interlock.v1 import (
     control_plane_pb2,
@@ -144,6 +145,11 @@ class InterlockServer:
             self.decisions.live_refusal = lambda: (
                 self.agreement.live_refused if self.agreement is not None else ""
             )
+        self.shadow = ShadowRunner(
+            self.journal, self.policies, self.metrics, replica=self.replica_id
+        )
+        """Shadow evaluation of a candidate set beside the active one (interlock.shadow)."""
+        self.decisions.on_decided = self.shadow.offer
         self.orchestrator = Orchestrator(
             config, self.decisions, self.journal, Summaries(data_dir, self.journal.plans)
         )
@@ -245,6 +251,7 @@ class InterlockServer:
         if self.agreement is not None:
             await self.agreement.start()
         await self.orchestrator.restore()
+        await self.shadow.start()
         self.metrics.policy_loaded.set(self.policies.active.loaded_at)
 
         server = grpc.aio.server(
@@ -258,7 +265,7 @@ class InterlockServer:
         )
         control_plane_pb2_grpc.add_ControlPlaneServicer_to_server(self.control_plane, server)
         policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(
-            PolicyService(self.policies, self.decisions, self.sandbox), server
+            PolicyService(self.policies, self.decisions, self.sandbox, self.shadow), server
         )
         trust_pb2_grpc.add_TrustServiceServicer_to_server(TrustService(self.decisions), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -480,6 +487,7 @@ class InterlockServer:
         if grpc_server is not None:
             await grpc_server.stop(grace)
         await self.signals.close()  # commits the signals still queued, briefly
+        await self.shadow.close()  # writes its counts
         await self.policies.close()
         await self.sandbox.close()
         await self.journal.close()

@@ -346,6 +346,88 @@ MIGRATIONS = (
 )
 
 
+def _shadow(real: str) -> tuple[str, ...]:
+    """Version 9, shadow evaluation (interlock.shadow): the candidate beside the
+    active set, what each replica counted, and the decisions they disagreed on."""
+    return (
+        f"""CREATE TABLE IF NOT EXISTS shadows (
+    shadow_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    candidate_revision TEXT NOT NULL,
+    files TEXT NOT NULL,
+    sample {real} NOT NULL,
+    started_by TEXT NOT NULL,
+    started_at {real} NOT NULL,
+    active_revision TEXT NOT NULL,
+    ended_at {real} NOT NULL DEFAULT 0,
+    ended_by TEXT NOT NULL DEFAULT '',
+    accept_widening INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT ''
+)""",
+        """CREATE TABLE IF NOT EXISTS shadow_running (
+    slot TEXT PRIMARY KEY,
+    shadow_id TEXT NOT NULL
+)""",
+        f"""CREATE TABLE IF NOT EXISTS shadow_replicas (
+    shadow_id TEXT NOT NULL,
+    replica TEXT NOT NULL,
+    evaluated INTEGER NOT NULL,
+    disagreements INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    dropped INTEGER NOT NULL,
+    updated_at {real} NOT NULL,
+    PRIMARY KEY (shadow_id, replica)
+)""",
+        """CREATE TABLE IF NOT EXISTS shadow_counts (
+    shadow_id TEXT NOT NULL,
+    replica TEXT NOT NULL,
+    from_verdict TEXT NOT NULL,
+    from_mode TEXT NOT NULL,
+    from_approval INTEGER NOT NULL,
+    to_verdict TEXT NOT NULL,
+    to_mode TEXT NOT NULL,
+    to_approval INTEGER NOT NULL,
+    agent_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (shadow_id, replica, from_verdict, from_mode, from_approval,
+                 to_verdict, to_mode, to_approval, agent_id, tool)
+)""",
+        f"""CREATE TABLE IF NOT EXISTS shadow_disagreements (
+    shadow_id TEXT NOT NULL,
+    decision_id TEXT NOT NULL,
+    replica TEXT NOT NULL,
+    decided_at {real} NOT NULL,
+    agent_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    confidence {real} NOT NULL,
+    input_hash TEXT NOT NULL,
+    active_revision TEXT NOT NULL,
+    active_verdict TEXT NOT NULL,
+    active_mode TEXT NOT NULL,
+    active_approval INTEGER NOT NULL,
+    active_reasons TEXT NOT NULL,
+    candidate_verdict TEXT NOT NULL,
+    candidate_mode TEXT NOT NULL,
+    candidate_approval INTEGER NOT NULL,
+    candidate_reasons TEXT NOT NULL,
+    error TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (shadow_id, decision_id)
+)""",
+    )
+
+
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        9,
+        "shadows: a candidate policy set evaluated beside the active one on sampled live decisions",
+        _shadow("REAL"),
+        _shadow("DOUBLE PRECISION"),
+    ),
+)
+
+
 # Migrations are applied in version order, whichever block above added them.
 MIGRATIONS = tuple(sorted(MIGRATIONS, key=lambda m: m.version))
 if len({m.version for m in MIGRATIONS}) != len(MIGRATIONS):
