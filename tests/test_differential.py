@@ -1,4 +1,5 @@
-"""Both engines give identical decisions (and RPC authorization answers) on tables of generated inputs.
+"""Each in-process engine (regopy's embedded, and regorus) gives the decisions
+(and RPC authorization answers) real OPA gives, on tables of generated inputs.
 
 The table covers every tool in the catalog under every risk level and
 reversibility, every agent's grants, confidences on and around each
@@ -16,11 +17,21 @@ from interlock.contracts import Catalog
 from interlock.policy.bundle import PolicySet
 from interlock.policy.embedded import EmbeddedEngine
 from interlock.policy.opa import OpaEngine
+from interlock.policy.regorus_engine import RegorusEngine
 
 from tests.conftest import POLICIES
 from tests.helpers.opa import OpaProcess
 
 pytestmark = pytest.mark.opa
+
+
+@pytest.fixture(params=["embedded", "regorus"])
+def local_engine(request: pytest.FixtureRequest) -> EmbeddedEngine | RegorusEngine:
+    """The in-process engine under test."""
+    if request.param == "regorus":
+        return RegorusEngine(threads=1)
+    return EmbeddedEngine(threads=1)
+
 
 CONFIDENCES = (
     0.0,
@@ -129,13 +140,15 @@ def generated_inputs(catalog: Catalog, n: int = 400, seed: int = 24) -> list[dic
     return inputs + [dict(m) for m in MALFORMED]
 
 
-async def test_embedded_and_opa_decide_identically(opa: OpaProcess) -> None:
+async def test_embedded_and_opa_decide_identically(
+    opa: OpaProcess, local_engine: EmbeddedEngine | RegorusEngine
+) -> None:
     policy_set = PolicySet.from_dir(POLICIES)
     catalog = Catalog.from_data(policy_set.data)
     inputs = generated_inputs(catalog)
     assert len(inputs) >= 200
 
-    embedded = EmbeddedEngine(threads=1)
+    embedded = local_engine
     opa_engine = OpaEngine(opa.url, timeout=5)
     try:
         local = embedded.compile_sync(policy_set)
@@ -208,11 +221,13 @@ def authz_inputs() -> list[dict[str, Any]]:
     return out
 
 
-async def test_embedded_and_opa_authorize_identically(opa: OpaProcess) -> None:
+async def test_embedded_and_opa_authorize_identically(
+    opa: OpaProcess, local_engine: EmbeddedEngine | RegorusEngine
+) -> None:
     from interlock.policy.engine import AUTHZ_ENTRYPOINT, parse_authz
 
     policy_set = PolicySet.from_dir(POLICIES)
-    embedded = EmbeddedEngine(threads=1)
+    embedded = local_engine
     opa_engine = OpaEngine(opa.url, timeout=5)
     try:
         local = embedded.compile_sync(policy_set)

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-ENGINES = ("embedded", "opa")
+ENGINES = ("embedded", "opa", "regorus")
 PACKAGED_POLICY_DIR = Path(__file__).resolve().parent / "policies"
 """The default policy bundle a built wheel ships (setup.py copies policies/ there)."""
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -46,7 +46,7 @@ class ServerConfig:
     """The policy bundle folder: Rego modules, data.yaml documents, the tool catalog. Left unset, it is ./policies when that folder exists, else the default bundle shipped inside the installed package (interlock/policies), so an installed server serves from any directory."""
 
     engine: str = "embedded"
-    """Policy engine: "embedded" (in-process regopy, no sidecar) or "opa" (a real OPA server)."""
+    """Policy engine: "embedded" (in-process regopy, no sidecar), "opa" (a real OPA server) or "regorus" (in-process regorus through the project's binding, engines/regorus-py, which `make install` builds; where it is not installed the server uses embedded and says so in a WARNING)."""
 
     opa_url: str = "http://127.0.0.1:8181"
     """Base URL of the OPA server when engine is "opa"."""

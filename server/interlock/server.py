@@ -49,6 +49,7 @@ from interlock.policy.engine import PolicyEngine
 from interlock.policy.gate import REPORT, PolicyGate
 from interlock.policy.manager import PolicyManager, ReloadOutcome
 from interlock.policy.opa import OpaEngine
+from interlock.policy.regorus_engine import make_regorus_engine
 from interlock.policy.sandbox import PolicySandbox
 from interlock.readiness import AUDIT_CHAIN, AUDIT_FILES, ENGINE, POLICY_RELOAD, STORE, Readiness
 from interlock.replicas import PolicyAgreement, replica_id
@@ -76,6 +77,8 @@ ENGINE_CHECK_SECONDS = 1.0
 def make_engine(config: ServerConfig) -> PolicyEngine:
     if config.engine == "opa":
         return OpaEngine(config.opa_url, timeout=config.opa_timeout_seconds)
+    if config.engine == "regorus":
+        return make_regorus_engine(config.eval_threads, native=config.embedded_native)
     return EmbeddedEngine(threads=config.eval_threads, native=config.embedded_native)
 
 

@@ -1,0 +1,116 @@
+"""The regorus engine (engine: regorus): the server decides with it, its errors
+fail closed, its threads agree, and without the binding the server falls
+back to the embedded engine and says so.
+
+Its answers against real OPA are in tests/test_differential.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from interlock.errors import PolicyEvaluationError, PolicyLoadError
+from interlock.policy.bundle import PolicySet
+from interlock.policy.engine import AUTHZ_ENTRYPOINT
+from interlock.policy.regorus_engine import RegorusEngine
+from interlock.v1 import control_plane_pb2 as pb
+from interlock.v1 import control_plane_pb2_grpc, types_pb2
+
+from tests.conftest import POLICIES, StartServer
+from tests.helpers.calls import tool_call
+from tests.helpers.process import ServerProcess
+from tests.test_embedded_native import VALID
+
+
+async def test_the_server_decides_with_regorus(start_server: StartServer) -> None:
+    s = await start_server(engine="regorus")
+    health = await s.cp.GetHealth(pb.GetHealthRequest())
+    assert health.engine == "regorus"
+    live = (await s.cp.RequestToolCall(tool_call(confidence=0.9))).decision
+    assert live.mode == types_pb2.EXECUTION_MODE_LIVE
+    low = (await s.cp.RequestToolCall(tool_call(confidence=0.6))).decision
+    assert low.mode == types_pb2.EXECUTION_MODE_DRY_RUN
+    # Numbers in reasons print as OPA prints them (regorus's own sprintf: 6e-1).
+    assert any("confidence 0.6 meets the DRY_RUN threshold 0.5" in r for r in low.reasons)
+
+
+@pytest.fixture(scope="module")
+def policy() -> Any:
+    return RegorusEngine(threads=1).compile_sync(PolicySet.from_dir(POLICIES))
+
+
+def test_an_unknown_rule_or_an_input_that_is_not_json_is_an_evaluation_error(
+    policy: Any,
+) -> None:
+    with pytest.raises(PolicyEvaluationError, match="regorus engine"):
+        policy.query_sync("interlock/not/an/entrypoint", VALID)
+    with pytest.raises(PolicyEvaluationError, match="regorus engine"):
+        policy.query_sync("interlock/decision/main", {**VALID, "arguments": {"object": object()}})
+    # Still usable after an error.
+    assert policy.evaluate_sync(VALID).verdict == "ALLOW"
+
+
+def test_a_set_that_does_not_compile_is_refused() -> None:
+    good = PolicySet.from_dir(POLICIES)
+    files = dict(good.files)
+    files["interlock/broken.rego"] = "package interlock.broken\n\nx := \n"
+    with pytest.raises(PolicyLoadError, match="does not compile"):
+        RegorusEngine(threads=1).compile_sync(PolicySet.from_files(files))
+
+
+def test_threads_evaluating_at_once_get_the_answers_one_thread_gets(policy: Any) -> None:
+    inputs = [{**VALID, "confidence": c / 20, "arguments": {"n": c}} for c in range(21)]
+    expected = [policy.evaluate_sync(i) for i in inputs]
+    authz = {
+        "method": "RequestToolCall",
+        "principal": {"id": "agent1", "kind": "agent", "roles": [], "agents": ["agent1"]},
+        "request": {"agent_id": "agent1"},
+    }
+    expected_authz = policy.query_sync(AUTHZ_ENTRYPOINT, authz)
+    wrong: list[Any] = []
+
+    def work() -> None:
+        for _ in range(20):
+            got = [policy.evaluate_sync(i) for i in inputs]
+            if got != expected:
+                wrong.append(got)
+            if policy.query_sync(AUTHZ_ENTRYPOINT, authz) != expected_authz:
+                wrong.append("authz")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not wrong
+    assert len({d.mode for d in expected}) == 3  # MOCK, DRY_RUN and LIVE all reached
+
+
+async def test_without_the_binding_the_server_uses_embedded_and_says_so(
+    policy_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A module of that name that fails to import, first on the path: as on a
+    # machine where `make install` had no cargo to build the binding.
+    shadow = tmp_path / "shadow" / "interlock_regorus"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("not built here")\n')
+    monkeypatch.setenv("PYTHONPATH", str(shadow.parent))
+    proc = ServerProcess(tmp_path / "data", policy_dir, tmp_path / "logs")
+    try:
+        channel = await proc.start("--engine", "regorus")
+        cp = control_plane_pb2_grpc.ControlPlaneStub(channel)
+        health = await cp.GetHealth(pb.GetHealthRequest())
+        assert health.engine == "embedded"
+        decision = (await cp.RequestToolCall(tool_call(confidence=0.9))).decision
+        assert decision.mode == types_pb2.EXECUTION_MODE_LIVE
+        warnings = [line for line in proc.log().splitlines() if "WARNING" in line]
+        assert any(
+            "regorus binding (interlock_regorus) is not installed (not built here)" in line
+            and "using the embedded regopy engine instead" in line
+            for line in warnings
+        ), proc.log()[-3000:]
+    finally:
+        await proc.close()
