@@ -172,6 +172,10 @@ bench-ghz: install ghz ## Benchmark (ghz, c=1 and 64): a bare grpc.aio health Ch
 bench-replay: install ## Benchmark: policy replay of 100,000 recorded decisions (decisions/s)
 	$(PY) bench/bench_replay.py
 
+.PHONY: bench-shadow
+bench-shadow: install ## Benchmark: decisions/s with no shadow, a shadow sampling 0.1 and 1.0 of the decisions (same server, same run), with ratios
+	$(PY) bench/shadow.py $(BENCH_SHADOW_ARGS)
+
 .PHONY: bench-plans
 bench-plans: install ## Benchmark: plans per second, and WatchEvents fan-out to 1,000 watchers vs a bare grpc.aio stream
 	$(PY) bench/bench_plans.py
