@@ -68,6 +68,7 @@ LEARNING_SIGNALS = "learning_signals.jsonl"
 APPROVALS_LOG = "approvals.jsonl"
 ACCESS_DENIALS = "access_denials.jsonl"
 POLICY_CHANGES = "policy_changes.jsonl"
+GRANTS_LOG = "grants.jsonl"
 TRUST_LOG = "trust.jsonl"
 FILES = (
     TOOL_EXECUTION_LOG,
@@ -77,6 +78,7 @@ FILES = (
     APPROVALS_LOG,
     ACCESS_DENIALS,
     POLICY_CHANGES,
+    GRANTS_LOG,
     TRUST_LOG,
 )
 TAIL_BYTES = 64 * 1024
@@ -581,6 +583,7 @@ def write_json_atomically(path: Path, document: object) -> None:
 
 __all__ = [
     "FILES",
+    "GRANTS_LOG",
     "GENESIS",
     "LEARNING_SIGNALS",
     "ROLLBACK_EVENTS",

@@ -120,6 +120,9 @@ class ServerConfig:
     max_argument_bytes: int = 65536
     """Largest accepted tool-call arguments, as canonical JSON bytes."""
 
+    grant_max_seconds: float = 7 * 86400.0
+    """Longest a grant may last: CreateGrant refuses an expires_at further ahead (docs/grants.md)."""
+
     max_message_bytes: int = 4 * 1024 * 1024
     """Largest gRPC message the server receives."""
 
@@ -289,6 +292,8 @@ def _check(config: ServerConfig) -> None:
         raise ConfigError("plan_lease_seconds: must be positive")
     if config.opa_timeout_seconds <= 0:
         raise ConfigError("opa_timeout_seconds: must be positive")
+    if not config.grant_max_seconds > 0:
+        raise ConfigError("grant_max_seconds: must be positive")
     if config.max_argument_bytes < 2:
         raise ConfigError("max_argument_bytes: must be at least 2")
     if config.live_confidence_floor is not None and not 0 <= config.live_confidence_floor <= 1:

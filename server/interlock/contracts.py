@@ -34,6 +34,8 @@ class ToolContract:
     rate_limit_per_minute: int
     timeout_seconds: float
     arguments_schema: Mapping[str, Any]
+    grantable: bool = True
+    """False: no grant covers a call of it, whatever the grant says (docs/grants.md)."""
 
     def policy_view(self) -> dict[str, Any]:
         """The contract as the policy input carries it."""
@@ -46,6 +48,7 @@ class ToolContract:
             "max_concurrency": self.max_concurrency,
             "rate_limit_per_minute": self.rate_limit_per_minute,
             "timeout_seconds": self.timeout_seconds,
+            "grantable": self.grantable,
         }
 
 
@@ -215,6 +218,9 @@ def _contract(name: str, spec: Any) -> ToolContract:
             f"{where}: max_concurrency, rate_limit_per_minute and timeout_seconds must be positive"
         )
     schema = need("arguments_schema", Mapping)
+    grantable = spec.get("grantable", True)
+    if not isinstance(grantable, bool):
+        raise PolicyLoadError(f"{where}: grantable must be true or false")
     remote = _remote_ref(schema)
     if remote:
         raise PolicyLoadError(
@@ -238,6 +244,7 @@ def _contract(name: str, spec: Any) -> ToolContract:
         rate_limit_per_minute=rate,
         timeout_seconds=float(timeout),
         arguments_schema=schema,
+        grantable=grantable,
     )
 
 

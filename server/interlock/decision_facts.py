@@ -59,6 +59,8 @@ class DecisionRecord:
     """The approval the call waits for (PENDING_APPROVAL) or used up (ALLOW)."""
     supersedes: str = ""
     """The earlier decision of the same plan step that this one replaces."""
+    grant_id: str = ""
+    """The grant that covered the call (docs/grants.md); its use row names the decision."""
 
 
 @dataclass

@@ -47,6 +47,7 @@ from interlock.errors import (
     PermissionDenied,
     Unavailable,
 )
+from interlock.grants import Grant, Grants, GrantTaken
 from interlock.journal import Batch, Delete, Guard, Insert, Journal, Recorded
 from interlock.metrics import Metrics
 from interlock.policy.cache import DecisionCache
@@ -71,6 +72,8 @@ _ID_COUNTER = itertools.count(1)
 
 SHARED_CAP_ATTEMPTS = 50
 """Evaluations of one call before giving up while other replicas keep taking LIVE slots."""
+GRANT_ATTEMPTS = 50
+"""Decisions of one call before giving up while its grants keep being used up meanwhile."""
 HELD_UNTIL_RELEASED = 10 * 365 * 86400.0
 """A plan step's LIVE hold lasts until its step releases it (its row's ``until``)."""
 
@@ -89,6 +92,8 @@ class _Evaluated:
     input_json: str
     """The canonical policy input (kept for replay)."""
     input_hash: str
+    grant: Grant | None = None
+    """The grant the policy said covers the call (input.grants), if any."""
 
 
 def new_decision_id() -> str:
@@ -195,6 +200,7 @@ class DecisionService:
         self._cache_hits = metrics.decision_cache_hits
         self.decision_counts: dict[str, int] = {}
         self.approvals = Approvals(journal, metrics)
+        self.grants = Grants(journal, max_seconds=config.grant_max_seconds)
         self.trust = TrustBook(journal, metrics)
         self.approvals.denied.append(self._approval_denied)
 
@@ -389,7 +395,15 @@ class DecisionService:
                 call.approval_id, call.agent_id, call.tool, _hash(arguments_json), call.requested_by
             )
         try:
-            return await self._decide(call, catalog, arguments_json, reserved, started)
+            for _ in range(GRANT_ATTEMPTS):
+                try:
+                    return await self._decide(call, catalog, arguments_json, reserved, started)
+                except GrantTaken:  # used up, revoked or expired meanwhile: decide again
+                    continue
+            raise Unavailable(
+                f"the grants covering this call kept changing over {GRANT_ATTEMPTS} decisions; "
+                "try again"
+            )
         finally:
             if reserved is not None:
                 self.approvals.release(reserved.approval_id)
@@ -446,7 +460,25 @@ class DecisionService:
         input_json = canonical_json(policy_input)  # once: hashed, and kept for replay
         input_hash = _hash(input_json)
         decision, revision, fail_closed = await self.evaluate(policy_input, input_hash, live=True)
-        return _Evaluated(decision, revision, fail_closed, input_json, input_hash)
+        if decision.verdict != "PENDING_APPROVAL" or call.approval_id or call.prior_approval:
+            return _Evaluated(decision, revision, fail_closed, input_json, input_hash)
+        # Only a call that would wait for an approval is offered its grants: the
+        # common case costs no read, and the policy decides whether one covers it.
+        grants = await self.grants.covering(
+            call.agent_id, call.tool, call.plan_id, call.arguments, time.time()
+        )
+        if not grants:
+            return _Evaluated(decision, revision, fail_closed, input_json, input_hash)
+        policy_input["grants"] = [g.policy_view() for g in grants]
+        input_json = canonical_json(policy_input)
+        input_hash = _hash(input_json)
+        decision, revision, fail_closed = await self.evaluate(policy_input, input_hash, live=True)
+        by_id = {g.grant_id: g for g in grants}
+        grant = by_id.get(decision.grant) if decision.verdict == "ALLOW" else None
+        if decision.verdict == "ALLOW" and grant is None and decision.grant:
+            reason = fail_closed_reason(f"the policy named grant {decision.grant!r}, not offered")
+            decision, fail_closed = PolicyDecision("DENY", "MOCK", False, (reason,)), True
+        return _Evaluated(decision, revision, fail_closed, input_json, input_hash, grant)
 
     async def _decide_shared(
         self,
@@ -567,6 +599,7 @@ class DecisionService:
             if approval is not None
             else (prior.approval_id if prior is not None and decision.verdict == "ALLOW" else ""),
             supersedes=call.supersedes,
+            grant_id=evaluated.grant.grant_id if evaluated.grant is not None else "",
         )
         logcontext.decision_id.set(record.decision_id)
         if fail_closed:
@@ -604,6 +637,11 @@ class DecisionService:
                 input_json=input_json,
             )
         )
+        if evaluated.grant is not None and record.verdict == "ALLOW":
+            used = self.grants.use_batch(evaluated.grant, record.decision_id, now)
+            batch.rows.extend(used.rows)
+            batch.events.extend(used.events)
+            batch.audit.extend(used.audit)
         if approval_batch is not None:
             batch.rows.extend(approval_batch.rows)
             batch.events.extend(approval_batch.events)

@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 GUARDED_SERVICES = (
     "/interlock.v1.ControlPlane/",
     "/interlock.v1.PolicyService/",
+    "/interlock.v1.GrantService/",
     "/interlock.v1.TrustService/",
 )
 AS_AGENT = frozenset({"RequestToolCall", "ReportToolResult", "PullWork"})
@@ -177,6 +178,16 @@ class Guard:
             "principal": principal.as_input(),
             "request": {"agent_id": request.agent_id} if name in AS_AGENT else {},
         }
+        if name == "CreateGrant":  # who it is for, and who asked for the approval it answers
+            doc["request"] = {"agent_id": request.agent_id}
+            if request.approval_id:
+                approval = await self.approvals.get(request.approval_id)  # NOT_FOUND
+                doc["request"]["agent_id"] = request.agent_id or approval.agent_id
+                doc["approval"] = {
+                    "approver_roles": list(approval.approver_roles),
+                    "requested_by": approval.requested_by,
+                    "agent_id": approval.agent_id,
+                }
         if name == "ResetTrust":  # whose pair it is: nobody resets their own
             doc["request"] = {"agent_id": request.agent_id}
         if name == "ResolveApproval":

@@ -27,6 +27,7 @@ from prometheus_client import start_http_server
 
 from interlock.api import reflection
 from interlock.api.control_plane import ControlPlane
+from interlock.api.grants import GrantRpcs
 from interlock.api.health_service import HealthService
 from interlock.api.interceptors import ServerInterceptor
 from interlock.api.limits import RequestLimits, request_types
@@ -58,6 +59,8 @@ from interlock.signals import SignalEngine
 from interlock.v1 import (
     control_plane_pb2,
     control_plane_pb2_grpc,
+    grants_pb2,
+    grants_pb2_grpc,
     policy_service_pb2,
     policy_service_pb2_grpc,
     trust_pb2,
@@ -69,6 +72,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     control_plane_pb2.DESCRIPTOR.services_by_name["ControlPlane"].full_name,
     policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
+    grants_pb2.DESCRIPTOR.services_by_name["GrantService"].full_name,
     trust_pb2.DESCRIPTOR.services_by_name["TrustService"].full_name,
 )
 ENGINE_CHECK_SECONDS = 1.0
@@ -205,6 +209,7 @@ class InterlockServer:
                 (
                     control_plane_pb2.DESCRIPTOR.services_by_name["ControlPlane"],
                     policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"],
+                    grants_pb2.DESCRIPTOR.services_by_name["GrantService"],
                 )
             ),
         )
@@ -251,6 +256,7 @@ class InterlockServer:
         await self.policies.start()
         await self.sandbox.start()
         await self.decisions.approvals.start()
+        await self.decisions.grants.start()
         if self.agreement is not None:
             await self.agreement.start()
         await self.orchestrator.restore()
@@ -271,6 +277,15 @@ class InterlockServer:
             PolicyService(self.policies, self.decisions, self.sandbox, self.shadow), server
         )
         trust_pb2_grpc.add_TrustServiceServicer_to_server(TrustService(self.decisions), server)
+        grants_pb2_grpc.add_GrantServiceServicer_to_server(
+            GrantRpcs(
+                self.decisions.grants,
+                self.decisions.approvals,
+                self.policies,
+                self.config.max_string_length,
+            ),
+            server,
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (
@@ -486,6 +501,7 @@ class InterlockServer:
             await console.stop()
         await self.orchestrator.close()  # ends work streams; plans resume at the next start
         await self.decisions.approvals.close()
+        await self.decisions.grants.close()
         grpc_server, self._grpc = self._grpc, None
         if grpc_server is not None:
             await grpc_server.stop(grace)

@@ -31,14 +31,16 @@ _kinds := {"agent", "operator", "admin"}
 
 _reads := {
 	"ListTools", "GetPlan", "ListPlans", "WatchEvents", "ListApprovals",
-	"AwaitApproval", "GetHealth", "ListSignals", "GetPolicyStatus",
+	"AwaitApproval", "GetHealth", "ListSignals", "GetPolicyStatus", "ListGrants",
 }
 
 _as_agent := {"RequestToolCall", "ReportToolResult", "PullWork"}
 
 _planning := {"SubmitPlan", "CancelPlan"}
 
-_known := ((_reads | _as_agent) | _planning) | {"GetTrust", "ResetTrust", "ResolveApproval", "ReloadPolicies", "EvaluatePolicy", "UseConsole"}
+_granting := {"CreateGrant", "RevokeGrant"}
+
+_known := (((_reads | _as_agent) | _planning) | _granting) | {"GetTrust", "ResetTrust", "ResolveApproval", "ReloadPolicies", "EvaluatePolicy", "UseConsole"}
 
 _p := object.get(input, "principal", {})
 
@@ -96,6 +98,26 @@ _holds_approver_role if {
 	role in object.get(_approval, "approver_roles", [])
 }
 
+# Grants (docs/grants.md): approvers (config.authz.grant_roles) and admins,
+# never an agent principal.
+_grantor if {
+	_kind != "agent"
+	_admin
+}
+
+_grantor if {
+	_kind != "agent"
+	some role in object.get(_p, "roles", [])
+	role in object.get(config.authz, "grant_roles", [])
+}
+
+# A grant for an agent the principal acts as, or from an approval it asked for.
+_self_grant if _acts_as(_agent_id)
+
+_self_grant if {
+	_approval.requested_by == _id
+}
+
 # What positively allows a call. Nothing else does.
 
 _allowed if _method in _reads
@@ -132,6 +154,17 @@ _allowed if {
 _allowed if {
 	_method == "ReloadPolicies"
 	_admin
+}
+
+_allowed if {
+	_method == "CreateGrant"
+	_grantor
+	not _self_grant
+}
+
+_allowed if {
+	_method == "RevokeGrant"
+	_grantor
 }
 
 _allowed if {
@@ -221,6 +254,21 @@ denials contains sprintf("%v acts as agent %v, whose call this is, and may not r
 denials contains "the approval does not say who asked for it or whose call it is" if {
 	_method == "ResolveApproval"
 	not _names_parties
+}
+
+denials contains sprintf("%v may not %v: it takes an approver or an admin, and agents never grant", [_who, _method]) if {
+	_method in _granting
+	not _grantor
+}
+
+denials contains sprintf("%v acts as agent %v and may not grant to it", [_who, _agent_name]) if {
+	_method == "CreateGrant"
+	_acts_as(_agent_id)
+}
+
+denials contains sprintf("%v asked for the call of this approval and may not grant it", [_who]) if {
+	_method == "CreateGrant"
+	_approval.requested_by == _id
 }
 
 denials contains sprintf("%v may not %v: it takes an admin", [_who, _method]) if {

@@ -181,3 +181,21 @@ test_nobody_resets_their_own_trust if {
 	not d.allow
 	d.reason == "a1 acts as agent agent1 and may not reset its own trust"
 }
+
+# Grants (docs/grants.md)
+
+_grant_roles := {"planner_roles": ["planner"], "grant_roles": ["approver"]}
+
+_approver_agent := {"id": "bot", "kind": "agent", "roles": ["approver"], "agents": ["bot"]}
+
+test_approvers_and_admins_create_and_revoke_grants if {
+	every p in [_operator, _admin] {
+		every m in ["CreateGrant", "RevokeGrant"] {
+			authz.main.allow with input as _call(m, p) with data.interlock.config.authz as _grant_roles
+		}
+	}
+}
+
+test_everyone_lists_grants if {
+	authz.main.allow with input as _call("ListGrants", _agent) with data.interlock.config.authz as _grant_roles
+}

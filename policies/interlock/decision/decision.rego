@@ -8,6 +8,7 @@ package interlock.decision
 
 import data.interlock.approvals
 import data.interlock.escalation
+import data.interlock.grants
 import data.interlock.permissions
 
 _risks := {"LOW", "MEDIUM", "HIGH"}
@@ -112,10 +113,20 @@ main := {
 	permissions.allowed
 	not escalation.needs_approval
 } else := {
+	"verdict": "ALLOW",
+	"mode": escalation.mode,
+	"needs_approval": false,
+	"reasons": array.concat(array.concat(permissions.reasons, escalation.reasons), [grants.reason]),
+	"grant": grants.grant,
+} if {
+	_valid
+	permissions.allowed
+	grants.grant
+} else := {
 	"verdict": "PENDING_APPROVAL",
 	"mode": escalation.mode,
 	"needs_approval": true,
-	"reasons": array.concat(permissions.reasons, escalation.reasons),
+	"reasons": array.concat(array.concat(permissions.reasons, escalation.reasons), grants.refusals),
 	"approval": approvals.requirement,
 } if {
 	_valid

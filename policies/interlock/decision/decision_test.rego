@@ -309,3 +309,43 @@ test_high_risk_reversible_without_approval_switch_is_allow_live if {
 		with data.interlock.config.thresholds as _shipped_thresholds
 		with data.interlock.config.switches as object.union(_shipped_switches, {"approval_required_for_high_risk": false})
 }
+
+# ---------------------------------------------------------------------------
+# Grants (docs/grants.md): a grant in input.grants covers a call that needs approval
+# ---------------------------------------------------------------------------
+
+_grant(agent_id, tool) := {"id": "grt_1", "agent_id": agent_id, "tool": tool, "plan_id": "", "expires_at": 2000000000, "max_uses": 3}
+
+test_grant_covers_a_call_that_needs_approval if {
+	d := decision.main with input as object.union(_catalog_call("mailer", "send_email", 0.85), {"grants": [_grant("mailer", "send_email")]})
+		with data.interlock.config.switches as _shipped_switches
+		with data.interlock.config.thresholds as _shipped_thresholds
+	d.verdict == "ALLOW"
+	d.mode == "LIVE"
+	d.needs_approval == false
+	d.grant == "grt_1"
+	d.reasons[count(d.reasons) - 1] == "covered by grant grt_1: mailer may call send_email without a new approval"
+}
+
+test_grant_never_covers_a_not_grantable_tool if {
+	d := decision.main with input as object.union(_catalog_call("ops", "transfer_funds", 0.9), {"grants": [_grant("ops", "transfer_funds")]})
+		with data.interlock.config.switches as _shipped_switches
+		with data.interlock.config.thresholds as _shipped_thresholds
+	d.verdict == "PENDING_APPROVAL"
+	not d.grant
+	d.reasons[count(d.reasons) - 1] == "grants never cover transfer_funds: its contract says grantable: false"
+}
+
+test_grant_for_another_agent_does_not_cover if {
+	d := decision.main with input as object.union(_catalog_call("mailer", "send_email", 0.85), {"grants": [_grant("ops", "send_email")]})
+		with data.interlock.config.switches as _shipped_switches
+		with data.interlock.config.thresholds as _shipped_thresholds
+	d.verdict == "PENDING_APPROVAL"
+}
+
+test_grant_does_not_widen_permissions if {
+	d := decision.main with input as object.union(_catalog_call("readonly", "send_email", 0.85), {"grants": [_grant("readonly", "send_email")]})
+		with data.interlock.config.switches as _shipped_switches
+		with data.interlock.config.thresholds as _shipped_thresholds
+	d.verdict == "DENY"
+}

@@ -83,7 +83,7 @@ class ControlPlane(PlanRpcs, ApprovalRpcs, pb_grpc.ControlPlaneServicer):
             requested_by=current_principal.get().id,
         )
         record = await self.decisions.decide(call)
-        return pb.RequestToolCallResponse(decision=decision_pb(record))
+        return pb.RequestToolCallResponse(decision=decision_pb(record), grant_id=record.grant_id)
 
     async def ReportToolResult(
         self, request: pb.ReportToolResultRequest, context: grpc.aio.ServicerContext

@@ -21,6 +21,7 @@ Layout::
     backend.py   SQLite and PostgreSQL: the writer's connection, reads
     writer.py    the group-commit writer thread, the outbox, faults
     repos.py     typed reads: decisions, plans, approvals, events, signals
+    grants.py    typed reads of grants and their uses
     shadow.py    shadow evaluation's reads and rows
 """
 
@@ -31,6 +32,7 @@ from pathlib import Path
 
 from interlock.audit import AuditLog
 from interlock.journal.backend import Backend, SqliteBackend
+from interlock.journal.grants import Grants
 from interlock.journal.records import (
     AuditLine,
     Batch,
@@ -83,6 +85,7 @@ class Journal:
         self.audit_lines = AuditLines(backend)
         self.live_holds = LiveHolds(backend)
         self.replicas = Replicas(backend)
+        self.grants = Grants(backend)
         self.shadows = Shadows(backend)
 
     @property

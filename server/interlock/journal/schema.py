@@ -428,6 +428,49 @@ MIGRATIONS = (
 )
 
 
+def _grants(real: str) -> tuple[str, ...]:
+    return (
+        f"""CREATE TABLE IF NOT EXISTS grants (
+    grant_id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    plan_id TEXT NOT NULL,
+    constraint_json TEXT NOT NULL,
+    expires_at {real} NOT NULL,
+    max_uses INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at {real} NOT NULL,
+    reason TEXT NOT NULL,
+    approval_id TEXT NOT NULL,
+    revoked_by TEXT NOT NULL DEFAULT '',
+    revoked_at {real} NOT NULL DEFAULT 0,
+    revoke_reason TEXT NOT NULL DEFAULT '',
+    last_used_at {real} NOT NULL DEFAULT 0
+)""",
+        "CREATE INDEX IF NOT EXISTS grants_by_call ON grants (agent_id, tool, state)",
+        f"""CREATE TABLE IF NOT EXISTS grant_uses (
+    grant_id TEXT NOT NULL REFERENCES grants(grant_id),
+    decision_id TEXT NOT NULL,
+    used_at {real} NOT NULL,
+    replica TEXT NOT NULL,
+    PRIMARY KEY (grant_id, decision_id)
+)""",
+    )
+
+
+MIGRATIONS = (
+    *MIGRATIONS,
+    Migration(
+        7,
+        "grants: standing approvals (agent, tool, argument constraint, plan, expiry, max uses);"
+        " grant_uses: each decision a grant covered, counted against max_uses",
+        _grants("REAL"),
+        _grants("DOUBLE PRECISION"),
+    ),
+)
+
+
 # Migrations are applied in version order, whichever block above added them.
 MIGRATIONS = tuple(sorted(MIGRATIONS, key=lambda m: m.version))
 if len({m.version for m in MIGRATIONS}) != len(MIGRATIONS):

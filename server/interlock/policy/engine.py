@@ -56,6 +56,8 @@ class PolicyDecision:
     needs_approval: bool
     reasons: tuple[str, ...]
     approval: ApprovalRequirement | None = None
+    grant: str = ""
+    """The grant (input.grants) that covered an ALLOWed call (docs/grants.md)."""
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -66,6 +68,8 @@ class PolicyDecision:
         }
         if self.approval is not None:
             out["approval"] = self.approval.as_dict()
+        if self.grant:
+            out["grant"] = self.grant
         return out
 
 
@@ -126,7 +130,10 @@ def parse_decision(raw: Any) -> PolicyDecision:
     if not isinstance(needs_approval, bool):
         raise PolicyEvaluationError("the decision rule returned a non-boolean needs_approval")
     approval = parse_requirement(raw.get("approval")) if verdict == "PENDING_APPROVAL" else None
-    return PolicyDecision(verdict, mode, needs_approval, tuple(reasons), approval)
+    grant = raw.get("grant", "") if verdict == "ALLOW" else ""
+    if not isinstance(grant, str):
+        raise PolicyEvaluationError("the decision rule returned a grant that is not a grant id")
+    return PolicyDecision(verdict, mode, needs_approval, tuple(reasons), approval, grant)
 
 
 def parse_authz(raw: Any) -> tuple[bool, str]:

@@ -14,6 +14,8 @@ import sys
 from interlock_client.v1 import (
     control_plane_pb2,
     control_plane_pb2_grpc,
+    grants_pb2,
+    grants_pb2_grpc,
     observe_pb2,
     observe_pb2_grpc,
     plans_pb2,
@@ -29,6 +31,8 @@ from interlock_client.v1 import (
 __all__ = [
     "control_plane_pb2",
     "control_plane_pb2_grpc",
+    "grants_pb2",
+    "grants_pb2_grpc",
     "observe_pb2",
     "observe_pb2_grpc",
     "plans_pb2",
