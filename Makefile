@@ -35,8 +35,28 @@ $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ./clients/python -e '.[dev]'
 	touch $@
 
+# The regorus engine's binding (engines/regorus-py: Rust, PyO3), built by
+# maturin (a dev dependency) with cargo in release mode into .venv. Without
+# cargo it is left out: engine regorus then falls back to embedded, saying so.
+REGORUS_DIR := engines/regorus-py
+REGORUS_STAMP := $(VENV)/.regorus-installed
+$(REGORUS_STAMP): $(VENV)/.installed $(wildcard $(REGORUS_DIR)/src/*.rs) $(REGORUS_DIR)/Cargo.toml $(REGORUS_DIR)/Cargo.lock $(REGORUS_DIR)/pyproject.toml
+	@if command -v cargo >/dev/null; then \
+		echo "building the regorus binding (engines/regorus-py, cargo --release; a few minutes the first time)"; \
+		rm -rf $(REGORUS_DIR)/target/wheels && \
+		$(VENV)/bin/maturin build --release --manifest-path $(REGORUS_DIR)/Cargo.toml \
+			--interpreter $(PY) --out $(REGORUS_DIR)/target/wheels && \
+		$(PY) -m pip install --quiet --no-deps --force-reinstall $(REGORUS_DIR)/target/wheels/*.whl && \
+		touch $@; \
+	else \
+		echo "regorus: no cargo on this machine, the binding is not built (engine regorus falls back to embedded)"; \
+	fi
+
+.PHONY: regorus
+regorus: $(REGORUS_STAMP) ## Build the regorus engine's binding (engines/regorus-py: cargo + maturin) into .venv
+
 .PHONY: install
-install: $(VENV)/.installed opa grpcurl ## Create .venv with the server, client and dev tools; build opa and grpcurl
+install: $(VENV)/.installed opa grpcurl regorus ## Create .venv with the server, client and dev tools; build opa, grpcurl and the regorus binding
 
 $(OPA):
 	mkdir -p $(TOOLS)
