@@ -199,3 +199,28 @@ test_approvers_and_admins_create_and_revoke_grants if {
 test_everyone_lists_grants if {
 	authz.main.allow with input as _call("ListGrants", _agent) with data.interlock.config.authz as _grant_roles
 }
+
+test_agents_never_grant if {
+	every p in [_agent, _approver_agent] {
+		not authz.main.allow with input as _call("CreateGrant", p) with data.interlock.config.authz as _grant_roles
+		not authz.main.allow with input as _call("RevokeGrant", p) with data.interlock.config.authz as _grant_roles
+	}
+	"agent1 may not CreateGrant: it takes an approver or an admin, and agents never grant" in authz.denials with input as _call("CreateGrant", _agent) with data.interlock.config.authz as _grant_roles
+}
+
+test_operator_without_grant_role_may_not_grant if {
+	p := {"id": "bob", "kind": "operator", "roles": ["viewer"], "agents": []}
+	not authz.main.allow with input as _call("CreateGrant", p) with data.interlock.config.authz as _grant_roles
+}
+
+test_no_grant_to_an_agent_one_acts_as if {
+	p := {"id": "carol", "kind": "operator", "roles": ["approver"], "agents": ["agent1"]}
+	not authz.main.allow with input as _call("CreateGrant", p) with data.interlock.config.authz as _grant_roles
+	authz.main.reason == "carol acts as agent agent1 and may not grant to it" with input as _call("CreateGrant", p) with data.interlock.config.authz as _grant_roles
+}
+
+test_no_grant_from_an_approval_one_asked_for if {
+	inp := object.union(_call("CreateGrant", _operator), {"approval": {"approver_roles": ["approver"], "requested_by": "alice", "agent_id": "agent1"}})
+	not authz.main.allow with input as inp with data.interlock.config.authz as _grant_roles
+	authz.main.reason == "alice asked for the call of this approval and may not grant it" with input as inp with data.interlock.config.authz as _grant_roles
+}
