@@ -304,12 +304,33 @@ class AuditLog:
 
     def sync(self) -> None:
         """Flush, and fsync when the durability policy says so."""
+        self.fsync_files(self.sync_started())
+
+    def sync_started(self) -> list[str]:
+        """Flush; return the files written since their last fsync, and start a new interval.
+
+        The writer hands the names to :meth:`fsync_files` on a thread of its
+        own, so a commit never waits behind the files' fsync.
+        """
         self.flush()
-        if self.fsync:
-            for name in sorted(self._unsynced):
-                os.fsync(self._fds[name])
+        names = sorted(self._unsynced)
         self._unsynced.clear()
         self._last_fsync = time.monotonic()
+        return names
+
+    def fsync_files(self, names: list[str]) -> None:
+        """fsync these files (when the durability policy says so), from any thread.
+
+        Under the open lock, so no file is closed or rotated meanwhile (a
+        rotation fsyncs the file it closes itself).
+        """
+        if not self.fsync:
+            return
+        with self._open_lock:
+            for name in names:
+                fd = self._fds.get(name)
+                if fd is not None:
+                    os.fsync(fd)
 
     def missing(self, outbox: Outbox) -> dict[str, list[str]]:
         """The lines the store committed beyond each file's last whole line."""
