@@ -40,7 +40,12 @@ _planning := {"SubmitPlan", "CancelPlan"}
 
 _granting := {"CreateGrant", "RevokeGrant"}
 
-_known := (((_reads | _as_agent) | _planning) | _granting) | {"GetTrust", "ResetTrust", "ResolveApproval", "ReloadPolicies", "EvaluatePolicy", "UseConsole"}
+# A shadow candidate (docs/policies.md): admins start, promote and stop it; anyone reads it.
+_shadow_admin := {"StartShadow", "PromoteShadow", "StopShadow"}
+
+_shadow := _shadow_admin | {"GetShadowStatus"}
+
+_known := ((((_reads | _as_agent) | _planning) | _granting) | _shadow) | {"GetTrust", "ResetTrust", "ResolveApproval", "ReloadPolicies", "EvaluatePolicy", "UseConsole"}
 
 _p := object.get(input, "principal", {})
 
@@ -121,6 +126,13 @@ _self_grant if {
 # What positively allows a call. Nothing else does.
 
 _allowed if _method in _reads
+
+_allowed if _method == "GetShadowStatus"
+
+_allowed if {
+	_method in _shadow_admin
+	_admin
+}
 
 _allowed if {
 	_method in _as_agent
@@ -273,6 +285,11 @@ denials contains sprintf("%v asked for the call of this approval and may not gra
 
 denials contains sprintf("%v may not %v: it takes an admin", [_who, _method]) if {
 	_method == "ReloadPolicies"
+	not _admin
+}
+
+denials contains sprintf("%v may not %v: it takes an admin", [_who, _method]) if {
+	_method in _shadow_admin
 	not _admin
 }
 

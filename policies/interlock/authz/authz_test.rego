@@ -72,6 +72,17 @@ test_only_admins_reload if {
 	not authz.main.allow with input as _call("ReloadPolicies", _agent)
 }
 
+test_only_admins_start_promote_and_stop_a_shadow if {
+	every method in {"StartShadow", "PromoteShadow", "StopShadow"} {
+		authz.main.allow with input as _call(method, _admin)
+		not authz.main.allow with input as _call(method, _operator)
+		not authz.main.allow with input as _call(method, _agent)
+	}
+	authz.main.allow with input as _call("GetShadowStatus", _agent)
+	r := authz.main with input as _call("PromoteShadow", _operator)
+	contains(r.reason, "may not PromoteShadow: it takes an admin")
+}
+
 test_evaluate_takes_staff if {
 	authz.main.allow with input as _call("EvaluatePolicy", _operator)
 	not authz.main.allow with input as _call("EvaluatePolicy", _agent)
