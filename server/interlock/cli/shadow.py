@@ -121,8 +121,8 @@ def format_status(r: pb.GetShadowStatusResponse) -> str:
         f"{r.report.decisions} sampled decisions evaluated, {r.disagreements} disagreements, "
         f"{r.dropped} dropped (the queue was full)"
     )
-    lines.append("")
-    lines.append(format_report(report_dict(r.report)).replace("replayed", "evaluated", 1))
+    # The replay report's table and samples (its first line is about a replay's run).
+    lines.extend(format_report(report_dict(r.report)).split("\n")[1:])
     return "\n".join(lines)
 
 
