@@ -6,6 +6,7 @@ and the state is in GetTrust, TRUST events, trust.jsonl and the metrics."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import orjson
 import pytest
 import yaml
 from interlock.v1 import control_plane_pb2 as pb
-from interlock.v1 import trust_pb2, trust_pb2_grpc, types_pb2
+from interlock.v1 import observe_pb2, trust_pb2, trust_pb2_grpc, types_pb2
 
 from tests.conftest import Running, StartServer
 from tests.helpers.calls import details, tool_call
@@ -215,3 +216,72 @@ class _Stubs:
 
         self.channel = channel
         self.cp = control_plane_pb2_grpc.ControlPlaneStub(channel)
+
+
+async def test_trust_show_and_reset_from_the_cli_as_an_approver_only(
+    start_server: StartServer, quick: Path, tmp_path: Path
+) -> None:
+    from tests.helpers.security import write_principals
+    from tests.test_cli import run
+
+    tokens = write_principals(tmp_path / "p.yaml")
+    s = await start_server(principals_file=str(tmp_path / "p.yaml"))
+    server = f"127.0.0.1:{s.server.port}"
+    for name in ("alice", "agent1", "olga"):
+        (tmp_path / f"{name}.token").write_text(tokens[name])
+    as_agent = ("--server", server, "--token-file", str(tmp_path / "agent1.token"))
+    as_alice = ("--server", server, "--token-file", str(tmp_path / "alice.token"))
+    as_olga = ("--server", server, "--token-file", str(tmp_path / "olga.token"))
+    from tests.helpers.security import Stubs, channel
+
+    async with channel(server, tokens["agent1"]) as ch:
+        await fail_times(Stubs(ch), 3)  # type: ignore[arg-type]
+
+    shown = await run("trust", "show", *as_agent)  # anyone reads
+    assert shown.code == 0, shown.err
+    assert "agent1" in shown.out and "form_fill" in shown.out
+    assert "DEMOTED" in shown.out or "PROBATION" in shown.out
+    assert "after 3 failures in 10 min" in shown.out
+
+    reset = ("trust", "reset", "--agent", "agent1", "--tool", "form_fill", "--reason", "fixed")
+    own = await run(*reset, *as_agent)
+    assert own.code == 1 and "PERMISSION_DENIED" in own.err
+    olga = await run(*reset, *as_olga)
+    assert olga.code == 1 and "may not ResetTrust" in olga.err
+    done = await run(*reset, *as_alice, "--json")
+    assert done.code == 0, done.err
+    assert json.loads(done.out)["state"] == "TRUST_STATE_TRUSTED"
+    assert trust_lines(s.data_dir)[-1]["principal"] == "alice"
+
+
+async def test_trust_events_are_streamed(start_server: StartServer, quick: Path) -> None:
+    s = await start_server()
+    await fail_times(s, 3)
+    stream = s.cp.WatchEvents(pb.WatchEventsRequest(kinds=[observe_pb2.EVENT_KIND_TRUST]))
+    event = (await asyncio.wait_for(stream.read(), 30)).event
+    stream.cancel()
+    assert event.agent_id == "agent1" and event.tool == "form_fill"
+    assert event.message.startswith("form_fill demoted for agent1 until ")
+    assert event.payload["action"] == "demoted"
+
+
+@pytest.mark.integration
+async def test_two_replicas_agree_on_a_demotion_made_of_failures_on_both(
+    start_server: StartServer, cluster: Any, quick: Path, tmp_path: Path
+) -> None:
+    set_trust(quick, cooldown_seconds=600)
+    url = cluster.create_database("trust")
+    a = await start_server(store_url=url, data_dir=str(tmp_path / "a"), replica_id="a")
+    b = await start_server(store_url=url, data_dir=str(tmp_path / "b"), replica_id="b")
+    decided = [await call((a, b)[i % 2]) for i in range(4)]  # the LIVE cap is 5
+    assert all(d.mode == LIVE for d in decided)
+    # Four failures reported at once, two on each replica: each counts once.
+    await asyncio.gather(*(report((a, b)[i % 2], d, FAILED) for i, d in enumerate(decided)))
+    for replica in (a, b):
+        after = await call(replica)
+        assert after.mode == DRY_RUN
+        assert any("form_fill demoted for agent1" in r for r in after.reasons)
+        pair = await get_trust(replica)
+        assert pair.state == trust_pb2.TRUST_STATE_DEMOTED
+        assert pair.demotions == 1  # the one after the demotion does not demote again
+        assert pair.failures == 1

@@ -40,6 +40,8 @@ from interlock_client.v1 import (
     plans_pb2,
     policy_service_pb2,
     policy_service_pb2_grpc,
+    trust_pb2,
+    trust_pb2_grpc,
     types_pb2,
 )
 
@@ -964,6 +966,35 @@ class InterlockClient:
         return await self._call(
             self.policy_service.StopShadow, policy_service_pb2.StopShadowRequest(), idempotent=False
         )
+
+    # TrustService ---------------------------------------------------------------
+
+    @property
+    def trust_service(self) -> trust_pb2_grpc.TrustServiceStub:
+        """The raw TrustService stub."""
+        self._open()
+        assert self._channel is not None
+        return trust_pb2_grpc.TrustServiceStub(self._channel)
+
+    async def get_trust(self, agent_id: str = "", tool: str = "") -> list[trust_pb2.PairTrust]:
+        """The trust of (agent, tool) pairs: one pair when both are given, else
+        every pair with an outcome so far that matches (docs/trust.md)."""
+        response: trust_pb2.GetTrustResponse = await self._call(
+            self.trust_service.GetTrust,
+            trust_pb2.GetTrustRequest(agent_id=agent_id, tool=tool),
+            idempotent=True,
+        )
+        return list(response.pairs)
+
+    async def reset_trust(self, agent_id: str, tool: str, reason: str) -> trust_pb2.PairTrust:
+        """Promote a demoted pair back to TRUSTED as the authenticated principal
+        (approvers and admins; the reason is required and audited). Never retried."""
+        response: trust_pb2.ResetTrustResponse = await self._call(
+            self.trust_service.ResetTrust,
+            trust_pb2.ResetTrustRequest(agent_id=agent_id, tool=tool, reason=reason),
+            idempotent=False,
+        )
+        return response.trust
 
 
 __all__ = [

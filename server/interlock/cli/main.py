@@ -44,6 +44,7 @@ from interlock.cli.output import print_error
 from interlock.cli.replay import add_parser as add_replay_parser
 from interlock.cli.serve import _add_config_flags, cmd_serve, run_server, setup_logging
 from interlock.cli.shadow import add_parser as add_shadow_parser
+from interlock.cli.trust import add_trust_parser
 from interlock.v1 import observe_pb2, plans_pb2
 
 # The parser ---------------------------------------------------------------------
@@ -384,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.set_defaults(handler=cmd_plan_cancel, parser=cancel)
 
     add_approvals_parser(commands, client)
+    add_trust_parser(commands, client)
     add_auth_parser(commands)
     add_audit_parser(commands)
     add_run_plans_parser(commands)
