@@ -1,4 +1,4 @@
-"""The cost of one policy evaluation: OPA's `opa bench` beside the embedded engine.
+"""The cost of one policy evaluation: OPA's `opa bench` beside the embedded engine and regorus.
 
     .venv/bin/python bench/bench_policy.py                        # policies/
     .venv/bin/python bench/bench_policy.py --policy-dir OLD --policy-dir policies   # before/after
@@ -16,6 +16,12 @@ For each case (an entrypoint rule and a representative input) it reports:
                the JSON output
   api µs       the same through regopy's public API (regopy.Input, Output):
                the server's path before it called rego-cpp's C API directly
+  rgs µs       regorus (engine: regorus, the project's binding
+               engines/regorus-py), the evaluation alone: eval_rule with the
+               input already set
+  rgs/opa      its ratio to OPA, in the same run
+  rgs call µs  regorus as the server pays it (RegorusPolicy.query_sync):
+               input to JSON text, evaluate, parse the JSON answer
 
 With two policy dirs, the first is "before" and the second "after", and the
 table gains the after/before ratio of each engine. Inputs are built the way
@@ -48,6 +54,8 @@ from interlock.contracts import Catalog
 from interlock.decisions import DecisionService, ToolCall
 from interlock.policy.bundle import PolicySet
 from interlock.policy.embedded import EmbeddedEngine, EmbeddedPolicy
+from interlock.policy.regorus_engine import IMPORT_ERROR as REGORUS_MISSING
+from interlock.policy.regorus_engine import RegorusEngine, RegorusPolicy
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -275,6 +283,59 @@ def embedded_bench(
     return evaluated, called, api_called
 
 
+# regorus ---------------------------------------------------------------------
+
+
+def regorus_policy(policy_set: PolicySet) -> RegorusPolicy:
+    """The set loaded into regorus as interlock.policy.regorus_engine loads the server's."""
+    return RegorusEngine(1).compile_sync(policy_set)
+
+
+def regorus_bench(
+    policy: RegorusPolicy, entrypoint: str, policy_input: Any, seconds: float
+) -> tuple[float, float]:
+    """(eval µs, call µs): medians over interleaved ~20 ms batches.
+
+    eval: eval_rule with the input already set (the evaluation alone, as
+    `opa bench` times it). call: the server's path, RegorusPolicy.query_sync.
+    """
+    engine = policy._mine()
+    rule = "data." + entrypoint.replace("/", ".")
+    engine.set_input_json(json.dumps(policy_input))
+
+    def evaluate() -> None:
+        engine.eval_rule(rule)
+
+    def call() -> None:
+        policy.query_sync(entrypoint, policy_input)
+
+    return _interleaved((evaluate, call), seconds)
+
+
+def _interleaved(fns: tuple[Any, ...], seconds: float) -> tuple[float, ...]:
+    """Median µs per call of each function, over alternating ~20 ms batches."""
+    for one in fns:  # warm-up
+        for _ in range(20):
+            one()
+    n = 1
+    while True:
+        t = time.perf_counter()
+        for _ in range(n):
+            fns[0]()
+        if time.perf_counter() - t > 0.02:
+            break
+        n *= 2
+    samples: list[list[float]] = [[] for _ in fns]
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(samples[0]) < 5:
+        for i, one in enumerate(fns):
+            t = time.perf_counter()
+            for _ in range(n):
+                one()
+            samples[i].append((time.perf_counter() - t) / n * 1e6)
+    return tuple(statistics.median(s) for s in samples)
+
+
 def contended(policy_dir: Path, calls: int) -> dict[str, tuple[float, float, float]]:
     """decision.main (dry-run) per call while another thread runs Python.
 
@@ -287,10 +348,12 @@ def contended(policy_dir: Path, calls: int) -> dict[str, tuple[float, float, flo
     policy_set = PolicySet.from_dir(policy_dir)
     policy_input = build_inputs(policy_set)["dry-run"]
     bundle = embedded_bundle(policy_set, [CASES[0].entrypoint])
-    paths = {
+    paths: dict[str, EmbeddedPolicy | RegorusPolicy] = {
         "C API (embedded_native)": EmbeddedPolicy(EmbeddedEngine(1, native=True), "bench", bundle),
         "regopy API (before)": EmbeddedPolicy(EmbeddedEngine(1, native=False), "bench", bundle),
     }
+    if not REGORUS_MISSING:
+        paths["regorus"] = regorus_policy(policy_set)
     latencies: dict[str, list[float]] = {name: [] for name in paths}
     stop = threading.Event()
 
@@ -307,7 +370,9 @@ def contended(policy_dir: Path, calls: int) -> dict[str, tuple[float, float, flo
             for name, policy in paths.items():
                 out = latencies[name]
 
-                def batch(policy: EmbeddedPolicy = policy, out: list[float] = out) -> None:
+                def batch(
+                    policy: EmbeddedPolicy | RegorusPolicy = policy, out: list[float] = out
+                ) -> None:
                     for _ in range(50):
                         t = time.perf_counter()
                         policy.query_sync(CASES[0].entrypoint, policy_input)
@@ -337,6 +402,8 @@ class Row:
     embedded_us: list[float | None] = field(default_factory=list)
     call_us: list[float | None] = field(default_factory=list)
     api_call_us: list[float | None] = field(default_factory=list)
+    regorus_us: list[float | None] = field(default_factory=list)
+    regorus_call_us: list[float | None] = field(default_factory=list)
 
 
 def check(case: Case, answer: Any, engine: str, label: str) -> None:
@@ -355,6 +422,9 @@ def run(args: argparse.Namespace) -> list[Row]:
     dirs = [Path(d) for d in args.policy_dir] or [REPO / "policies"]
     labels = ["before", "after"] if len(dirs) == 2 else [str(d) for d in dirs]
     engines = set(args.engines.split(","))
+    if "regorus" in engines and REGORUS_MISSING:
+        print(f"regorus left out: {REGORUS_MISSING} (make install builds it)", file=sys.stderr)
+        engines.discard("regorus")
     opa = find_opa() if "opa" in engines else ""
     cases = [c for c in CASES if not args.cases or c.name in args.cases.split(",")]
     rows = [Row(c.name, c.input_name) for c in cases]
@@ -371,11 +441,12 @@ def run(args: argparse.Namespace) -> list[Row]:
                 input_files[name] = Path(tmp) / f"input{i}-{name}.json"
                 input_files[name].write_text(json.dumps(doc))
             bundle = embedded_bundle(policy_set, entrypoints) if "embedded" in engines else None
-            prepared.append((inputs, bundle_dir, input_files, bundle))
+            rgs = regorus_policy(policy_set) if "regorus" in engines else None
+            prepared.append((inputs, bundle_dir, input_files, bundle, rgs))
         # Case by case, before then after: load that drifts during the run
         # touches both folders' figures alike.
         for case, row in zip(cases, rows, strict=True):
-            for label, (inputs, bundle_dir, input_files, bundle) in zip(
+            for label, (inputs, bundle_dir, input_files, bundle, rgs) in zip(
                 labels, prepared, strict=True
             ):
                 policy_input = inputs[case.input_name]
@@ -407,6 +478,22 @@ def run(args: argparse.Namespace) -> list[Row]:
                     row.embedded_us.append(None)
                     row.call_us.append(None)
                     row.api_call_us.append(None)
+                if rgs is not None:
+                    answer = rgs.query_sync(case.entrypoint, policy_input)
+                    check(case, answer, "regorus", label)
+                    if opa and answer != opa_answer:
+                        raise BenchError(
+                            f"{label}: regorus and OPA disagree on {case.query} "
+                            f"({case.input_name}): {answer} vs {opa_answer}"
+                        )
+                    evaluated, called = regorus_bench(
+                        rgs, case.entrypoint, policy_input, args.seconds
+                    )
+                    row.regorus_us.append(evaluated)
+                    row.regorus_call_us.append(called)
+                else:
+                    row.regorus_us.append(None)
+                    row.regorus_call_us.append(None)
     return rows
 
 
@@ -429,9 +516,12 @@ def table(rows: list[Row], labels: list[str]) -> str:
             f"emb/opa{suffix}",
             f"call µs{suffix}",
             f"api µs{suffix}",
+            f"rgs µs{suffix}",
+            f"rgs/opa{suffix}",
+            f"rgs call µs{suffix}",
         ]
     if two:
-        head += ["opa after/before", "emb after/before"]
+        head += ["opa after/before", "emb after/before", "rgs after/before"]
     lines = [head]
     for r in rows:
         line = [r.case, r.input]
@@ -442,9 +532,16 @@ def table(rows: list[Row], labels: list[str]) -> str:
                 ratio(r.embedded_us[i], r.opa_us[i]),
                 fmt(r.call_us[i]),
                 fmt(r.api_call_us[i]),
+                fmt(r.regorus_us[i]),
+                ratio(r.regorus_us[i], r.opa_us[i]),
+                fmt(r.regorus_call_us[i]),
             ]
         if two:
-            line += [ratio(r.opa_us[1], r.opa_us[0]), ratio(r.embedded_us[1], r.embedded_us[0])]
+            line += [
+                ratio(r.opa_us[1], r.opa_us[0]),
+                ratio(r.embedded_us[1], r.embedded_us[0]),
+                ratio(r.regorus_us[1], r.regorus_us[0]),
+            ]
         lines.append(line)
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = []
@@ -472,8 +569,16 @@ def machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
         f"nproc {os.cpu_count()}, {cpu}, Python {platform.python_version()}, "
-        f"regopy {regopy.__version__}, load average {load:.2f}"
+        f"regopy {regopy.__version__}, regorus {_regorus_version()}, load average {load:.2f}"
     )
+
+
+def _regorus_version() -> str:
+    if REGORUS_MISSING:
+        return "-"
+    import interlock_regorus
+
+    return str(interlock_regorus.REGORUS_VERSION)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -484,13 +589,15 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="a policy bundle folder (default policies/); give two for before/after",
     )
-    parser.add_argument("--engines", default="opa,embedded", help="opa, embedded or both")
+    parser.add_argument(
+        "--engines", default="opa,embedded,regorus", help="some of opa, embedded, regorus"
+    )
     parser.add_argument(
         "--cases", default="", help="only these cases, e.g. decision.main,authz.main"
     )
     parser.add_argument("--count", type=int, default=3, help="`opa bench --count` (median taken)")
     parser.add_argument(
-        "--seconds", type=float, default=2.0, help="embedded engine: seconds per case"
+        "--seconds", type=float, default=2.0, help="embedded, regorus: seconds per case"
     )
     parser.add_argument(
         "--contended-calls",
@@ -540,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     last = len(labels) - 1
     for r in rows:
         if r.case == "decision.main" and r.input == "dry-run":
-            opa_us, emb_us = r.opa_us[last], r.embedded_us[last]
+            opa_us, emb_us, rgs_us = r.opa_us[last], r.embedded_us[last], r.regorus_us[last]
             if opa_us is not None:
                 met = "met" if opa_us <= 50 else "NOT MET"
                 print(
@@ -550,6 +657,12 @@ def main(argv: list[str] | None = None) -> int:
                 met = "met" if emb_us <= 1.5 * opa_us else "NOT MET"
                 print(
                     f"decision.main (dry-run): embedded {emb_us / opa_us:.2f}x OPA "
+                    f"(goal <= 1.5x) -> {met}"
+                )
+            if opa_us is not None and rgs_us is not None:
+                met = "met" if rgs_us <= 1.5 * opa_us else "NOT MET"
+                print(
+                    f"decision.main (dry-run): regorus {rgs_us / opa_us:.2f}x OPA "
                     f"(goal <= 1.5x) -> {met}"
                 )
     if args.json:
