@@ -232,8 +232,30 @@ def find_opa() -> str:
     )
 
 
+_OPA_FLAGS: dict[str, list[str]] = {}
+
+
+def opa_flags(url: str) -> list[str]:
+    """`interlock serve` flags for the OPA start_opa started at url: its URL,
+    the bundle server address its configuration polls, the binary."""
+    return _OPA_FLAGS[url]
+
+
 def start_opa(opa: str, timeout: float = 20.0) -> tuple[Process, str]:
-    port = free_port()
+    """OPA fed by the server's bundle server (docs/policies.md): start the
+    server with opa_flags(url)."""
+    port, bundle_port = free_port(), free_port()
+    config = tempfile.NamedTemporaryFile(  # kept for the bench run
+        "w", prefix="bench-opa-", suffix=".yaml", delete=False
+    )
+    config.write(
+        f"services:\n  interlock:\n    url: http://127.0.0.1:{bundle_port}\n"
+        "bundles:\n  interlock:\n    service: interlock\n"
+        "    resource: bundles/interlock.tar.gz\n"
+        "    polling:\n      min_delay_seconds: 1\n      max_delay_seconds: 2\n"
+        "      long_polling_timeout_seconds: 30\n"
+    )
+    config.close()
     proc = Process(
         "opa",
         [
@@ -242,11 +264,21 @@ def start_opa(opa: str, timeout: float = 20.0) -> tuple[Process, str]:
             "--server",
             "--addr",
             f"127.0.0.1:{port}",
+            "--config-file",
+            config.name,
             "--log-level",
             "error",
             "--skip-version-check",  # no traffic beyond loopback
         ],
     )
+    _OPA_FLAGS[f"http://127.0.0.1:{port}"] = [
+        "--opa-url",
+        f"http://127.0.0.1:{port}",
+        "--opa-bundle-listen",
+        f"127.0.0.1:{bundle_port}",
+        "--opa-bin",
+        opa,
+    ]
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     try:
@@ -582,7 +614,7 @@ async def bench(args: argparse.Namespace) -> tuple[list[Measurement], dict[str, 
                 ]
                 if engine == "opa":
                     sidecar, opa_url = start_opa(args.opa_bin)
-                    extra += ["--opa-url", opa_url]
+                    extra += opa_flags(opa_url)
                 if args.no_fsync:
                     extra.append("--no-fsync")
                 if args.embedded_api != "native":

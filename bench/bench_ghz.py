@@ -50,7 +50,7 @@ from typing import Any
 import bench_policy
 
 # bench/ is on sys.path when this file runs as a script.
-from bench_decisions import BenchError, find_opa, host_cpu_seconds, start_opa
+from bench_decisions import BenchError, find_opa, host_cpu_seconds, opa_flags, start_opa
 from bench_plans import bench_policies
 from bench_replicas import (
     free_port,
@@ -157,7 +157,7 @@ def interlock_server(
     try:
         if engine == "opa":
             opa, url = start_opa(args.opa_bin)
-            argv += ["--opa-url", url]
+            argv += opa_flags(url)
             pids.append(opa.proc.pid)
         log = data / "serve.log"
         with log.open("wb") as out:

@@ -199,6 +199,8 @@ async def run_interlock(args: argparse.Namespace) -> None:
     }
     if args.engine == "opa":
         overrides["opa_url"] = args.opa_url
+        overrides["opa_bundle_listen"] = args.opa_bundle_listen  # OPA's bundle service
+        overrides["opa_bin"] = args.opa_bin
     if args.no_fsync:
         overrides["fsync"] = False
     if args.max_streams:
@@ -237,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     il.add_argument("--policy-dir", required=True)
     il.add_argument("--engine", choices=("embedded", "opa"), default="embedded")
     il.add_argument("--opa-url", default="http://127.0.0.1:8181")
+    il.add_argument("--opa-bundle-listen", default="127.0.0.1:0")
+    il.add_argument("--opa-bin", default="opa")
     il.add_argument("--no-fsync", action="store_true")
     il.add_argument(
         "--principals-file", default="", help="bearer tokens -> principals (default: dev mode)"

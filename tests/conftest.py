@@ -14,7 +14,7 @@ from interlock.config import ServerConfig, load_config
 from interlock.server import InterlockServer
 from interlock.v1 import control_plane_pb2_grpc, policy_service_pb2_grpc
 
-from tests.helpers.opa import OpaProcess
+from tests.helpers.opa import OpaProcess, opa_server_options
 from tests.helpers.postgres import PostgresCluster, pg_bindir
 from tests.helpers.security import Team, write_principals
 
@@ -174,6 +174,9 @@ async def start_server(
         overrides.setdefault("data_dir", str(tmp_path / f"data{len(started)}"))
         if postgres is not None and "store_url" not in overrides:
             overrides["store_url"] = store_url_for(postgres, overrides["data_dir"])
+        if overrides.get("engine") == "opa":  # the bundle server the test's OPA polls
+            for key, value in opa_server_options(overrides.get("opa_url", "")).items():
+                overrides.setdefault(key, value)
         server = InterlockServer(server_config(policy_dir=policy_dir, **overrides))
         port = await server.start()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

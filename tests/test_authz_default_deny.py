@@ -17,7 +17,7 @@ from interlock.policy.engine import AUTHZ_ENTRYPOINT, parse_authz
 from interlock.policy.opa import OpaEngine
 
 from tests.conftest import POLICIES
-from tests.helpers.opa import OpaProcess
+from tests.helpers.opa import OpaProcess, opa_binary
 
 pytestmark = pytest.mark.opa
 
@@ -77,7 +77,7 @@ PARTIAL: dict[str, dict[str, Any]] = {
 async def test_partial_inputs_are_denied_on_both_engines(opa: OpaProcess) -> None:
     policy_set = PolicySet.from_dir(POLICIES)
     embedded = EmbeddedEngine(threads=1)
-    opa_engine = OpaEngine(opa.url, timeout=5)
+    opa_engine = OpaEngine(opa.url, timeout=5, opa_bin=opa_binary())
     try:
         local = embedded.compile_sync(policy_set)
         remote = await opa_engine.compile(policy_set)
@@ -109,7 +109,7 @@ async def test_partial_inputs_are_denied_on_both_engines(opa: OpaProcess) -> Non
 async def test_empty_input_says_what_is_missing(opa: OpaProcess) -> None:
     policy_set = PolicySet.from_dir(POLICIES)
     embedded = EmbeddedEngine(threads=1)
-    opa_engine = OpaEngine(opa.url, timeout=5)
+    opa_engine = OpaEngine(opa.url, timeout=5, opa_bin=opa_binary())
     try:
         local = embedded.compile_sync(policy_set)
         remote = await opa_engine.compile(policy_set)

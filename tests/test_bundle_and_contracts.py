@@ -6,7 +6,6 @@ import pytest
 from interlock.contracts import Catalog
 from interlock.errors import InvalidArgument, NotFound, PolicyLoadError
 from interlock.policy.bundle import PolicySet
-from interlock.policy.opa import rewrite_module
 
 from tests.conftest import POLICIES
 
@@ -111,15 +110,6 @@ def test_shipped_catalog_checks_and_validates_arguments() -> None:
         catalog.tool("nope")
     with pytest.raises(NotFound, match="unknown agent 'nobody'"):
         catalog.agent("nobody")
-
-
-def test_opa_namespacing_rewrites_packages_and_data_refs() -> None:
-    src = "package interlock.escalation\n\nimport data.interlock.config\n\nx := data.interlock.config.t\ny := data.interlockish\n"
-    out = rewrite_module(src, "interlock_rev_ab")
-    assert out.startswith("package interlock_rev_ab.interlock.escalation\n")
-    assert "import data.interlock_rev_ab.interlock.config" in out
-    assert "x := data.interlock_rev_ab.interlock.config.t" in out
-    assert "data.interlockish" in out
 
 
 def test_every_missing_required_argument_is_named() -> None:

@@ -20,7 +20,7 @@ from interlock.policy.opa import OpaEngine
 from interlock.policy.regorus_engine import RegorusEngine
 
 from tests.conftest import POLICIES
-from tests.helpers.opa import OpaProcess
+from tests.helpers.opa import OpaProcess, opa_binary
 
 pytestmark = pytest.mark.opa
 
@@ -149,7 +149,7 @@ async def test_embedded_and_opa_decide_identically(
     assert len(inputs) >= 200
 
     embedded = local_engine
-    opa_engine = OpaEngine(opa.url, timeout=5)
+    opa_engine = OpaEngine(opa.url, timeout=5, opa_bin=opa_binary())
     try:
         local = embedded.compile_sync(policy_set)
         remote = await opa_engine.compile(policy_set)
@@ -228,7 +228,7 @@ async def test_embedded_and_opa_authorize_identically(
 
     policy_set = PolicySet.from_dir(POLICIES)
     embedded = local_engine
-    opa_engine = OpaEngine(opa.url, timeout=5)
+    opa_engine = OpaEngine(opa.url, timeout=5, opa_bin=opa_binary())
     try:
         local = embedded.compile_sync(policy_set)
         remote = await opa_engine.compile(policy_set)

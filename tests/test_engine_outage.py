@@ -87,7 +87,7 @@ async def test_no_cached_answer_after_the_first_failure(
     if opa.proc is not None and opa.proc.poll() is None:
         os.kill(opa.proc.pid, signal.SIGCONT)
     else:
-        opa.start()
+        await asyncio.to_thread(opa.start)  # the bundle server runs on this loop
     await wait_for_health(s.channel, SERVING, within=15)
     back = (await s.cp.RequestToolCall(cached)).decision
     assert back.verdict == types_pb2.VERDICT_ALLOW and back.mode == types_pb2.EXECUTION_MODE_LIVE

@@ -32,7 +32,7 @@ async def test_decisions_come_from_opa(start_server: StartServer, opa: OpaProces
     assert "agent agent1 lacks permission(s) ui.click required by button_click" in denied.reasons
 
 
-async def test_opa_holds_each_revision_in_its_own_namespace(
+async def test_a_reload_reaches_opa_as_its_bundle(
     start_server: StartServer, opa: OpaProcess, policy_dir: Path
 ) -> None:
     s = await start_server(engine="opa", opa_url=opa.url)
@@ -40,7 +40,7 @@ async def test_opa_holds_each_revision_in_its_own_namespace(
     cfg = policy_dir / "interlock/config/data.yaml"
     cfg.write_text(cfg.read_text().replace("dry_run_only: false", "dry_run_only: true"))
     # The shipped Rego tests assume the switch off, and the reload gate runs
-    # them (tests/test_policy_gate.py); this test is about namespaces.
+    # them (tests/test_policy_gate.py); this test is about OPA's bundle.
     for test in await asyncio.to_thread(lambda: list(policy_dir.rglob("*_test.rego"))):
         test.unlink()
     r = await s.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
@@ -51,9 +51,11 @@ async def test_opa_holds_each_revision_in_its_own_namespace(
     import json
     import urllib.request
 
-    body = await asyncio.to_thread(lambda: urllib.request.urlopen(f"{opa.url}/v1/policies").read())
-    ids = {p["id"] for p in json.loads(body)["result"]}
-    assert any(r.revision[:20] in i for i in ids)
+    # OPA holds the new revision at the stable path, and only it.
+    url = f"{opa.url}/v1/data/interlock/config/switches?provenance=true"
+    body = json.loads(await asyncio.to_thread(lambda: urllib.request.urlopen(url).read()))
+    assert body["provenance"]["bundles"] == {"interlock": {"revision": r.revision}}
+    assert body["result"]["dry_run_only"] is True
 
 
 async def test_a_set_opa_refuses_is_not_swapped_in(
@@ -107,8 +109,8 @@ async def test_fails_closed_when_opa_is_down_and_recovers(
     assert 'interlock_policy_fail_closed_total{engine="opa"} 2.0' in text
     assert 'interlock_decisions_total{mode="MOCK",tool="vision_inspect",verdict="DENY"} 2.0' in text
 
-    # A new OPA on the same port has lost the policies; the server uploads them again.
-    opa.start()
+    # A new OPA on the same port has lost the policies; it downloads the bundle again.
+    await asyncio.to_thread(opa.start)  # the bundle server runs on this loop
     d = (await s.cp.RequestToolCall(tool_call())).decision
     assert d.verdict == types_pb2.VERDICT_ALLOW and not d.fail_closed, list(d.reasons)
     await wait_for_health(s.channel, SERVING)

@@ -54,6 +54,15 @@ class ServerConfig:
     opa_timeout_seconds: float = 1.5
     """Timeout of one OPA REST call; past it the decision fails closed (DENY)."""
 
+    opa_bundle_listen: str = "127.0.0.1:0"
+    """When engine is "opa": where Interlock serves the active policy set as an OPA bundle (and takes OPA's decision logs), host:port on loopback; OPA's configuration points its bundle service here (docs/policies.md). Port 0 picks a free port, logged at start: set a fixed one for an OPA configured ahead."""
+
+    opa_bin: str = "opa"
+    """When engine is "opa": the OPA binary (a path, or a name on PATH) Interlock runs to check a policy set before it serves (its probes, tests and replay run on an OPA process of their own); use the serving OPA's version."""
+
+    opa_revision_wait_seconds: float = 10.0
+    """When engine is "opa": how long a reload waits for OPA to report the new bundle revision before it swaps anyway; decisions OPA makes on another revision than the active one fail closed."""
+
     policy_watch_interval_seconds: float = 1.0
     """How often to look for changes under policy_dir; 0 disables the watcher."""
 
@@ -292,6 +301,14 @@ def _check(config: ServerConfig) -> None:
         raise ConfigError("plan_lease_seconds: must be positive")
     if config.opa_timeout_seconds <= 0:
         raise ConfigError("opa_timeout_seconds: must be positive")
+    if config.opa_revision_wait_seconds < 0:
+        raise ConfigError("opa_revision_wait_seconds: must not be negative")
+    bundle_host, _, bundle_port = config.opa_bundle_listen.rpartition(":")
+    if bundle_host.strip("[]") not in LOOPBACK or not bundle_port.isdigit():
+        raise ConfigError(
+            "opa_bundle_listen: must be a loopback host:port (the bundle server has no "
+            f"authentication), not {config.opa_bundle_listen!r}"
+        )
     if not config.grant_max_seconds > 0:
         raise ConfigError("grant_max_seconds: must be positive")
     if config.max_argument_bytes < 2:

@@ -151,6 +151,12 @@ class Metrics:
             ["engine"],
             registry=r,
         )
+        self.stale_revisions = Counter(
+            "interlock_policy_stale_revision_total",
+            "Decisions failed closed because OPA evaluated another policy revision than the "
+            "active one (it has not loaded the active bundle yet).",
+            registry=r,
+        )
         self.reloads = Counter(
             "interlock_policy_reloads_total",
             "Policy reload attempts, by result (applied, unchanged, refused).",

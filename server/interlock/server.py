@@ -45,6 +45,7 @@ from interlock.journal import EventRecord, Recorded, open_journal
 from interlock.metrics import Metrics
 from interlock.plans.orchestrator import Orchestrator
 from interlock.plans.summary import Summaries
+from interlock.policy.bundleserver import BundleServer
 from interlock.policy.embedded import EmbeddedEngine
 from interlock.policy.engine import PolicyEngine
 from interlock.policy.gate import REPORT, PolicyGate
@@ -78,9 +79,16 @@ SERVICE_NAMES = (
 ENGINE_CHECK_SECONDS = 1.0
 
 
-def make_engine(config: ServerConfig) -> PolicyEngine:
+def make_engine(config: ServerConfig, metrics: Metrics | None = None) -> PolicyEngine:
     if config.engine == "opa":
-        return OpaEngine(config.opa_url, timeout=config.opa_timeout_seconds)
+        return OpaEngine(
+            config.opa_url,
+            timeout=config.opa_timeout_seconds,
+            bundles=BundleServer(config.opa_bundle_listen, Path(config.data_dir)),
+            opa_bin=config.opa_bin,
+            revision_wait=config.opa_revision_wait_seconds,
+            on_stale=metrics.stale_revisions.inc if metrics is not None else None,
+        )
     if config.engine == "regorus":
         return make_regorus_engine(config.eval_threads, native=config.embedded_native)
     return EmbeddedEngine(threads=config.eval_threads, native=config.embedded_native)
@@ -119,7 +127,7 @@ class InterlockServer:
             replica=self.replica_id,
         )
         self.policies = PolicyManager(
-            make_engine(config),
+            make_engine(config, self.metrics),
             config.policy_dir,
             watch_interval=config.policy_watch_interval_seconds,
             on_reload=self._on_reload,

@@ -27,7 +27,7 @@ from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import control_plane_pb2_grpc, types_pb2
 
 from tests.helpers.calls import tool_call
-from tests.helpers.opa import OpaProcess
+from tests.helpers.opa import OpaProcess, opa_binary
 from tests.helpers.process import ServerProcess
 from tests.torture.figures import Figures
 
@@ -94,7 +94,16 @@ async def test_no_cached_live_answer_once_the_engine_was_seen_down(
     serve: ServerProcess, opa: OpaProcess, fault: str, figures: Figures
 ) -> None:
     channel = await serve.start(
-        "--engine", "opa", "--opa-url", opa.url, "--opa-timeout-seconds", "0.5"
+        "--engine",
+        "opa",
+        "--opa-url",
+        opa.url,
+        "--opa-timeout-seconds",
+        "0.5",
+        "--opa-bundle-listen",
+        opa.bundle_listen,
+        "--opa-bin",
+        opa_binary(),
     )
     hammer = Hammer(control_plane_pb2_grpc.ControlPlaneStub(channel))
     clients = [asyncio.create_task(hammer.client(k)) for k in range(CLIENTS)]
@@ -111,7 +120,7 @@ async def test_no_cached_live_answer_once_the_engine_was_seen_down(
         await asyncio.sleep(DOWN_SECONDS)
         restored = time.monotonic()
         if fault == "killed":
-            opa.start()  # the same port; the server uploads its policies again
+            opa.start()  # the same port; it downloads the server's bundle again
         else:
             os.kill(pid, signal.SIGCONT)
         async with asyncio.timeout(15):

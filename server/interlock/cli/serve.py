@@ -27,6 +27,8 @@ _METAVARS = {
     "policy_dir": "DIR",
     "data_dir": "DIR",
     "opa_url": "URL",
+    "opa_bundle_listen": "HOST:PORT",
+    "opa_bin": "PATH",
     "store_url": "URL",
     "log_level": "LEVEL",
 }

@@ -8,6 +8,10 @@ one sees the new set: no decision is lost or half-evaluated during a swap.
 A refused set leaves the active one serving, and the refusal is reported
 through the ``on_reload`` callback (event, metric) and to the caller.
 
+On OPA, the set is checked on an OPA process of its own and then given to
+the serving OPA as a bundle (:meth:`~interlock.policy.opa.OpaEngine.activate`);
+the swap waits, bounded, until OPA reports the new revision.
+
 A reload also passes the gate, when one is given (:mod:`interlock.policy.gate`:
 the set's own tests, a replay over recorded decisions, the LIVE widening
 budget) after the probes and before the swap; its record goes on the outcome.
@@ -28,6 +32,7 @@ from interlock.errors import PolicyLoadError, Unavailable
 from interlock.policy.bundle import PolicySet, dir_fingerprint
 from interlock.policy.engine import CompiledPolicy, PolicyDecision, PolicyEngine
 from interlock.policy.gate import FILE_WATCHER, GateRefusal, ReloadRequest
+from interlock.policy.opa import OpaEngine
 from interlock.policy.prepare import prepare_set, probe_inputs
 
 log = logging.getLogger(__name__)
@@ -111,6 +116,7 @@ class PolicyManager:
         self._fingerprint = dir_fingerprint(self.policy_dir)
         policy_set = await asyncio.to_thread(PolicySet.from_dir, self.policy_dir)
         catalog, compiled = await self.prepare(policy_set)
+        compiled = await self._go_live(policy_set, compiled)
         self._active = ActivePolicy(policy_set, catalog, compiled, time.time())
         log.info(
             "policy set %s loaded from %s (%d modules, %d tools, engine %s)",
@@ -173,6 +179,7 @@ class PolicyManager:
                     except BaseException:
                         await compiled.release()
                         raise
+                    compiled = await self._go_live(policy_set, compiled)
                     self._active = ActivePolicy(policy_set, catalog, compiled, time.time())
                     self.reloads += 1
                     self.last_error = ""
@@ -216,6 +223,18 @@ class PolicyManager:
             if self._on_reload is not None:
                 await self._on_reload(outcome)
             return outcome
+
+    async def _go_live(self, policy_set: PolicySet, compiled: CompiledPolicy) -> CompiledPolicy:
+        """What serves the set once it is swapped in: the checked set itself,
+        except on OPA, where the checked candidate runs on an OPA process of its
+        own and the serving OPA is given the set as its bundle (waited for,
+        bounded, so the swap does not fail the calls after it)."""
+        if not isinstance(self.engine, OpaEngine):
+            return compiled
+        try:
+            return await self.engine.activate(policy_set)
+        finally:
+            await compiled.release()
 
     async def evaluate_with(
         self, policy_set: PolicySet, policy_input: dict[str, Any]

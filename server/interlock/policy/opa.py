@@ -1,47 +1,68 @@
-"""The OPA engine: a real OPA server, driven over its REST API.
+"""The OPA engine: a real OPA server fed with bundles, asked over its REST API.
 
-Each policy set is uploaded into a namespace of its own,
-``data.interlock_rev_<revision>``: its modules' packages and their
-``data.interlock`` references are rewritten to live under it, and its data
-document is written there too. A new set is uploaded and checked beside the
-active one; the swap is then a pointer change in the server, so every
-decision sees one whole set, and the old namespace is removed once retired.
-This also lets EvaluatePolicy try a given set without touching the live one.
+**The serving OPA** (``opa_url``) holds one revision: the active set, which
+Interlock serves as a bundle (:mod:`interlock.policy.bundleserver`) and OPA's
+bundle plugin downloads (long polling). Decisions query OPA's stable path,
+``data.interlock.decision.main``, with ``provenance=true``, so OPA says which
+bundle revision it evaluated. An answer from another revision than the active
+one (OPA has not loaded the newest set yet, or was restarted and has not
+loaded any) is refused: :class:`StaleRevision`, a policy evaluation error, so
+the decision fails closed (DENY/MOCK, never LIVE) rather than being labelled
+with a revision it did not come from.
 
-Known pitfalls of opa-python-client handled here: an undefined rule comes
-back as ``{}`` (treated as an error, so the decision fails closed); uploads
-are sent as Rego v1 with its v0 rewriting turned off; its timeout is set from
-the configuration.
+A reload makes a new set live with :meth:`OpaEngine.activate`: the bundle is
+published, and the swap waits (``opa_revision_wait_seconds`` at most) until
+OPA reports the new revision. Between OPA loading it and the swap (a few
+milliseconds with long polling) decisions fail closed; when the wait runs out
+the swap happens anyway, and decisions fail closed until OPA catches up.
 
-Policies must reference their data as ``data.interlock...`` (not through
-``data["interlock"]``) for the namespacing to apply.
+**Candidates** (a set being checked before it may serve: a reload's probes
+and gate, replay on OPA, the differential tests) never touch the serving OPA,
+which holds the ``interlock`` root for the active set alone. Each candidate
+gets an OPA process of its own (:class:`OpaCandidate`: ``opa run --server``
+on a free loopback port with the candidate's bundle, from ``opa_bin``), so it
+is evaluated by the same OPA code without changing what the serving OPA
+answers; it is stopped when the candidate is released.
+
+Policies refer to their data any way they like (``data.interlock...`` or
+``data["interlock"]``): nothing is rewritten.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import contextlib
+import logging
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from opa_client import AsyncOpaClient
+import aiohttp
 
 from interlock.errors import PolicyEvaluationError, PolicyLoadError
 from interlock.policy.bundle import PolicySet
+from interlock.policy.bundleserver import BUNDLE_NAME, BundleServer, build_bundle
 from interlock.policy.engine import DECISION_PACKAGE, DECISION_RULE, PolicyDecision, parse_decision
 
-_PACKAGE = re.compile(r"^(\s*package\s+)interlock\b", re.MULTILINE)
-_DATA_REF = re.compile(r"\bdata\.interlock\b")
+log = logging.getLogger(__name__)
+
+DECISION_PATH = f"{DECISION_PACKAGE}.{DECISION_RULE}".replace(".", "/")
+REVISION_PROBE = "system/interlock_revision"
+"""A path outside the bundle's root: asking it is cheap (undefined) and its
+provenance names the revision OPA holds."""
+CANDIDATE_START_SECONDS = 20.0
+REVISION_POLL_SECONDS = 0.02
 
 
-def namespace_for(revision: str) -> str:
-    return f"interlock_rev_{revision[:20]}"
+class StaleRevision(PolicyEvaluationError):
+    """OPA evaluated another revision than the one expected: fail closed."""
 
-
-def rewrite_module(source: str, namespace: str) -> str:
-    """Move a module of package interlock.* under data.<namespace>."""
-    source = _PACKAGE.sub(lambda m: f"{m.group(1)}{namespace}.interlock", source)
-    return _DATA_REF.sub(f"data.{namespace}.interlock", source)
+    reason = "POLICY_REVISION_MISMATCH"
 
 
 def _describe(exc: BaseException) -> str:
@@ -49,116 +70,286 @@ def _describe(exc: BaseException) -> str:
     return " ".join(text.split())[:2000]
 
 
-class OpaPolicy:
-    def __init__(self, engine: OpaEngine, policy_set: PolicySet) -> None:
-        self._engine = engine
-        self.policy_set = policy_set
-        self.revision = policy_set.revision
-        self.namespace = namespace_for(policy_set.revision)
-        self._decision_path = (
-            f"{self.namespace}.{DECISION_PACKAGE}".replace(".", "/") + f"/{DECISION_RULE}"
-        )
-        self._reupload = asyncio.Lock()
+def _short(revision: str) -> str:
+    return revision[:12] if revision else "none"
 
-    def policy_ids(self) -> list[str]:
-        return [f"{self.namespace}/{path}" for path in sorted(self.policy_set.modules)]
 
-    async def upload(self) -> None:
-        client = await self._engine.client()
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Rest:
+    """OPA's data API at one base URL, with provenance."""
+
+    def __init__(self, base: str, timeout: float) -> None:
+        self.base = base.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def data(self, path: str, policy_input: Any = None) -> tuple[Any, str]:
+        """(the rule's value or None when undefined, the revision OPA evaluated)."""
+        url = f"{self.base}/v1/data/{path}?provenance=true"
         try:
-            await client.update_or_create_data(
-                {k: v for k, v in self.policy_set.data.items()}, self.namespace
-            )
-            for path in sorted(self.policy_set.modules):
-                source = rewrite_module(self.policy_set.modules[path], self.namespace)
-                await client.update_policy_from_string(
-                    source, f"{self.namespace}/{path}", rego_compat=False
-                )
-        except Exception as exc:
-            await self.release()
-            raise PolicyLoadError(f"OPA refused the policy set: {_describe(exc)}") from None
-
-    async def _query(self, policy_input: dict[str, Any], path: str | None = None) -> Any:
-        client = await self._engine.client()
-        try:
-            response = await client.query_rule(policy_input, path or self._decision_path)
+            if policy_input is None:
+                request = self.session().get(url)
+            else:
+                request = self.session().post(url, json={"input": policy_input})
+            async with request as response:
+                body = await response.json(content_type=None)
+                if response.status != 200:
+                    message = body.get("message", "") if isinstance(body, dict) else ""
+                    raise PolicyEvaluationError(
+                        f"OPA query failed: HTTP {response.status} {message}".strip()
+                    )
+        except PolicyEvaluationError:
+            raise
         except Exception as exc:
             raise PolicyEvaluationError(f"OPA query failed: {_describe(exc)}") from None
-        return response.get("result") if isinstance(response, dict) else None
+        if not isinstance(body, dict):
+            raise PolicyEvaluationError("OPA query failed: the answer is not a JSON object")
+        bundles = (body.get("provenance") or {}).get("bundles") or {}
+        if BUNDLE_NAME not in bundles and len(bundles) == 1:
+            # A candidate's OPA names its one bundle (--bundle) by the file's path.
+            bundles = {BUNDLE_NAME: next(iter(bundles.values()))}
+        revision = (bundles.get(BUNDLE_NAME) or {}).get("revision", "")
+        return body.get("result"), revision if isinstance(revision, str) else ""
+
+    async def healthy(self) -> bool:
+        try:
+            async with self.session().get(f"{self.base}/health") as response:
+                return response.status == 200
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class _Evaluates:
+    """Evaluate on an OPA that must report ``revision``."""
+
+    revision: str
+    _rest: _Rest
+
+    def _stale(self, evaluated: str) -> None:
+        """Called before a StaleRevision is raised."""
+
+    async def query(self, entrypoint: str, policy_input: dict[str, Any]) -> Any:
+        result, evaluated = await self._rest.data(entrypoint or DECISION_PATH, policy_input)
+        if evaluated != self.revision:
+            self._stale(evaluated)
+            raise StaleRevision(
+                f"OPA evaluated policy revision {_short(evaluated)}, not the active "
+                f"{_short(self.revision)} (it has not loaded the active bundle yet)"
+            )
+        return result
 
     async def evaluate(self, policy_input: dict[str, Any]) -> PolicyDecision:
         return parse_decision(await self.query("", policy_input))
 
-    async def query(self, entrypoint: str, policy_input: dict[str, Any]) -> Any:
-        path = f"{self.namespace}/{entrypoint}" if entrypoint else None
-        raw = await self._query(policy_input, path)
-        if raw is None:
-            # Undefined: OPA may have restarted and lost the set. Upload it
-            # again once, then ask again; still undefined fails closed.
-            async with self._reupload:
-                raw = await self._query(policy_input, path)
-                if raw is None:
-                    try:
-                        await self.upload()
-                    except PolicyLoadError as exc:
-                        raise PolicyEvaluationError(str(exc)) from None
-                    raw = await self._query(policy_input, path)
-        return raw
+
+class OpaPolicy(_Evaluates):
+    """The active set, as the serving OPA holds it through the bundle."""
+
+    def __init__(self, engine: OpaEngine, policy_set: PolicySet) -> None:
+        self._engine = engine
+        self._rest = engine.rest
+        self.policy_set = policy_set
+        self.revision = policy_set.revision
+
+    def _stale(self, evaluated: str) -> None:
+        self._engine.stale_revisions += 1
+        if self._engine.on_stale is not None:
+            self._engine.on_stale()
 
     async def release(self) -> None:
-        try:
-            client = await self._engine.client()
-            for policy_id in self.policy_ids():
-                try:
-                    await client.delete_policy(policy_id)
-                except Exception:
-                    pass
+        """Nothing to free: the next bundle replaces it in OPA."""
+
+
+class OpaCandidate(_Evaluates):
+    """A set being checked, on an OPA process of its own (see the module docstring)."""
+
+    def __init__(self, engine: OpaEngine, policy_set: PolicySet) -> None:
+        self._engine = engine
+        self.policy_set = policy_set
+        self.revision = policy_set.revision
+        self._proc: asyncio.subprocess.Process | None = None
+        self._dir: Path | None = None
+        self._rest = _Rest("http://127.0.0.1:0", engine.timeout)
+
+    async def start(self) -> None:
+        body = await asyncio.to_thread(build_bundle, self.policy_set)
+        self._dir = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="interlock-opa-"))
+        bundle = self._dir / "bundle.tar.gz"
+        await asyncio.to_thread(bundle.write_bytes, body)
+        for _attempt in range(3):
+            port = free_port()
+            self._rest = _Rest(f"http://127.0.0.1:{port}", self._engine.timeout)
             try:
-                await client.delete_data(self.namespace)
-            except Exception:
-                pass
-        except Exception:
-            pass
+                self._proc = await asyncio.create_subprocess_exec(
+                    self._engine.opa_binary(),
+                    "run",
+                    "--server",
+                    "--addr",
+                    f"127.0.0.1:{port}",
+                    "--log-level",
+                    "error",
+                    "--disable-telemetry",
+                    "--bundle",
+                    str(bundle),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+            except OSError as exc:
+                raise PolicyLoadError(f"cannot run OPA to check the set: {exc}") from None
+            error = await self._wait_ready()
+            if not error:
+                return
+            await self._stop_process()
+            if "address already in use" not in error:
+                raise PolicyLoadError(f"OPA refused the policy set: {error}")
+        raise PolicyLoadError("OPA could not start to check the set: no free port")
+
+    async def _wait_ready(self) -> str:
+        """ "" once OPA answers; else why it did not."""
+        assert self._proc is not None
+        deadline = time.monotonic() + CANDIDATE_START_SECONDS
+        while time.monotonic() < deadline:
+            if self._proc.returncode is not None:
+                break
+            if await self._rest.healthy():
+                return ""
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._proc.wait(), 0.05)
+        if self._proc.returncode is None:
+            return f"OPA did not start within {CANDIDATE_START_SECONDS:g}s"
+        assert self._proc.stderr is not None
+        err = (await self._proc.stderr.read()).decode(errors="replace")
+        return " ".join(err.split())[:2000] or f"opa exited with {self._proc.returncode}"
+
+    async def _stop_process(self) -> None:
+        await self._rest.close()
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    async def release(self) -> None:
+        self._engine.candidates.discard(self)
+        await self._stop_process()
+        directory, self._dir = self._dir, None
+        if directory is not None:
+            await asyncio.to_thread(shutil.rmtree, directory, True)
 
 
 class OpaEngine:
     name = "opa"
 
-    def __init__(self, url: str, *, timeout: float = 1.5) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 1.5,
+        bundles: BundleServer | None = None,
+        opa_bin: str = "opa",
+        revision_wait: float = 10.0,
+        on_stale: Callable[[], None] | None = None,
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"opa_url must be http(s)://host:port, not {url!r}")
-        self._host = parts.hostname
-        self._port = parts.port or (443 if parts.scheme == "https" else 80)
-        self._ssl = parts.scheme == "https"
-        self._timeout = timeout
-        self._client: AsyncOpaClient | None = None
+        self.timeout = timeout
+        self.rest = _Rest(url, timeout)
+        self.bundles = bundles
+        self.opa_bin = opa_bin
+        self.revision_wait = revision_wait
+        self.on_stale = on_stale
+        """Called for each answer refused for its revision (a metric)."""
+        self.stale_revisions = 0
+        self.candidates: set[OpaCandidate] = set()
+        """Candidates not released yet (each an OPA process): stopped by close()."""
+        self._bundles_started = False
 
-    async def client(self) -> AsyncOpaClient:
-        if self._client is None:
-            client = AsyncOpaClient(
-                host=self._host, port=self._port, ssl=self._ssl, timeout=self._timeout, retries=0
+    def opa_binary(self) -> str:
+        found = shutil.which(self.opa_bin)
+        if found is None:
+            raise PolicyLoadError(
+                f"opa_bin {self.opa_bin!r} is not an executable: Interlock runs OPA itself "
+                "to check a policy set before it serves"
             )
-            await client.__aenter__()
-            self._client = client
-        return self._client
+        return found
 
-    async def compile(self, policy_set: PolicySet) -> OpaPolicy:
-        policy = OpaPolicy(self, policy_set)
-        await policy.upload()
-        return policy
+    async def compile(self, policy_set: PolicySet) -> OpaCandidate:
+        """The set on an OPA process of its own, to be checked; not live."""
+        candidate = OpaCandidate(self, policy_set)
+        self.candidates.add(candidate)
+        try:
+            await candidate.start()
+        except BaseException:
+            await candidate.release()
+            raise
+        return candidate
+
+    async def activate(self, policy_set: PolicySet) -> OpaPolicy:
+        """Publish the set to the serving OPA and wait (bounded) until OPA
+        reports it; the caller swaps it in afterwards either way."""
+        if self.bundles is None:
+            raise PolicyLoadError("this OPA engine has no bundle server to publish from")
+        if not self._bundles_started:
+            await self.bundles.start()
+            self._bundles_started = True
+        await self.bundles.publish(policy_set)
+        if not await self.wait_for_revision(policy_set.revision, self.revision_wait):
+            log.warning(
+                "OPA at %s has not loaded policy revision %s within %gs; decisions fail "
+                "closed until it does (its bundle service: %s)",
+                self.rest.base,
+                policy_set.short_revision,
+                self.revision_wait,
+                self.bundles.url,
+            )
+        return OpaPolicy(self, policy_set)
+
+    async def revision(self) -> str:
+        """The bundle revision the serving OPA holds ("" when none or unreachable)."""
+        try:
+            _, revision = await self.rest.data(REVISION_PROBE)
+        except PolicyEvaluationError:
+            return ""
+        return revision
+
+    async def wait_for_revision(self, revision: str, within: float) -> bool:
+        deadline = time.monotonic() + within
+        while True:
+            if await self.revision() == revision:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(REVISION_POLL_SECONDS)
 
     async def available(self) -> bool:
         try:
-            client = await self.client()
-            return bool(await asyncio.wait_for(client.check_health(), self._timeout))
-        except Exception:
+            return await asyncio.wait_for(self.rest.healthy(), self.timeout)
+        except TimeoutError:
             return False
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close_connection()
-            self._client = None
+        for candidate in list(self.candidates):
+            await candidate.release()
+        await self.rest.close()
+        if self.bundles is not None and self._bundles_started:
+            await self.bundles.close()
+            self._bundles_started = False
 
 
-__all__ = ["OpaEngine", "OpaPolicy", "namespace_for", "rewrite_module"]
+__all__ = ["OpaCandidate", "OpaEngine", "OpaPolicy", "StaleRevision"]

@@ -6,10 +6,10 @@ when it is true, as with ``opa test``. Tests are found by their text (a line
 starting ``test_``), so a test the engine cannot even see still counts: a
 test whose rule is undefined fails.
 
-- **OPA**: the set's modules and its tests are uploaded beside the live set,
-  under a namespace of their own (``data.interlock_gate_<revision>``, rewritten
-  as :mod:`interlock.policy.opa` rewrites a revision), each test package is
-  asked through OPA's query API, and the namespace is deleted.
+- **OPA**: ``opa test`` on the set's modules, tests and data (written to a
+  temporary folder), with the OPA binary the server checks candidates on
+  (``opa_bin``); the serving OPA, which holds only the active bundle, is not
+  touched.
 - **embedded**: regopy in a child process (:func:`_child`), so an engine that aborts takes only the
   child with it. regopy 1.5.2 aborts the process on ``with input as``
   (rego-cpp: "shape `rego-localref` has no field `rego-refhead`"), so a test
@@ -24,10 +24,13 @@ import asyncio
 import json
 import re
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from interlock.errors import InterlockError
 from interlock.policy.bundle import PolicySet
 
 _PACKAGE = re.compile(r"^\s*package\s+([\w.]+)", re.MULTILINE)
@@ -88,51 +91,69 @@ def _verdict(value: Any) -> str:
 
 
 async def run_opa(engine: Any, policy_set: PolicySet) -> TestRun:
-    """Run the set's tests on the server's OPA (an :class:`OpaEngine`)."""
-    from interlock.policy.opa import rewrite_module
-
+    """Run the set's tests with ``opa test`` on the OPA binary the server
+    runs candidates on (``engine`` is an :class:`OpaEngine`)."""
     run = TestRun("opa")
     found = discover(policy_set.tests)
     if not any(found.values()):
         return run
-    namespace = f"interlock_gate_{policy_set.revision[:20]}"
-    client = await engine.client()
-    ids: list[str] = []
     try:
-        await client.update_or_create_data(dict(policy_set.data), namespace)
-        modules = {**policy_set.modules, **policy_set.tests}
-        for path in sorted(modules):
-            policy_id = f"{namespace}/{path}"
-            await client.update_policy_from_string(
-                rewrite_module(modules[path], namespace), policy_id, rego_compat=False
-            )
-            ids.append(policy_id)
-        for names in found.values():
-            for name in names:
-                rule_path = f"{namespace}.{name}".replace(".", "/")
-                try:
-                    response = await client.query_rule({}, rule_path)
-                except Exception as exc:
-                    run.failed[name] = " ".join(str(exc).split())[:300]
-                    continue
-                value = response.get("result") if isinstance(response, dict) else None
-                why = _verdict(value)
-                if why:
-                    run.failed[name] = why
-                else:
-                    run.passed.append(name)
-    except Exception as exc:
-        run.failed["(upload)"] = f"OPA refused the tests: {' '.join(str(exc).split())[:300]}"
-    finally:
-        for policy_id in ids:
-            try:
-                await client.delete_policy(policy_id)
-            except Exception:
-                pass
+        binary = engine.opa_binary()
+    except InterlockError as exc:
+        run.failed["(engine)"] = exc.message
+        return run
+    with tempfile.TemporaryDirectory(prefix="interlock-opa-test-") as tmp:
+        root = Path(tmp)
+
+        def write() -> None:
+            for path, source in {**policy_set.modules, **policy_set.tests}.items():
+                target = root / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(source, encoding="utf-8")
+            (root / "data.json").write_text(json.dumps(dict(policy_set.data)), encoding="utf-8")
+
+        await asyncio.to_thread(write)
+        proc = await asyncio.create_subprocess_exec(
+            binary,
+            "test",
+            "--format",
+            "json",
+            str(root),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         try:
-            await client.delete_data(namespace)
-        except Exception:
-            pass
+            out, err = await asyncio.wait_for(proc.communicate(), CHILD_TIMEOUT_SECONDS)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            run.failed["(engine)"] = f"opa test did not finish within {CHILD_TIMEOUT_SECONDS:g}s"
+            return run
+    try:
+        results = json.loads(out) if out.strip() else None
+    except ValueError:
+        results = None
+    if not isinstance(results, list):
+        detail = " ".join((err or out).decode(errors="replace").split())[:300]
+        run.failed["(compile)"] = detail or f"opa test exited with {proc.returncode}"
+        return run
+    seen: dict[str, str] = {}
+    for result in results:
+        if not isinstance(result, dict):
+            continue
+        name = f"{str(result.get('package', '')).removeprefix('data.')}.{result.get('name', '')}"
+        if result.get("error"):
+            seen[name] = " ".join(str(result["error"]).split())[:300]
+        else:
+            seen[name] = "false or undefined" if result.get("fail") else ""
+    for names in found.values():
+        for name in names:
+            why = seen.get(name, "false or undefined")
+            if why:
+                run.failed[name] = why
+            else:
+                run.passed.append(name)
     return run
 
 
