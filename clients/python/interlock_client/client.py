@@ -36,6 +36,8 @@ from interlock_client.targets import channel_target
 from interlock_client.v1 import (
     control_plane_pb2,
     control_plane_pb2_grpc,
+    grants_pb2,
+    grants_pb2_grpc,
     observe_pb2,
     plans_pb2,
     policy_service_pb2,
@@ -995,6 +997,79 @@ class InterlockClient:
             idempotent=False,
         )
         return response.trust
+
+
+    # GrantService ---------------------------------------------------------------
+
+    @property
+    def grant_service(self) -> grants_pb2_grpc.GrantServiceStub:
+        """The raw GrantService stub."""
+        self._open()
+        assert self._channel is not None
+        return grants_pb2_grpc.GrantServiceStub(self._channel)
+
+    async def create_grant(
+        self,
+        agent_id: str,
+        tool: str,
+        *,
+        expires_at: float,
+        max_uses: int = 0,
+        arguments_equal: Mapping[str, Any] | None = None,
+        argument_patterns: Mapping[str, str] | None = None,
+        arguments_schema: Mapping[str, Any] | None = None,
+        plan_id: str = "",
+        reason: str = "",
+        approval_id: str = "",
+    ) -> grants_pb2.Grant:
+        """Let ``agent_id`` call ``tool`` without a new approval, while its arguments
+        satisfy the constraint (exact values, whole-match patterns, a JSON Schema
+        subset), until ``expires_at`` (Unix seconds) and up to ``max_uses`` times
+        (0: no limit), as the authenticated principal (docs/grants.md). Never retried."""
+        request = grants_pb2.CreateGrantRequest(
+            agent_id=agent_id,
+            tool=tool,
+            plan_id=plan_id,
+            max_uses=max_uses,
+            reason=reason,
+            approval_id=approval_id,
+        )
+        request.expires_at.FromNanoseconds(int(expires_at * 1e9))
+        if arguments_equal:
+            request.arguments_equal.update(dict(arguments_equal))
+        if argument_patterns:
+            request.argument_patterns.update(dict(argument_patterns))
+        if arguments_schema:
+            request.arguments_schema.update(dict(arguments_schema))
+        response: grants_pb2.CreateGrantResponse = await self._call(
+            self.grant_service.CreateGrant, request, idempotent=False
+        )
+        return response.grant
+
+    async def list_grants(
+        self, agent_id: str = "", tool: str = "", states: Iterable[str | int] = ()
+    ) -> list[grants_pb2.Grant]:
+        """Grants, newest first, optionally of one agent or tool and in ``states``
+        (names like ``"ACTIVE"`` or values; every state when empty)."""
+        values = _enum_values(grants_pb2.GrantState, "GRANT_STATE", states, "grant state")
+        request = grants_pb2.ListGrantsRequest(
+            agent_id=agent_id,
+            tool=tool,
+            states=values,  # type: ignore[arg-type]
+        )
+        response: grants_pb2.ListGrantsResponse = await self._call(
+            self.grant_service.ListGrants, request, idempotent=True
+        )
+        return list(response.grants)
+
+    async def revoke_grant(self, grant_id: str, reason: str = "") -> grants_pb2.Grant:
+        """Revoke a grant at once: it covers no call from now on. Never retried."""
+        response: grants_pb2.RevokeGrantResponse = await self._call(
+            self.grant_service.RevokeGrant,
+            grants_pb2.RevokeGrantRequest(grant_id=grant_id, reason=reason),
+            idempotent=False,
+        )
+        return response.grant
 
 
 __all__ = [

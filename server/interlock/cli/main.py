@@ -40,6 +40,7 @@ from interlock.cli.common import (
     SERVER_ENV,
     UsageError,
 )
+from interlock.cli.grants import add_grants_parser
 from interlock.cli.output import print_error
 from interlock.cli.replay import add_parser as add_replay_parser
 from interlock.cli.serve import _add_config_flags, cmd_serve, run_server, setup_logging
@@ -385,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.set_defaults(handler=cmd_plan_cancel, parser=cancel)
 
     add_approvals_parser(commands, client)
+    add_grants_parser(commands, client)
     add_trust_parser(commands, client)
     add_auth_parser(commands)
     add_audit_parser(commands)
