@@ -998,7 +998,6 @@ class InterlockClient:
         )
         return response.trust
 
-
     # GrantService ---------------------------------------------------------------
 
     @property
