@@ -120,7 +120,7 @@ def generated_inputs(catalog: Catalog, n: int = 400, seed: int = 24) -> list[dic
     )
     picked = rng.sample(space, n)
     inputs = []
-    for tool, agent, risk, reversible, confidence, switches, live in picked:
+    for i, (tool, agent, risk, reversible, confidence, switches, live) in enumerate(picked):
         contract = catalog.tools[tool].policy_view()
         if risk is not None:
             contract["risk"] = risk
@@ -135,9 +135,27 @@ def generated_inputs(catalog: Catalog, n: int = 400, seed: int = 24) -> list[dic
                 "arguments": {},
                 "counts": {"live_in_flight": live},
                 "switches": dict(SWITCHES[switches]),
+                "plan": {"plan_id": "p1" if i % 2 else "", "step_id": ""},
             }
         )
+        if i % 3 == 0:  # grants (docs/grants.md): matching, another agent's, another plan's
+            inputs[-1]["grants"] = grants_for(rng, agent, tool)
     return inputs + [dict(m) for m in MALFORMED]
+
+
+def grants_for(rng: random.Random, agent: str, tool: str) -> list[dict[str, Any]]:
+    def grant(n: int, **over: Any) -> dict[str, Any]:
+        g = {"id": f"grt_{n}", "agent_id": agent, "tool": tool, "plan_id": ""}
+        return g | {"expires_at": 1.9e9 + rng.choice((0, 60.5, 3600)), "max_uses": 3} | over
+
+    choices = [
+        [grant(1)],
+        [grant(1), grant(2)],
+        [grant(1, agent_id="someone-else")],
+        [grant(1, plan_id="p1"), grant(2, plan_id="p2")],
+        [grant(1, tool="another-tool"), grant(2, expires_at=1.9e9)],
+    ]
+    return rng.choice(choices)
 
 
 async def test_embedded_and_opa_decide_identically(
@@ -159,6 +177,8 @@ async def test_embedded_and_opa_decide_identically(
             a = local.evaluate_sync(policy_input)
             b = await remote.evaluate(policy_input)
             outcomes.add((a.verdict, a.mode))
+            if a.grant:
+                outcomes.add((a.verdict, a.mode, "grant"))
             if a != b:
                 mismatches.append((policy_input, a, b))
         assert not mismatches, mismatches[:3]
@@ -169,6 +189,7 @@ async def test_embedded_and_opa_decide_identically(
             ("ALLOW", "LIVE"),
             ("PENDING_APPROVAL", "LIVE"),
             ("DENY", "MOCK"),
+            ("ALLOW", "LIVE", "grant"),
         } <= outcomes
     finally:
         await embedded.close()
@@ -186,6 +207,9 @@ METHODS = (
     "ReloadPolicies",
     "EvaluatePolicy",
     "WatchEvents",
+    "CreateGrant",
+    "RevokeGrant",
+    "ListGrants",
     "Frobnicate",
 )
 PRINCIPALS: tuple[dict[str, Any], ...] = (
