@@ -169,8 +169,12 @@ bench: install ## Benchmarks: RequestToolCall vs a bare gRPC echo (both engines)
 	$(PY) bench/bench_plans.py
 	INTERLOCK_OPA_BIN=$(OPA) $(PY) bench/bench_policy.py $(BENCH_POLICY_ARGS)
 
+.PHONY: conformance
+conformance: install ## OPA's own conformance cases (its Go module's YAML, Rego v1) through regorus and regopy: the share each passes (CONFORMANCE_ARGS="--failures 20")
+	$(PY) bench/conformance.py --opa-version $(OPA_VERSION) $(CONFORMANCE_ARGS)
+
 .PHONY: bench-policy
-bench-policy: install ## Benchmark: one policy evaluation, opa bench beside the embedded engine (BENCH_POLICY_ARGS="--policy-dir OLD --policy-dir policies" for before/after)
+bench-policy: install ## Benchmark: one policy evaluation, opa bench beside the embedded engine and regorus (BENCH_POLICY_ARGS="--policy-dir OLD --policy-dir policies" for before/after)
 	INTERLOCK_OPA_BIN=$(OPA) $(PY) bench/bench_policy.py $(BENCH_POLICY_ARGS)
 
 $(GHZ):
