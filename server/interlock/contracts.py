@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 from interlock.errors import FieldViolation, InvalidArgument, NotFound, PolicyLoadError
 
 RISKS = ("LOW", "MEDIUM", "HIGH")
+HUMAN_APPROVAL = ("optional", "required")
 MAX_VIOLATIONS = 20
 
 
@@ -36,6 +37,9 @@ class ToolContract:
     arguments_schema: Mapping[str, Any]
     grantable: bool = True
     """False: no grant covers a call of it, whatever the grant says (docs/grants.md)."""
+    human_approval: str = "optional"
+    """"required": a held call waits for a human; the policy never approves it
+    itself (docs/trust.md, policy-made approvals)."""
 
     def policy_view(self) -> dict[str, Any]:
         """The contract as the policy input carries it."""
@@ -49,6 +53,7 @@ class ToolContract:
             "rate_limit_per_minute": self.rate_limit_per_minute,
             "timeout_seconds": self.timeout_seconds,
             "grantable": self.grantable,
+            "human_approval": self.human_approval,
         }
 
 
@@ -221,6 +226,12 @@ def _contract(name: str, spec: Any) -> ToolContract:
     grantable = spec.get("grantable", True)
     if not isinstance(grantable, bool):
         raise PolicyLoadError(f"{where}: grantable must be true or false")
+    human_approval = spec.get("human_approval", "optional")
+    if human_approval not in HUMAN_APPROVAL:
+        raise PolicyLoadError(
+            f"{where}: human_approval must be one of {', '.join(HUMAN_APPROVAL)}, "
+            f"not {human_approval!r}"
+        )
     remote = _remote_ref(schema)
     if remote:
         raise PolicyLoadError(
@@ -245,6 +256,7 @@ def _contract(name: str, spec: Any) -> ToolContract:
         timeout_seconds=float(timeout),
         arguments_schema=schema,
         grantable=grantable,
+        human_approval=human_approval,
     )
 
 

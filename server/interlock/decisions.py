@@ -49,6 +49,7 @@ from interlock.errors import (
 )
 from interlock.grants import Grant, Grants, GrantTaken
 from interlock.journal import Batch, Delete, Guard, Insert, Journal, Recorded
+from interlock.journal.trust import PolicyApprovals
 from interlock.metrics import Metrics
 from interlock.policy.cache import DecisionCache
 from interlock.policy.engine import PolicyDecision
@@ -74,6 +75,8 @@ SHARED_CAP_ATTEMPTS = 50
 """Evaluations of one call before giving up while other replicas keep taking LIVE slots."""
 GRANT_ATTEMPTS = 50
 """Decisions of one call before giving up while its grants keep being used up meanwhile."""
+POLICY_APPROVAL_WINDOW = 3600.0
+"""How far back the policy's count of its own approvals of a pair goes (its rate)."""
 HELD_UNTIL_RELEASED = 10 * 365 * 86400.0
 """A plan step's LIVE hold lasts until its step releases it (its row's ``until``)."""
 
@@ -202,6 +205,7 @@ class DecisionService:
         self.approvals = Approvals(journal, metrics)
         self.grants = Grants(journal, max_seconds=config.grant_max_seconds)
         self.trust = TrustBook(journal, metrics)
+        self.policy_approvals = PolicyApprovals(journal.backend)
         self.approvals.denied.append(self._approval_denied)
 
     # Building the input ----------------------------------------------------
@@ -281,6 +285,13 @@ class DecisionService:
         """The trust rules of the active policy set (:mod:`interlock.trust`)."""
         active = self.policies.active
         return self.trust.params(active.revision, active.policy_set.data)
+
+    def _auto_approve_on(self) -> bool:
+        """Whether the active set's approvals data enables policy-made approvals."""
+        data = self.policies.active.policy_set.data
+        auto = data.get("interlock", {}).get("config", {}).get("approvals", {})
+        auto = auto.get("auto_approve", {}) if isinstance(auto, Mapping) else {}
+        return isinstance(auto, Mapping) and auto.get("enabled") is True
 
     def _approval_denied(self, approval: Approval) -> None:
         """A human denied what the policy sent to approval: a bad outcome of the pair."""
@@ -457,6 +468,10 @@ class DecisionService:
             call.agent_id, call.tool, self.trust_params(), time.time()
         )
         policy_input = self.build_input(call, catalog, live_in_flight=counted, trust=trust)
+        if self._auto_approve_on():  # the count the policy's rate of self-approvals needs
+            policy_input["counts"]["policy_approvals"] = await self.policy_approvals.count(
+                call.agent_id, call.tool, time.time() - POLICY_APPROVAL_WINDOW
+            )
         input_json = canonical_json(policy_input)  # once: hashed, and kept for replay
         input_hash = _hash(input_json)
         decision, revision, fail_closed = await self.evaluate(policy_input, input_hash, live=True)
@@ -564,6 +579,35 @@ class DecisionService:
                 (*decision.reasons, f"approved by {who} (approval {reserved.approval_id})"),
             )
             approval, approval_batch = self.approvals.use_batch(reserved, decision_id, now)
+        elif (
+            decision.verdict == "PENDING_APPROVAL"
+            and decision.approval is not None
+            and decision.approval.auto_approve
+            and catalog.tool(call.tool).human_approval != "required"  # a hard floor, here too
+        ):
+            approval, approval_batch = self.approvals.approved_by_policy(
+                decision_id=decision_id,
+                plan_id=call.plan_id,
+                step_id=call.step_id,
+                tool=call.tool,
+                agent_id=call.agent_id,
+                arguments_hash=_hash(arguments_json),
+                policy_revision=revision,
+                requested_by=call.requested_by or call.agent_id,
+                requirement=decision.approval,
+                confidence=float(call.confidence or 0.0),
+                now=now,
+            )
+            decision = PolicyDecision(
+                "ALLOW",
+                decision.mode,
+                False,
+                (
+                    *decision.reasons,
+                    f"approved by policy:{revision[:12]} (approval {approval.approval_id}): "
+                    f"{decision.approval.auto_approve}",
+                ),
+            )
         elif decision.verdict == "PENDING_APPROVAL" and decision.approval is not None:
             approval, approval_batch = self.approvals.new(
                 decision_id=decision_id,

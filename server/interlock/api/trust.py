@@ -25,7 +25,7 @@ def pair_pb(view: dict[str, Any]) -> pb.PairTrust:
     out = pb.PairTrust(
         agent_id=view["agent_id"],
         tool=view["tool"],
-        state=pb.TrustState.Value("TRUST_STATE_" + view["state"]),
+        state="TRUST_STATE_" + view["state"],
         failures=view["failures"],
         failures_needed=view["failures_needed"],
         window_seconds=view["window_seconds"],

@@ -167,6 +167,55 @@ class Approvals:
         )
         return approval, self._batch(approval, "", "REQUESTED", requested_by, "", message, now)
 
+    def approved_by_policy(
+        self,
+        *,
+        decision_id: str,
+        plan_id: str,
+        step_id: str,
+        tool: str,
+        agent_id: str,
+        arguments_hash: str,
+        policy_revision: str,
+        requested_by: str,
+        requirement: ApprovalRequirement,
+        confidence: float,
+        now: float,
+    ) -> tuple[Approval, Batch]:
+        """An approval the policy made itself (``requirement.auto_approve``),
+        approved by ``policy:<revision>`` and used at once by ``decision_id``:
+        the same record, APPROVAL event and audit line as a human's. The caller
+        commits them with the decision, then calls :meth:`used`."""
+        principal = f"policy:{policy_revision}"
+        reason = requirement.auto_approve
+        approval = Approval(
+            approval_id=new_approval_id(),
+            decision_id=decision_id,
+            plan_id=plan_id,
+            step_id=step_id,
+            tool=tool,
+            agent_id=agent_id,
+            arguments_hash=arguments_hash,
+            policy_revision=policy_revision,
+            requested_by=requested_by,
+            requirement=requirement,
+            created_at=now,
+            confidence=confidence,
+            state="USED",
+            approver_roles=list(requirement.approver_roles),
+            approvals=[{"principal": principal, "roles": ["policy"], "at": now, "reason": reason}],
+            reason=reason,
+            resolved_by=principal,
+            resolved_at=now,
+            used_by_decision_id=decision_id,
+        )
+        message = (
+            f"approval {approval.approval_id} for {tool} by {agent_id} approved by "
+            f"policy:{policy_revision[:12]}: {reason}"
+        )
+        self.metrics.approvals.labels("approved").inc()
+        return approval, self._batch(approval, "", "APPROVED", principal, reason, message, now)
+
     def created(self, approval: Approval) -> None:
         self._keep(approval)
         self.metrics.approvals.labels("requested").inc()

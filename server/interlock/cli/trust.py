@@ -18,7 +18,7 @@ def _state(p: trust_pb2.PairTrust) -> str:
 def _when(ts: Any) -> str:
     if not ts.seconds:
         return "-"
-    return ts.ToDatetime().strftime("%Y-%m-%d %H:%M:%S UTC")
+    return str(ts.ToDatetime().strftime("%Y-%m-%d %H:%M:%S UTC"))
 
 
 def format_pairs(pairs: list[trust_pb2.PairTrust]) -> str:

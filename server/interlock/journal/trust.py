@@ -40,4 +40,20 @@ class TrustPairs:
         return self.db.fetch_sync("SELECT * FROM trust_pairs WHERE state = 'DEMOTED'")
 
 
-__all__ = ["TrustPairs"]
+class PolicyApprovals:
+    """Approvals the policy made itself (``resolved_by`` is ``policy:<revision>``)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.db = backend
+
+    async def count(self, agent_id: str, tool: str, since: float) -> int:
+        """The pair's policy-made approvals created after ``since``."""
+        rows = await self.db.fetch(
+            "SELECT COUNT(*) AS n FROM approvals WHERE agent_id = ? AND tool = ?"
+            " AND resolved_by LIKE 'policy:%' AND created_at > ?",
+            (agent_id, tool, since),
+        )
+        return int(rows[0]["n"])
+
+
+__all__ = ["PolicyApprovals", "TrustPairs"]

@@ -36,9 +36,12 @@ class ApprovalRequirement:
     approvals_required: int
     ttl_seconds: float
     escalation: tuple[Escalation, ...] = ()
+    auto_approve: str = ""
+    """Why the policy approves the call itself ("" when a human must):
+    the approvals policy's ``auto_approve`` (docs/trust.md)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "approver_roles": list(self.approver_roles),
             "approvals_required": self.approvals_required,
             "ttl_seconds": self.ttl_seconds,
@@ -47,6 +50,9 @@ class ApprovalRequirement:
                 for e in self.escalation
             ],
         }
+        if self.auto_approve:
+            out["auto_approve"] = {"reason": self.auto_approve}
+        return out
 
 
 @dataclass(frozen=True)
@@ -106,11 +112,17 @@ def parse_requirement(raw: Any) -> ApprovalRequirement:
         )
         for e in steps
     )
+    auto = raw.get("auto_approve", {})
+    if not isinstance(auto, dict) or not isinstance(auto.get("reason", ""), str):
+        raise PolicyEvaluationError("the approval rule returned an auto_approve without a reason")
+    if auto and not auto.get("reason"):
+        raise PolicyEvaluationError("the approval rule returned an auto_approve without a reason")
     return ApprovalRequirement(
         approver_roles=_roles(raw.get("approver_roles"), "approver_roles"),
         approvals_required=required,
         ttl_seconds=_seconds(raw.get("ttl_seconds"), "ttl_seconds"),
         escalation=tuple(sorted(escalation, key=lambda e: e.after_seconds)),
+        auto_approve=str(auto.get("reason", "")),
     )
 
 
