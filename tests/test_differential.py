@@ -140,7 +140,67 @@ def generated_inputs(catalog: Catalog, n: int = 400, seed: int = 24) -> list[dic
         )
         if i % 3 == 0:  # grants (docs/grants.md): matching, another agent's, another plan's
             inputs[-1]["grants"] = grants_for(rng, agent, tool)
+        trust = TRUST_STATES[i % len(TRUST_STATES)]  # docs/trust.md
+        if trust is not None:
+            inputs[-1]["trust"] = dict(trust)
+        if i % 2:  # the count policy-made approvals need (their rate)
+            inputs[-1]["counts"]["policy_approvals"] = rng.choice((0, 19, 20))
+    # Held calls the policy may approve itself: a reversible HIGH-risk tool at
+    # and around its floor and rate, trusted or not, and one a human must approve.
+    for tool, confidence, used, trust in itertools.product(
+        ("form_fill", "transfer_funds"), (0.85, 0.9, 1.0), (0, 19, 20), TRUST_STATES[:3]
+    ):
+        agent = "agent1" if tool == "form_fill" else "ops"
+        contract = catalog.tools[tool].policy_view() | {"risk": "HIGH"}
+        held: dict[str, Any] = {
+            "tool": tool,
+            "contract": contract,
+            "agent": {"id": agent, "permissions": list(catalog.agents[agent].permissions)},
+            "confidence": confidence,
+            "arguments": {},
+            "counts": {"live_in_flight": 0, "policy_approvals": used},
+            "switches": {},
+            "plan": {"plan_id": "", "step_id": ""},
+        }
+        if trust is not None:
+            held["trust"] = dict(trust)
+        inputs.append(held)
     return inputs + [dict(m) for m in MALFORMED]
+
+
+TRUST_STATES: tuple[dict[str, Any] | None, ...] = (
+    None,
+    {"state": "TRUSTED", "failures": 2},
+    {
+        "state": "DEMOTED",
+        "failures": 0,
+        "demoted_until": 1.9e9,
+        "until": "12:04:00 UTC",
+        "demotions": 2,
+        "clean_runs": 0,
+        "clean_runs_needed": 5,
+        "reason": "form_fill demoted for agent1 until 12:04:00 UTC after 3 failures in 10 min",
+    },
+    {
+        "state": "PROBATION",
+        "failures": 1,
+        "demoted_until": 1.0e9,
+        "until": "01:46:40 UTC",
+        "demotions": 1,
+        "clean_runs": 3,
+        "clean_runs_needed": 5,
+        "reason": "crm_lookup demoted for agent2 until 01:46:40 UTC after 2 failures and 1 timeout in 10 min",
+    },
+)
+
+
+def with_auto_approve(policy_set: PolicySet) -> PolicySet:
+    """The shipped set with policy-made approvals switched on (docs/trust.md)."""
+    path = "interlock/config/data.yaml"
+    text = policy_set.files[path]
+    on = text.replace("  auto_approve:\n    enabled: false", "  auto_approve:\n    enabled: true")
+    assert on != text
+    return PolicySet.from_files({**policy_set.files, path: on}, source="inline")
 
 
 def grants_for(rng: random.Random, agent: str, tool: str) -> list[dict[str, Any]]:
@@ -161,7 +221,7 @@ def grants_for(rng: random.Random, agent: str, tool: str) -> list[dict[str, Any]
 async def test_embedded_and_opa_decide_identically(
     opa: OpaProcess, local_engine: EmbeddedEngine | RegorusEngine
 ) -> None:
-    policy_set = PolicySet.from_dir(POLICIES)
+    policy_set = with_auto_approve(PolicySet.from_dir(POLICIES))
     catalog = Catalog.from_data(policy_set.data)
     inputs = generated_inputs(catalog)
     assert len(inputs) >= 200
@@ -179,6 +239,10 @@ async def test_embedded_and_opa_decide_identically(
             outcomes.add((a.verdict, a.mode))
             if a.grant:
                 outcomes.add((a.verdict, a.mode, "grant"))
+            if a.approval is not None and a.approval.auto_approve:
+                outcomes.add((a.verdict, a.mode, "policy-approved"))
+            if any("demoted" in r for r in a.reasons) and a.mode == "DRY_RUN":
+                outcomes.add((a.verdict, a.mode, "demoted"))
             if a != b:
                 mismatches.append((policy_input, a, b))
         assert not mismatches, mismatches[:3]
@@ -190,6 +254,8 @@ async def test_embedded_and_opa_decide_identically(
             ("PENDING_APPROVAL", "LIVE"),
             ("DENY", "MOCK"),
             ("ALLOW", "LIVE", "grant"),
+            ("PENDING_APPROVAL", "LIVE", "policy-approved"),
+            ("ALLOW", "DRY_RUN", "demoted"),
         } <= outcomes
     finally:
         await embedded.close()
@@ -210,6 +276,8 @@ METHODS = (
     "CreateGrant",
     "RevokeGrant",
     "ListGrants",
+    "GetTrust",
+    "ResetTrust",
     "Frobnicate",
 )
 PRINCIPALS: tuple[dict[str, Any], ...] = (
