@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,8 @@ class Row:
     """The server's CPU (and OPA's, for the opa engine) over the window."""
     host_cpu_s: float
     ratio_to_bare: float | None = None
+    latencies: list[float] = field(default_factory=list, repr=False)
+    """Every call's latency in ms (not in --json)."""
 
     @property
     def server_us_per_call(self) -> float:
@@ -127,11 +129,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def engine_available(engine: str) -> str:
+def engine_available(engine: str, code: Path | None = None) -> str:
     """'' when ``interlock serve`` offers the engine, else why not."""
     if engine in ("embedded", "opa"):
         return ""
-    out = subprocess.run([str(INTERLOCK), "serve", "--help"], capture_output=True, text=True)
+    env = {**os.environ, "PYTHONPATH": str(code)} if code is not None else None
+    out = subprocess.run(
+        [str(INTERLOCK), "serve", "--help"], capture_output=True, text=True, env=env
+    )
     choices = next((ln for ln in out.stdout.splitlines() if "--engine {" in ln), "")
     if engine not in choices:
         return f"`interlock serve --engine {engine}` is not an option in this build ({choices.strip()})"
@@ -140,7 +145,11 @@ def engine_available(engine: str) -> str:
 
 @contextlib.contextmanager
 def interlock_server(
-    engine: str, policies: Path, work: Path, args: argparse.Namespace
+    engine: str,
+    policies: Path,
+    work: Path,
+    args: argparse.Namespace,
+    server_dir: Path | None = None,
 ) -> Iterator[tuple[str, list[int]]]:
     """``interlock serve`` with ``engine`` (and OPA beside it for opa); yields (address, pids)."""
     opa = None
@@ -161,8 +170,11 @@ def interlock_server(
             pids.append(opa.proc.pid)
         log = data / "serve.log"
         with log.open("wb") as out:
+            env = None
+            if server_dir is not None:  # another commit's server code (--compare)
+                env = {**os.environ, "PYTHONPATH": str(server_dir)}
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env
             )
         pids.insert(0, proc.pid)
         wait_serving(address, proc, log)
@@ -266,6 +278,7 @@ def measure(
         p99_ms=percentile(latencies, 99),
         server_cpu_s=cpu1 - cpu0,
         host_cpu_s=host1 - host0,
+        latencies=latencies,
     )
 
 
@@ -405,6 +418,92 @@ def policy_bench(args: argparse.Namespace) -> tuple[float | None, float | None]:
     return None, None
 
 
+def merged(name: str, parts: list[Row]) -> Row:
+    """One row from several windows of the same target and concurrency."""
+    latencies = sorted(x for r in parts for x in r.latencies)
+    calls = sum(r.calls for r in parts)
+    seconds = sum(r.seconds for r in parts)
+    return Row(
+        target=name,
+        concurrency=parts[0].concurrency,
+        calls=calls,
+        seconds=seconds,
+        calls_per_s=calls / seconds,
+        p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99),
+        server_cpu_s=sum(r.server_cpu_s for r in parts),
+        host_cpu_s=sum(r.host_cpu_s for r in parts),
+        latencies=latencies,
+    )
+
+
+def export(rev: str, work: Path) -> tuple[str, Path, Path]:
+    """The server code and policies of a commit, in a folder: (short hash, server, policies)."""
+    short = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", rev],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    folder = work / f"rev-{short}"
+    (folder / "tree").mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", rev, "server", "policies"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(folder / "tree")], input=archive, check=True)
+    return short, folder / "tree" / "server", bench_policies(folder / "tree" / "policies", folder)
+
+
+def compare(args: argparse.Namespace, work: Path, levels: list[int]) -> list[Row]:
+    """--compare A,B: the embedded engine on two commits' server code, side by side.
+
+    Both servers run at once; the bare server and each commit's rows take turns
+    in --rounds short windows (bare, A, B, bare, A, B, ...), so load that comes
+    and goes on the machine touches them alike. Each commit runs with its own
+    policies/ (as of that commit).
+    """
+    revs = [export(rev, work) for rev in args.compare.split(",")]
+    window = args.seconds / args.rounds
+    rows: list[Row] = []
+    with contextlib.ExitStack() as stack:
+        bare = stack.enter_context(bare_server(work))
+        servers = [
+            (short, stack.enter_context(interlock_server("embedded", pol, work, args, code)))
+            for short, code, pol in revs
+        ]
+        health: dict[str, Any] = {"service": ""}
+        for c in levels:
+            parts: dict[str, list[Row]] = {}
+            for _, (address, _pids) in servers:  # warm-up, not counted
+                warm = decide_data("warm {{.RequestNumber}}")
+                run_ghz([ghz_argv(args, address, DECIDE, warm, c, args.warmup)], False)
+            fast = args.warmup
+            args.warmup = 0.2
+            for n in range(args.rounds):
+                saved, args.seconds = args.seconds, window
+                try:
+                    part = measure(args, "bare health", bare[0], bare[1], HEALTH, health, c)
+                    parts.setdefault("bare health", []).append(part)
+                    for short, (address, pids) in servers:
+                        for kind in ("same", "new"):
+                            tag = f"{short} c{c} round{n}"
+                            data: Any = decide_data("login button")
+                            if kind == "new":
+
+                                def data(phase: str, tag: str = tag) -> dict[str, Any]:
+                                    return decide_data(f"{phase} {tag} {{{{.RequestNumber}}}}")
+
+                            name = f"{short} {kind}"
+                            part = measure(args, name, address, pids, DECIDE, data, c)
+                            parts.setdefault(name, []).append(part)
+                finally:
+                    args.seconds = saved
+            args.warmup = fast
+            for name, windows in parts.items():
+                rows.append(merged(name, windows))
+                print(f"{name} c={c}: {rows[-1].calls_per_s:,.0f}/s", flush=True)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measured window per row")
@@ -430,6 +529,18 @@ def main() -> int:
     parser.add_argument(
         "--py-spy", default="", metavar="DIR", help="py-spy the new-arguments rows into DIR"
     )
+    parser.add_argument(
+        "--compare",
+        default="",
+        metavar="REV,REV",
+        help="before/after: the embedded engine on two commits' server code, in turns",
+    )
+    parser.add_argument(
+        "--rev",
+        default="",
+        help="run a commit's server code and policies (git archive), not the working tree's",
+    )
+    parser.add_argument("--rounds", type=int, default=10, help="--compare: turns per row")
     parser.add_argument("--json", type=Path, help="write the run as JSON")
     parser.add_argument("--markdown", type=Path, help="write the table and goals as markdown")
     args = parser.parse_args()
@@ -455,27 +566,49 @@ def main() -> int:
             "fsync": not args.no_fsync,
             "load_start": os.getloadavg()[0],
         }
+        code: Path | None = None
+        if args.rev:  # a commit's server code and policies, not the working tree's
+            short, code, policies = export(args.rev, work)
+            head["commit"] = f"{short} (--rev {args.rev})"
+            args.policy_dir = policies.parent / "tree" / "policies"
+        else:
+            policies = bench_policies(args.policy_dir, work)
         print(
             f"# commit {head['commit']}; nproc {info['nproc']}, {info['cpu']}, Python "
             f"{info['python']}; ghz {head['ghz']}, OPA {head['opa']}; fsync "
             f"{'on' if head['fsync'] else 'off'}; 1-min load average {head['load_start']:.2f}",
             flush=True,
         )
-        policies = bench_policies(args.policy_dir, work)
         args.protoset = build_protoset(work)
+        if args.compare:
+            rows = compare(args, work, levels)
+            for r in rows:
+                bare = find(rows, "bare health", r.concurrency)
+                r.ratio_to_bare = r.calls_per_s / bare.calls_per_s if bare else None
+            title = (
+                f"--compare {args.compare}: embedded engine, {args.rounds} turns of "
+                f"{args.seconds / args.rounds:g} s per row, {info['nproc']} cores, fsync "
+                f"{'on' if head['fsync'] else 'off'}, 1-min load average {head['load_start']:.1f} "
+                f"at the start, {os.getloadavg()[0]:.1f} at the end"
+            )
+            print(f"\n{title}")
+            print("\n".join(table(rows)))
+            if args.markdown:
+                args.markdown.write_text("\n".join([title, "", *markdown(rows)]) + "\n")
+            return 0
         health: dict[str, Any] = {"service": ""}
         with bare_server(work) as (address, pids):
             for c in levels:
                 rows.append(measure(args, "bare health", address, pids, HEALTH, health, c))
                 print(f"bare health c={c}: {rows[-1].calls_per_s:,.0f}/s", flush=True)
         for engine in args.engines:
-            why = engine_available(engine)
+            why = engine_available(engine, code)
             if why:
                 notes.append(f"{engine}: skipped: {why}")
                 print(notes[-1], flush=True)
                 continue
             try:
-                server = interlock_server(engine, policies, work, args)
+                server = interlock_server(engine, policies, work, args, code)
                 address, pids = server.__enter__()
             except BenchError as exc:
                 if engine in ("embedded", "opa"):
@@ -529,7 +662,11 @@ def main() -> int:
         if args.json:
             doc = {
                 "run": head,
-                "rows": [asdict(r) | {"server_us_per_call": r.server_us_per_call} for r in rows],
+                "rows": [
+                    {k: v for k, v in asdict(r).items() if k != "latencies"}
+                    | {"server_us_per_call": r.server_us_per_call}
+                    for r in rows
+                ],
                 "policy_bench_us": {"opa": policy[0], "embedded": policy[1]},
                 "goals": met,
                 "notes": notes,
