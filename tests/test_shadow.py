@@ -191,13 +191,13 @@ async def test_promote_swaps_atomically_with_the_candidates_revision(
     await load(s.cp, 20)
 
     stop = asyncio.Event()
-    seen: list[types_pb2.Decision] = []
+    lanes: list[list[types_pb2.Decision]] = [[] for _ in range(8)]
 
-    async def traffic() -> None:
+    async def traffic(lane: list[types_pb2.Decision]) -> None:
         while not stop.is_set():
-            seen.append((await s.cp.RequestToolCall(tool_call(confidence=0.6))).decision)
+            lane.append((await s.cp.RequestToolCall(tool_call(confidence=0.6))).decision)
 
-    workers = [asyncio.create_task(traffic()) for _ in range(8)]
+    workers = [asyncio.create_task(traffic(lane)) for lane in lanes]
     await asyncio.sleep(0.3)
     promoted = await s.policy.PromoteShadow(ppb.PromoteShadowRequest())
     await asyncio.sleep(0.3)
@@ -207,10 +207,18 @@ async def test_promote_swaps_atomically_with_the_candidates_revision(
     assert promoted.shadow.state == ppb.SHADOW_STATE_PROMOTED
     assert (promoted.reload.revision, promoted.reload.previous_revision) == (new, old)
     assert promoted.reload.changed
-    # No call saw a mix: each answer is whole from one revision, and the
-    # revisions change once, old before new.
-    by_revision = Counter((d.policy_revision, d.mode) for d in seen)
-    assert set(by_revision) == {(old, DRY_RUN), (new, MOCK)}
+    # No call saw a mix: each answer is whole from one revision (the old one
+    # DRY_RUN, the candidate MOCK), and in each lane of calls the revision
+    # changes once, old before new.
+    seen = [d for lane in lanes for d in lane]
+    assert set(Counter((d.policy_revision, d.mode) for d in seen)) == {
+        (old, DRY_RUN),
+        (new, MOCK),
+    }
+    for lane in lanes:
+        revisions = [d.policy_revision for d in lane]
+        first_new = revisions.index(new)
+        assert set(revisions[:first_new]) == {old} and set(revisions[first_new:]) == {new}
     status = await s.policy.GetPolicyStatus(ppb.GetPolicyStatusRequest())
     assert status.revision == new
     # The folder holds the candidate: a restart and the file watcher keep it.
@@ -400,14 +408,14 @@ async def test_two_replicas_both_shadow_evaluate(
             await load(cp_a, 4)
             await load(cp_b, 4)
             st = await policy_b.GetShadowStatus(ppb.GetShadowStatusRequest())
-            return len([r for r in st.replicas if r.evaluated > 0]) == 2
+            return len([r for r in st.replicas if r.disagreements > 0]) == 2
 
         await until(both_evaluate, "both replicas evaluate", 60)
         a = await policy_a.GetShadowStatus(ppb.GetShadowStatusRequest())
         b = await policy_b.GetShadowStatus(ppb.GetShadowStatusRequest())
         assert {r.replica for r in a.replicas} == {"r0", "r1"}
         assert a.shadow.shadow_id == b.shadow.shadow_id
-        assert all(r.disagreements > 0 for r in a.replicas)
+        assert all(r.evaluated >= r.disagreements > 0 for r in a.replicas)
 
         # Promoted on r1, the candidate becomes active on r0 too.
         promoted = await policy_b.PromoteShadow(ppb.PromoteShadowRequest())
