@@ -285,3 +285,48 @@ async def test_two_replicas_agree_on_a_demotion_made_of_failures_on_both(
         assert pair.state == trust_pb2.TRUST_STATE_DEMOTED
         assert pair.demotions == 1  # the one after the demotion does not demote again
         assert pair.failures == 1
+
+
+async def test_an_ambiguous_live_step_counts_against_its_pair(
+    start_server: StartServer, quick: Path
+) -> None:
+    from tests.helpers.workers import FINISHED, Worker, wait_plan
+    from tests.test_plans_api import spec, step
+
+    s = await start_server()
+    await fail_times(s, 2)  # two failures of form_fill by agent1; the third is the vanished step
+    req = spec("vanish", step("fill", "form_fill", "agent1", 0.95, FORM))
+    async with Worker(s.channel, "agent1", lambda item: None) as worker:
+        await s.cp.SubmitPlan(req)
+        await worker.wait_for(1)
+    await wait_plan(s.cp, "vanish", FINISHED)
+    deadline = time.monotonic() + 30  # the change is recorded just after the step's
+    while time.monotonic() < deadline:
+        pair = await get_trust(s)
+        if pair.demotions:
+            break
+        await asyncio.sleep(0.1)
+    assert pair.demotions == 1
+    assert pair.reason.endswith("after 1 ambiguous outcome and 2 failures in 10 min")
+    assert (await call(s)).mode == DRY_RUN
+
+
+async def test_demotions_and_resets_are_counted_in_metrics(
+    start_server: StartServer, quick: Path
+) -> None:
+    from tests.test_metrics_conventions import scrape
+
+    s = await start_server(metrics_listen="127.0.0.1:0")
+    await fail_times(s, 3)
+    samples = await asyncio.to_thread(scrape, s.server.metrics_port)
+    assert samples["interlock_trust_demotions_total"] == [({"tool": "form_fill"}, 1.0)]
+    assert samples["interlock_trust_demoted_pairs"] == [({}, 1.0)]
+    stub = trust_pb2_grpc.TrustServiceStub(s.channel)
+    await stub.ResetTrust(
+        trust_pb2.ResetTrustRequest(agent_id="agent1", tool="form_fill", reason="fixed")
+    )
+    samples = await asyncio.to_thread(scrape, s.server.metrics_port)
+    assert samples["interlock_trust_promotions_total"] == [
+        ({"tool": "form_fill", "how": "reset"}, 1.0)
+    ]
+    assert samples["interlock_trust_demoted_pairs"] == [({}, 0.0)]

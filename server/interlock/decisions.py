@@ -55,6 +55,7 @@ from interlock.policy.cache import DecisionCache
 from interlock.policy.engine import PolicyDecision
 from interlock.policy.manager import PolicyManager
 from interlock.trust import (
+    AMBIGUOUS,
     BAD_OUTCOMES,
     DENIAL,
     TrustBook,
@@ -292,6 +293,10 @@ class DecisionService:
         auto = data.get("interlock", {}).get("config", {}).get("approvals", {})
         auto = auto.get("auto_approve", {}) if isinstance(auto, Mapping) else {}
         return isinstance(auto, Mapping) and auto.get("enabled") is True
+
+    def ambiguous(self, agent_id: str, tool: str) -> None:
+        """A LIVE plan step's worker vanished (AMBIGUOUS): a bad outcome of the pair."""
+        self.trust.record_later(agent_id, tool, AMBIGUOUS, "LIVE", self.trust_params())
 
     def _approval_denied(self, approval: Approval) -> None:
         """A human denied what the policy sent to approval: a bad outcome of the pair."""

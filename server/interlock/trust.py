@@ -2,9 +2,9 @@
 
 Every pair starts TRUSTED. Its committed outcomes move it (issue 16, item 2):
 
-- A *bad outcome* is a FAILED or TIMED_OUT result, and a human's denial of an
-  approval the policy asked for (the APPROVAL_MISMATCH learning signal's
-  evidence). ``failures`` bad outcomes within ``window_seconds`` demote the
+- A *bad outcome* is a FAILED or TIMED_OUT result, a LIVE plan step whose
+  worker vanished (AMBIGUOUS), and a human's denial of an approval the
+  policy asked for (the APPROVAL_MISMATCH learning signal's evidence). ``failures`` bad outcomes within ``window_seconds`` demote the
   pair: its state becomes DEMOTED until ``demoted_until``, a cool-down of
   ``cooldown_seconds`` that doubles with each demotion of the pair, up to
   ``max_cooldown_seconds``.
@@ -59,6 +59,8 @@ BAD_OUTCOMES = {"FAILED": "failure", "TIMED_OUT": "timeout"}
 """Result outcomes that count against a pair, and their word in reasons."""
 DENIAL = "denial"
 """A human denied an approval the policy asked for."""
+AMBIGUOUS = "ambiguous outcome"
+"""A LIVE plan step's worker vanished: its outcome is unknown (AMBIGUOUS)."""
 CHANGE_ATTEMPTS = 20
 """Guarded writes of one change before giving up while other writers keep winning."""
 
@@ -569,6 +571,7 @@ class TrustBook:
 
 
 __all__ = [
+    "AMBIGUOUS",
     "BAD_OUTCOMES",
     "DEMOTED",
     "DENIAL",

@@ -264,6 +264,7 @@ class Dispatch:
                 StepState.AMBIGUOUS,
                 "the worker disconnected while holding this LIVE step: its outcome is unknown",
             )
+            self.decisions.ambiguous(step.agent_id, step.tool)  # a bad outcome of the pair
         else:
             step.work_id = ""
             await self.set_step(
