@@ -330,3 +330,32 @@ async def test_demotions_and_resets_are_counted_in_metrics(
         ({"tool": "form_fill", "how": "reset"}, 1.0)
     ]
     assert samples["interlock_trust_demoted_pairs"] == [({}, 0.0)]
+
+
+async def test_human_denials_of_held_calls_demote_the_pair(
+    start_server: StartServer, quick: Path
+) -> None:
+    catalog = quick / "interlock" / "catalog" / "data.yaml"
+    doc = yaml.safe_load(catalog.read_text())
+    doc["tools"]["form_fill"]["risk"] = "HIGH"  # a LIVE call of it waits for a human
+    catalog.write_text(yaml.safe_dump(doc))
+    s = await start_server()
+    for _ in range(3):
+        held = await call(s)
+        assert held.verdict == types_pb2.VERDICT_PENDING_APPROVAL
+        await s.cp.ResolveApproval(
+            pb.ResolveApprovalRequest(
+                approval_id=held.approval_id,
+                resolution=observe_pb2.APPROVAL_RESOLUTION_DENY,
+                reason="wrong form",
+            )
+        )
+    deadline = time.monotonic() + 30  # recorded just after the denial commits
+    while time.monotonic() < deadline:
+        pair = await get_trust(s)
+        if pair.demotions:
+            break
+        await asyncio.sleep(0.1)
+    assert pair.reason.endswith("after 3 denials in 10 min")
+    after = await call(s)
+    assert (after.verdict, after.mode) == (types_pb2.VERDICT_ALLOW, DRY_RUN)
