@@ -320,10 +320,21 @@ def machine() -> dict[str, Any]:
 
 def tool_version(argv: list[str]) -> str:
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        out = done.stdout or done.stderr  # ghz --version prints on stderr
     except OSError:
         return "-"
     return out.splitlines()[0].removeprefix("Version: ") if out else "-"
+
+
+def ghz_version(ghz: Path) -> str:
+    """What the binary says (``dev`` when built by ``go install``), and the Makefile's pin."""
+    said = tool_version([str(ghz), "--version"])
+    makefile = (REPO / "Makefile").read_text()
+    pin = next(
+        (ln.split(":=")[1].strip() for ln in makefile.splitlines() if "GHZ_VERSION :=" in ln), ""
+    )
+    return f"{said} (make ghz pins {pin})" if pin and pin not in said else said
 
 
 def table(rows: list[Row]) -> list[str]:
@@ -561,7 +572,7 @@ def main() -> int:
         head = {
             "commit": commit(),
             **info,
-            "ghz": tool_version([str(args.ghz), "--version"]),
+            "ghz": ghz_version(args.ghz),
             "opa": tool_version([args.opa_bin, "version"]) if "opa" in args.engines else "-",
             "fsync": not args.no_fsync,
             "load_start": os.getloadavg()[0],
