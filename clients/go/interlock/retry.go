@@ -17,6 +17,7 @@ var idempotentMethods = map[string]bool{
 	"GetPlan":         true,
 	"ListPlans":       true,
 	"ListApprovals":   true,
+	"ListGrants":      true,
 	"GetHealth":       true,
 	"ListSignals":     true,
 	"GetPolicyStatus": true,

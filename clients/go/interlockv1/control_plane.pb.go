@@ -213,8 +213,11 @@ func (x *RequestToolCallRequest) GetApprovalId() string {
 }
 
 type RequestToolCallResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Decision      *Decision              `protobuf:"bytes,1,opt,name=decision,proto3" json:"decision,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Decision *Decision              `protobuf:"bytes,1,opt,name=decision,proto3" json:"decision,omitempty"`
+	// The grant that covered the call (docs/grants.md), when one did: the call
+	// runs without an approval and the grant's use is counted.
+	GrantId       string `protobuf:"bytes,2,opt,name=grant_id,json=grantId,proto3" json:"grant_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -254,6 +257,13 @@ func (x *RequestToolCallResponse) GetDecision() *Decision {
 		return x.Decision
 	}
 	return nil
+}
+
+func (x *RequestToolCallResponse) GetGrantId() string {
+	if x != nil {
+		return x.GrantId
+	}
+	return ""
 }
 
 type ReportToolResultRequest struct {
@@ -1613,9 +1623,10 @@ const file_interlock_v1_control_plane_proto_rawDesc = "" +
 	"\astep_id\x18\x06 \x01(\tR\x06stepId\x12\x1f\n" +
 	"\vapproval_id\x18\a \x01(\tR\n" +
 	"approvalIdB\r\n" +
-	"\v_confidence\"M\n" +
+	"\v_confidence\"h\n" +
 	"\x17RequestToolCallResponse\x122\n" +
-	"\bdecision\x18\x01 \x01(\v2\x16.interlock.v1.DecisionR\bdecision\"\xb0\x02\n" +
+	"\bdecision\x18\x01 \x01(\v2\x16.interlock.v1.DecisionR\bdecision\x12\x19\n" +
+	"\bgrant_id\x18\x02 \x01(\tR\agrantId\"\xb0\x02\n" +
 	"\x17ReportToolResultRequest\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +
 	"decisionId\x12\x19\n" +
