@@ -63,9 +63,12 @@ def revision_of(folder: Path) -> str:
 
 async def until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 30) -> None:
     """Wait for a condition (a bound that proves no hang, not a timing)."""
-    async with asyncio.timeout(seconds):
-        while not await check():  # noqa: ASYNC110 - polling a server, not a local flag
-            await asyncio.sleep(0.1)
+    try:
+        async with asyncio.timeout(seconds):
+            while not await check():  # noqa: ASYNC110 - polling a server, not a local flag
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"not within {seconds:g} s: {what}") from None
 
 
 def pair(t: ppb.ReplayTransition) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -175,6 +178,13 @@ async def test_a_sample_evaluates_a_share(
     folder = candidate(policy_dir, tmp_path / "candidate")
     await s.policy.StartShadow(start_request(folder, sample=0.1))
     await load(s.cp, 200)
+
+    async def some() -> bool:
+        st = await s.policy.GetShadowStatus(ppb.GetShadowStatusRequest())
+        return st.report.decisions + st.dropped > 0
+
+    await until(some, "a sampled decision evaluated")
+    await asyncio.sleep(1)  # the rest of the queue (a count below 100 either way)
     status = await s.policy.GetShadowStatus(ppb.GetShadowStatusRequest())
     assert status.shadow.sample == pytest.approx(0.1)
     assert 0 < status.report.decisions + status.dropped < 100  # ~20 of 200
@@ -252,6 +262,42 @@ async def test_promote_passes_the_gate_widening_is_refused_without_the_flag(
         ppb.PromoteShadowRequest(accept_widening=True, reason="LOW-risk calls are fine at 0.55")
     )
     assert ok.reload.revision == revision_of(folder) and ok.reload.widening_live > 0
+
+
+async def test_on_opa_the_candidates_tests_run_on_opa_and_promote_goes_through_opa(
+    start_server: StartServer, opa: Any, policy_dir: Path, tmp_path: Path
+) -> None:
+    s = await start_server(engine="opa", opa_url=opa.url)
+    failing = candidate(policy_dir, tmp_path / "failing")
+    (failing / "interlock/decision/extra_test.rego").write_text(
+        "package interlock.decision_extra_test\n\n"
+        "import data.interlock.decision\n\n"
+        "test_never_passes if {\n"
+        '\tdecision.main.mode == "LIVE" with input as {}\n'
+        "}\n"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await s.policy.StartShadow(start_request(failing))
+    assert details(info.value)[0] == "POLICY_TESTS_FAILED"
+    assert "on the opa engine" in (info.value.details() or "")
+
+    folder = candidate(policy_dir, tmp_path / "candidate")
+    await s.policy.StartShadow(start_request(folder))
+    decisions = await load(s.cp, 10)
+    assert {d.mode for d in decisions if d.confidence < 0.7} == {DRY_RUN}
+
+    async def counted() -> bool:
+        st = await s.policy.GetShadowStatus(ppb.GetShadowStatusRequest())
+        return st.report.decisions == 10
+
+    await until(counted, "10 evaluated")
+    status = await s.policy.GetShadowStatus(ppb.GetShadowStatusRequest())
+    assert status.disagreements == 5
+    promoted = await s.policy.PromoteShadow(ppb.PromoteShadowRequest())
+    assert promoted.reload.revision == revision_of(folder)
+    assert promoted.reload.tests_passed > 0  # the shipped tests ran on OPA
+    d = (await s.cp.RequestToolCall(tool_call(confidence=0.6))).decision
+    assert (d.mode, d.policy_revision) == (MOCK, revision_of(folder))
 
 
 async def test_bad_candidates_load_nothing_and_a_second_shadow_is_refused(
