@@ -18,6 +18,7 @@ var idempotentMethods = map[string]bool{
 	"ListPlans":       true,
 	"ListApprovals":   true,
 	"ListGrants":      true,
+	"GetTrust":        true,
 	"GetHealth":       true,
 	"ListSignals":     true,
 	"GetPolicyStatus": true,
