@@ -418,19 +418,29 @@ class ShadowRunner:
             loaded, record, active, input_json = await self._queue.get()
             if loaded is not self._loaded:
                 continue  # the shadow ended meanwhile
-            before: Outcome = (active.verdict, active.mode, active.needs_approval)
-            policy_input, problem = rebase_input(
-                loaded.catalog, orjson.loads(input_json), record.tool, record.agent_id
-            )
-            after: PolicyDecision | None = None
-            if policy_input is not None:
-                try:
-                    after = await loaded.compiled.evaluate(policy_input)
-                except InterlockError as exc:
-                    problem = exc.message
-                except Exception as exc:  # an engine bug is an error, never the answer's
-                    problem = f"{type(exc).__name__}: {exc}"
-            self._count(loaded, record, active, before, after, problem)
+            try:
+                await self._evaluate(loaded, record, active, input_json)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let one sample end the shadow
+                log.exception("shadow: could not evaluate %s", record.decision_id)
+
+    async def _evaluate(
+        self, loaded: _Loaded, record: DecisionRecord, active: PolicyDecision, input_json: str
+    ) -> None:
+        before: Outcome = (active.verdict, active.mode, active.needs_approval)
+        policy_input, problem = rebase_input(
+            loaded.catalog, orjson.loads(input_json), record.tool, record.agent_id
+        )
+        after: PolicyDecision | None = None
+        if policy_input is not None:
+            try:
+                after = await loaded.compiled.evaluate(policy_input)
+            except InterlockError as exc:
+                problem = exc.message
+            except Exception as exc:  # an engine bug is an error, never the answer's
+                problem = f"{type(exc).__name__}: {exc}"
+        self._count(loaded, record, active, before, after, problem)
 
     def _count(
         self,
