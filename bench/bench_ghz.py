@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_policy
+import grpc
 
 # bench/ is on sys.path when this file runs as a script.
 from bench_decisions import BenchError, find_opa, host_cpu_seconds, opa_flags, start_opa
@@ -62,6 +63,7 @@ from bench_replicas import (
 )
 from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2
+from interlock.v1 import control_plane_pb2, control_plane_pb2_grpc
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -186,6 +188,13 @@ def interlock_server(
             opa.stop()
             opa.cleanup()
         shutil.rmtree(data, ignore_errors=True)
+
+
+def engine_in_use(address: str) -> str:
+    """The engine the server says it decides with (GetHealth)."""
+    with grpc.insecure_channel(address) as channel:
+        stub = control_plane_pb2_grpc.ControlPlaneStub(channel)
+        return str(stub.GetHealth(control_plane_pb2.GetHealthRequest(), timeout=10).engine)
 
 
 # ghz ------------------------------------------------------------------------------
@@ -625,6 +634,15 @@ def main() -> int:
                 if engine in ("embedded", "opa"):
                     raise
                 notes.append(f"{engine}: skipped: `interlock serve` did not start: {exc}"[:400])
+                print(notes[-1], flush=True)
+                continue
+            serving = engine_in_use(address)
+            if serving != engine:  # e.g. regorus without its binding falls back to embedded
+                server.__exit__(None, None, None)
+                if engine in ("embedded", "opa"):
+                    raise BenchError(f"--engine {engine} serves with engine {serving!r}")
+                notes.append(f"{engine}: skipped: `interlock serve --engine {engine}` fell back "
+                             f"to engine {serving!r} (see the server's log)")  # fmt: skip
                 print(notes[-1], flush=True)
                 continue
             try:
