@@ -382,7 +382,8 @@ def find(rows: list[Row], target: str, c: int) -> Row | None:
 
 def goals(rows: list[Row], policy: tuple[float | None, float | None], fsync: bool) -> list[str]:
     out = []
-    top, low = 64, 1  # the goals' concurrencies: lines only for rows run at them
+    top = max((r.concurrency for r in rows), default=64)
+    low = min((r.concurrency for r in rows), default=1)
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT MET"

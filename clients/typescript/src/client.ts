@@ -72,6 +72,17 @@ import {
   EventKind,
   SignalKind,
 } from "./gen/interlock/v1/observe";
+import {
+  type CreateGrantRequest,
+  type CreateGrantResponse,
+  type Grant,
+  GrantServiceClient,
+  GrantState,
+  ListGrantsRequest,
+  type ListGrantsResponse,
+  type RevokeGrantRequest,
+  type RevokeGrantResponse,
+} from "./gen/interlock/v1/grants";
 import { Phase21Plan, PlanSpec, PlanState, type Plan, type WorkItem } from "./gen/interlock/v1/plans";
 import {
   EvaluatePolicyRequest,
@@ -82,14 +93,6 @@ import {
   type ReloadPoliciesRequest,
   type ReloadPoliciesResponse,
 } from "./gen/interlock/v1/policy_service";
-import {
-  type GetTrustRequest,
-  type GetTrustResponse,
-  type PairTrust,
-  type ResetTrustRequest,
-  type ResetTrustResponse,
-  TrustServiceClient,
-} from "./gen/interlock/v1/trust";
 import { type Decision, type ToolResult, ToolOutcome } from "./gen/interlock/v1/types";
 
 export const DEFAULT_TARGET = "127.0.0.1:50051";
@@ -300,8 +303,8 @@ export class InterlockClient {
   readonly controlPlane: ControlPlaneClient;
   /** The generated PolicyService client (same channel). */
   readonly policyService: PolicyServiceClient;
-  /** The generated TrustService client (same channel). */
-  readonly trustService: TrustServiceClient;
+  /** The generated GrantService client (same channel). */
+  readonly grantService: GrantServiceClient;
   private readonly token: TokenSource | undefined;
   private readonly extraMetadata: Readonly<Record<string, string>>;
   private readonly inFlight = new Set<{ cancel(): void }>();
@@ -328,7 +331,7 @@ export class InterlockClient {
       ...channelOptions,
       channelOverride: this.controlPlane.getChannel(),
     });
-    this.trustService = new TrustServiceClient(channel.uri, connection.credentials, {
+    this.grantService = new GrantServiceClient(channel.uri, connection.credentials, {
       ...channelOptions,
       channelOverride: this.controlPlane.getChannel(),
     });
@@ -629,6 +632,76 @@ export class InterlockClient {
     return required(response.approval, "ResolveApproval", "approval");
   }
 
+  // Grants (docs/grants.md) ----------------------------------------------------------
+
+  /**
+   * Lets `agentId` call `tool` without a new approval while its arguments satisfy
+   * the constraint (exact values, whole-match patterns, a JSON Schema subset),
+   * until `expiresAt` and up to `maxUses` times (0: no limit), as the
+   * authenticated caller (an approver or an admin). Never retried.
+   */
+  async createGrant(
+    input: {
+      agentId: string;
+      tool: string;
+      expiresAt: Date;
+      maxUses?: number;
+      argumentsEqual?: Record<string, unknown>;
+      argumentPatterns?: Record<string, string>;
+      argumentsSchema?: Record<string, unknown>;
+      planId?: string;
+      reason?: string;
+      approvalId?: string;
+    },
+    options?: CallOptions,
+  ): Promise<Grant> {
+    const request: CreateGrantRequest = {
+      agentId: input.agentId,
+      tool: input.tool,
+      expiresAt: input.expiresAt,
+      maxUses: input.maxUses ?? 0,
+      argumentsEqual: input.argumentsEqual,
+      argumentPatterns: input.argumentPatterns,
+      argumentsSchema: input.argumentsSchema,
+      planId: input.planId ?? "",
+      reason: input.reason ?? "",
+      approvalId: input.approvalId ?? "",
+    };
+    const response = await this.unary<CreateGrantRequest, CreateGrantResponse>(
+      "CreateGrant",
+      (r, m, o, cb) => this.grantService.createGrant(r, m, o, cb),
+      request,
+      options,
+    );
+    return required(response.grant, "CreateGrant", "grant");
+  }
+
+  /** Grants, newest first, of one agent or tool and in `states` (all when empty). Retried. */
+  listGrants(
+    query: { agentId?: string; tool?: string; states?: Array<GrantState | string> } = {},
+    options?: CallOptions,
+  ): Promise<ListGrantsResponse> {
+    const request = ListGrantsRequest.fromPartial({
+      agentId: query.agentId ?? "",
+      tool: query.tool ?? "",
+      states: (query.states ?? []).map((s) =>
+        enumValue(GrantState as unknown as EnumObject, "GRANT_STATE", s, "grant state"),
+      ),
+    });
+    return this.unary("ListGrants", (r, m, o, cb) => this.grantService.listGrants(r, m, o, cb), request, options);
+  }
+
+  /** Revokes a grant at once: it covers no call from now on. Never retried. */
+  async revokeGrant(grantId: string, reason = "", options?: CallOptions): Promise<Grant> {
+    const response = await this.unary<RevokeGrantRequest, RevokeGrantResponse>(
+      "RevokeGrant",
+      (r, m, o, cb) => this.grantService.revokeGrant(r, m, o, cb),
+      { grantId, reason },
+      options,
+    );
+    return required(response.grant, "RevokeGrant", "grant");
+  }
+
   /**
    * Waits until an approval is resolved or expires, for at most `waitMs` (the
    * server's limit when omitted). The call's deadline is `waitMs` plus
@@ -813,39 +886,6 @@ export class InterlockClient {
       (response) => response.event,
       options,
     );
-  }
-
-  // Trust (docs/trust.md) ------------------------------------------------------------
-
-  /**
-   * The trust of (agent, tool) pairs: one pair when both are given, else every
-   * pair with an outcome so far that matches (empty matches all). Retried.
-   */
-  async getTrust(query: { agentId?: string; tool?: string } = {}, options?: CallOptions): Promise<PairTrust[]> {
-    const request: GetTrustRequest = { agentId: query.agentId ?? "", tool: query.tool ?? "" };
-    const response = await this.unary<GetTrustRequest, GetTrustResponse>(
-      "GetTrust",
-      (r, m, o, cb) => this.trustService.getTrust(r, m, o, cb),
-      request,
-      options,
-    );
-    return response.pairs;
-  }
-
-  /**
-   * Promotes a demoted pair back to TRUSTED at once, as the authenticated
-   * caller (an approver or an admin, never as the pair's own agent); the
-   * reason is required and audited. Never retried.
-   */
-  async resetTrust(agentId: string, tool: string, reason: string, options?: CallOptions): Promise<PairTrust> {
-    const request: ResetTrustRequest = { agentId, tool, reason };
-    const response = await this.unary<ResetTrustRequest, ResetTrustResponse>(
-      "ResetTrust",
-      (r, m, o, cb) => this.trustService.resetTrust(r, m, o, cb),
-      request,
-      options,
-    );
-    return required(response.trust, "ResetTrust", "trust");
   }
 }
 

@@ -81,7 +81,14 @@ export interface RequestToolCallRequest {
 }
 
 export interface RequestToolCallResponse {
-  decision?: Decision | undefined;
+  decision?:
+    | Decision
+    | undefined;
+  /**
+   * The grant that covered the call (docs/grants.md), when one did: the call
+   * runs without an approval and the grant's use is counted.
+   */
+  grantId: string;
 }
 
 export interface ReportToolResultRequest {
@@ -551,13 +558,16 @@ export const RequestToolCallRequest: MessageFns<RequestToolCallRequest> = {
 };
 
 function createBaseRequestToolCallResponse(): RequestToolCallResponse {
-  return { decision: undefined };
+  return { decision: undefined, grantId: "" };
 }
 
 export const RequestToolCallResponse: MessageFns<RequestToolCallResponse> = {
   encode(message: RequestToolCallResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.decision !== undefined) {
       Decision.encode(message.decision, writer.uint32(10).fork()).join();
+    }
+    if (message.grantId !== "") {
+      writer.uint32(18).string(message.grantId);
     }
     return writer;
   },
@@ -583,6 +593,14 @@ export const RequestToolCallResponse: MessageFns<RequestToolCallResponse> = {
             message.decision = Decision.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.grantId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -596,13 +614,23 @@ export const RequestToolCallResponse: MessageFns<RequestToolCallResponse> = {
   },
 
   fromJSON(object: any): RequestToolCallResponse {
-    return { decision: isSet(object.decision) ? Decision.fromJSON(object.decision) : undefined };
+    return {
+      decision: isSet(object.decision) ? Decision.fromJSON(object.decision) : undefined,
+      grantId: isSet(object.grantId)
+        ? globalThis.String(object.grantId)
+        : isSet(object.grant_id)
+        ? globalThis.String(object.grant_id)
+        : "",
+    };
   },
 
   toJSON(message: RequestToolCallResponse): unknown {
     const obj: any = {};
     if (message.decision !== undefined) {
       obj.decision = Decision.toJSON(message.decision);
+    }
+    if (message.grantId !== "") {
+      obj.grantId = message.grantId;
     }
     return obj;
   },
@@ -615,6 +643,7 @@ export const RequestToolCallResponse: MessageFns<RequestToolCallResponse> = {
     message.decision = (object.decision !== undefined && object.decision !== null)
       ? Decision.fromPartial(object.decision)
       : undefined;
+    message.grantId = object.grantId ?? "";
     return message;
   },
 };
