@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import jsonschema
 import pytest
+from interlock.audit import POLICY_CHANGES
 from interlock.policy.bundle import PolicySet, read_dir
 from interlock.v1 import control_plane_pb2_grpc, policy_service_pb2_grpc, types_pb2
 from interlock.v1 import policy_service_pb2 as ppb
@@ -384,6 +386,25 @@ async def test_bad_candidates_load_nothing_and_a_second_shadow_is_refused(
     assert last.shadow.state == ppb.SHADOW_STATE_STOPPED and last.report.decisions == 0
     again = await s.policy.StartShadow(start_request(good))
     assert again.shadow.shadow_id != first.shadow.shadow_id
+
+    # Who started and stopped each shadow is on the audit record, as its schema says.
+    from tests.test_audit import schema
+
+    validator = jsonschema.Draft202012Validator(schema(POLICY_CHANGES))
+    path = s.data_dir / POLICY_CHANGES
+
+    async def three_lines() -> bool:
+        return path.exists() and len(path.read_text().splitlines()) >= 3
+
+    await until(three_lines, "three policy_changes.jsonl lines")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for line in lines:
+        validator.validate(line)
+    assert [(x["result"], x["shadow"]["shadow_id"], x["principal"]) for x in lines] == [
+        ("shadow_started", first.shadow.shadow_id, "dev"),
+        ("shadow_stopped", first.shadow.shadow_id, "dev"),
+        ("shadow_started", again.shadow.shadow_id, "dev"),
+    ]
 
 
 async def test_the_shadow_and_its_counts_survive_a_sigkill(

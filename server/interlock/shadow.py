@@ -226,7 +226,8 @@ class ShadowRunner:
             event = self._event(
                 f"shadow {row['shadow_id']} of candidate {candidate.short_revision} started "
                 f"by {principal or 'an unnamed principal'} (sample {sample:g})",
-                "shadow started",
+                "shadow_started",
+                principal,
                 row,
             )
             try:
@@ -548,7 +549,8 @@ class ShadowRunner:
         event = self._event(
             f"shadow {row['shadow_id']} of candidate {str(row['candidate_revision'])[:12]} "
             f"{verb} by {ended['ended_by'] or 'an unnamed principal'}",
-            f"shadow {verb}",
+            f"shadow_{verb}",
+            str(ended["ended_by"]),
             {**row, **ended, "state": state},
         )
         await self.journal.record(
@@ -575,16 +577,28 @@ class ShadowRunner:
             reason="SHADOW_RUNNING",
         )
 
-    @staticmethod
-    def _event(message: str, result: str, row: Mapping[str, Any]) -> EventRecord:
-        shown = {k: v for k, v in row.items() if k != "files"}
-        return EventRecord(
-            kind="POLICY", message=message, payload={"result": result, "shadow": shown}
-        )
+    def _event(
+        self, message: str, result: str, principal: str, row: Mapping[str, Any]
+    ) -> EventRecord:
+        """A POLICY event, shaped as a reload's (docs/schemas/policy_changes.schema.json),
+        with the shadow (its files left out)."""
+        active = self.policies.active.revision
+        payload = {
+            "result": result,
+            "revision": active,
+            "previous_revision": active,
+            "trigger": "shadow",
+            "error": "",
+            "error_reason": "",
+            "principal": principal,
+            "gate": None,
+            "shadow": {k: v for k, v in row.items() if k != "files"},
+        }
+        return EventRecord(kind="POLICY", message=message, payload=payload)
 
     @staticmethod
     def _line(event: EventRecord) -> dict[str, Any]:
-        return {"time": event.time, "message": event.message, **event.payload}
+        return {"time": event.time, **event.payload}
 
     async def _report(self, row: dict[str, Any]) -> dict[str, Any]:
         return shadow_report(
