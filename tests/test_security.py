@@ -24,7 +24,14 @@ from interlock.audit import ACCESS_DENIALS
 from interlock.auth import new_token, token_hash
 from interlock.server import InterlockServer
 from interlock.v1 import control_plane_pb2 as pb
-from interlock.v1 import observe_pb2, plans_pb2, policy_service_pb2, types_pb2
+from interlock.v1 import (
+    observe_pb2,
+    plans_pb2,
+    policy_service_pb2,
+    trust_pb2,
+    trust_pb2_grpc,
+    types_pb2,
+)
 
 from tests.conftest import StartServer, server_config
 from tests.helpers.health import NOT_SERVING, wait_for_health
@@ -57,6 +64,8 @@ MATRIX = {
     "GetPolicyStatus": "YYYY",
     "ReloadPolicies": "---Y",
     "EvaluatePolicy": "--YY",
+    "GetTrust": "YYYY",
+    "ResetTrust": "--YY",
 }
 WHO = ("agent1", "planner", "alice", "root")
 
@@ -64,6 +73,7 @@ WHO = ("agent1", "planner", "alice", "root")
 def calls(s: Stubs, approval_id: str, n: int) -> dict[str, Callable[[], Awaitable[Any]]]:
     """One well-formed request per RPC (n keeps ids unique across principals)."""
     cp, policy = s.cp, s.policy
+    trust = trust_pb2_grpc.TrustServiceStub(s.channel)
     call = pb.RequestToolCallRequest(agent_id="agent1", tool="form_fill", confidence=0.75)
     call.arguments.update(FORM)
     tool_call = policy_service_pb2.ToolCallInput(
@@ -105,6 +115,10 @@ def calls(s: Stubs, approval_id: str, n: int) -> dict[str, Callable[[], Awaitabl
         "ReloadPolicies": lambda: policy.ReloadPolicies(policy_service_pb2.ReloadPoliciesRequest()),
         "EvaluatePolicy": lambda: policy.EvaluatePolicy(
             policy_service_pb2.EvaluatePolicyRequest(tool_call=tool_call)
+        ),
+        "GetTrust": lambda: trust.GetTrust(trust_pb2.GetTrustRequest(agent_id="agent1")),
+        "ResetTrust": lambda: trust.ResetTrust(
+            trust_pb2.ResetTrustRequest(agent_id="agent1", tool="form_fill", reason="checked")
         ),
     }
 
