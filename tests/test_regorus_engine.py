@@ -59,6 +59,11 @@ def test_a_set_that_does_not_compile_is_refused() -> None:
     files["interlock/broken.rego"] = "package interlock.broken\n\nx := \n"
     with pytest.raises(PolicyLoadError, match="does not compile"):
         RegorusEngine(threads=1).compile_sync(PolicySet.from_files(files))
+    files = dict(good.files)
+    decision = "interlock/decision/decision.rego"
+    files[decision] = files[decision].replace("main := {", "unused := {", 1)
+    with pytest.raises(PolicyLoadError, match="does not define the decision rule"):
+        RegorusEngine(threads=1).compile_sync(PolicySet.from_files(files))
 
 
 def test_threads_evaluating_at_once_get_the_answers_one_thread_gets(policy: Any) -> None:

@@ -81,9 +81,15 @@ def load(policy_set: PolicySet) -> Any:
         for path in sorted(policy_set.modules):
             engine.add_policy(path, policy_set.modules[path])
         engine.add_data_json(orjson.dumps(dict(policy_set.data)).decode())
-        engine.prepare(DECISION_RULE)
     except rg.RegoError as exc:
         raise PolicyLoadError(f"the policy set does not compile: {_clean(str(exc))}") from None
+    try:
+        engine.prepare(DECISION_RULE)
+    except rg.RegoError as exc:
+        detail = _clean(str(exc))
+        if "not a valid rule path" in detail:
+            detail = f"it does not define the decision rule {DECISION_RULE}"
+        raise PolicyLoadError(f"the policy set does not compile: {detail}") from None
     return engine
 
 
