@@ -37,7 +37,9 @@ $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml constraints.txt
 
 # The regorus engine's binding (engines/regorus-py: Rust, PyO3), built by
 # maturin (a dev dependency) with cargo in release mode into .venv. Without
-# cargo it is left out: engine regorus then falls back to embedded, saying so.
+# cargo, or when the build fails, it is left out (and tried again next time):
+# engine regorus then falls back to embedded, saying so; tests/test_regorus_engine.py
+# and the differential test fail without it, so make test notices.
 REGORUS_DIR := engines/regorus-py
 REGORUS_STAMP := $(VENV)/.regorus-installed
 $(REGORUS_STAMP): $(VENV)/.installed $(wildcard $(REGORUS_DIR)/src/*.rs) $(REGORUS_DIR)/Cargo.toml $(REGORUS_DIR)/Cargo.lock $(REGORUS_DIR)/pyproject.toml
@@ -47,7 +49,7 @@ $(REGORUS_STAMP): $(VENV)/.installed $(wildcard $(REGORUS_DIR)/src/*.rs) $(REGOR
 		$(VENV)/bin/maturin build --release --manifest-path $(REGORUS_DIR)/Cargo.toml \
 			--interpreter $(PY) --out $(REGORUS_DIR)/target/wheels && \
 		$(PY) -m pip install --quiet --no-deps --force-reinstall $(REGORUS_DIR)/target/wheels/*.whl && \
-		touch $@; \
+		touch $@ || echo "regorus: the binding did not build (engine regorus falls back to embedded)"; \
 	else \
 		echo "regorus: no cargo on this machine, the binding is not built (engine regorus falls back to embedded)"; \
 	fi
