@@ -5,7 +5,7 @@ LIVE without a new approval, until it expires or its uses run out; nothing
 next to it (other arguments, another agent, after expiry, after revocation,
 past its uses, a tool marked grantable: false) is covered. Agents never
 grant, nor does anyone to a call it asked for. Uses are counted atomically:
-across two replicas sharing PostgreSQL, exactly max_uses succeed.
+across two `interlock serve` processes sharing PostgreSQL, exactly max_uses succeed.
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ import grpc
 import pytest
 import yaml
 from google.protobuf import timestamp_pb2
+from interlock.auth import DEV
+from interlock.grants import Constraint, GrantTaken
 from interlock.v1 import control_plane_pb2 as pb
-from interlock.v1 import grants_pb2, grants_pb2_grpc, types_pb2
+from interlock.v1 import control_plane_pb2_grpc, grants_pb2, grants_pb2_grpc, types_pb2
 
-from tests.conftest import MakeTeam, StartServer
+from tests.conftest import MakeTeam, Running
 from tests.helpers.postgres import PostgresCluster
+from tests.helpers.process import ServerProcess
 from tests.helpers.security import Stubs, Team
 from tests.test_approvals import EMAIL, TRANSFER, request, rpc_error
 
@@ -262,28 +265,76 @@ async def test_concurrent_uses_stop_at_max_uses(make_team: MakeTeam, policy_dir:
 
 @pytest.mark.integration
 async def test_two_replicas_never_exceed_max_uses(
-    start_server: StartServer, cluster: PostgresCluster, policy_dir: Path, tmp_path: Path
+    cluster: PostgresCluster, policy_dir: Path, tmp_path: Path
 ) -> None:
+    """Two ``interlock serve`` processes on one PostgreSQL database, 40 calls
+    at once split between them, a grant of 5 uses: exactly 5 are covered."""
     lift_cap(policy_dir)
     url = cluster.create_database("grants")
-    a = await start_server(store_url=url, data_dir=str(tmp_path / "a"), replica_id="a")
-    b = await start_server(store_url=url, data_dir=str(tmp_path / "b"), replica_id="b")
-    made = grants_pb2_grpc.GrantServiceStub(a.channel)
-    req = grants_pb2.CreateGrantRequest(agent_id="mailer", tool="send_email", max_uses=5)
-    req.expires_at.CopyFrom(at(time.time() + 600))
-    g = (await made.CreateGrant(req)).grant
+    servers = [ServerProcess(tmp_path / f"d{i}", policy_dir, tmp_path / f"l{i}") for i in range(2)]
+    try:
+        channels = await asyncio.gather(
+            *(s.start("--store-url", url, "--replica-id", f"r{i}") for i, s in enumerate(servers))
+        )
+        req = grants_pb2.CreateGrantRequest(agent_id="mailer", tool="send_email", max_uses=5)
+        req.expires_at.CopyFrom(at(time.time() + 600))
+        g = (await grants_pb2_grpc.GrantServiceStub(channels[0]).CreateGrant(req)).grant
 
-    async def one(i: int) -> pb.RequestToolCallResponse:
-        replica = (a, b)[i % 2]
-        r = pb.RequestToolCallRequest(agent_id="mailer", tool="send_email", confidence=0.85)
-        r.arguments.update(EMAIL)
-        return await replica.cp.RequestToolCall(r)
+        async def one(i: int) -> pb.RequestToolCallResponse:
+            r = pb.RequestToolCallRequest(agent_id="mailer", tool="send_email", confidence=0.85)
+            r.arguments.update(EMAIL)
+            return await control_plane_pb2_grpc.ControlPlaneStub(channels[i % 2]).RequestToolCall(
+                r, timeout=60
+            )
 
-    answers = await asyncio.gather(*(one(i) for i in range(30)))
-    used = [x for x in answers if x.grant_id]
-    assert len(used) == 5 and {x.grant_id for x in used} == {g.grant_id}
-    assert all(x.decision.verdict == PENDING for x in answers if not x.grant_id)
-    listed = (
-        await grants_pb2_grpc.GrantServiceStub(b.channel).ListGrants(grants_pb2.ListGrantsRequest())
-    ).grants
-    assert [(x.uses, x.state) for x in listed] == [(5, grants_pb2.GRANT_STATE_EXHAUSTED)]
+        answers = await asyncio.gather(*(one(i) for i in range(40)))
+        used = [x for x in answers if x.grant_id]
+        assert len(used) == 5 and {x.grant_id for x in used} == {g.grant_id}
+        assert all(x.decision.verdict == PENDING for x in answers if not x.grant_id)
+        listed = (
+            await grants_pb2_grpc.GrantServiceStub(channels[1]).ListGrants(
+                grants_pb2.ListGrantsRequest()
+            )
+        ).grants
+        assert [(x.uses, x.state) for x in listed] == [(5, grants_pb2.GRANT_STATE_EXHAUSTED)]
+    finally:
+        await asyncio.gather(*(s.close() for s in servers))
+
+
+async def test_the_use_guard_refuses_stale_uses(server: Running) -> None:
+    """Decisions that all read a grant before any of them used it: the guards
+    let exactly max_uses of their uses commit, and none once it is revoked
+    (atomic in the journal's transaction, whatever each decision read)."""
+    grants, journal = server.server.decisions.grants, server.server.journal
+    g = await grants.create(
+        principal=DEV,
+        catalog=server.server.policies.active.catalog,
+        agent_id="mailer",
+        tool="send_email",
+        constraint=Constraint(),
+        plan_id="",
+        expires_at=time.time() + 600,
+        max_uses=2,
+        reason="",
+    )
+    stale = await grants.get(g.grant_id)  # uses 0, as every decision below read it
+    await journal.commit(grants.use_batch(stale, "dec_1", time.time()))
+    await journal.commit(grants.use_batch(stale, "dec_2", time.time()))
+    with pytest.raises(GrantTaken):
+        await journal.commit(grants.use_batch(stale, "dec_3", time.time()))
+    assert (await grants.get(g.grant_id)).uses == 2
+
+    unlimited = await grants.create(
+        principal=DEV,
+        catalog=server.server.policies.active.catalog,
+        agent_id="mailer",
+        tool="send_email",
+        constraint=Constraint(equals={"subject": "x"}),
+        plan_id="",
+        expires_at=time.time() + 600,
+        max_uses=0,
+        reason="",
+    )
+    await grants.revoke(unlimited.grant_id, "alice", "")
+    with pytest.raises(GrantTaken):
+        await journal.commit(grants.use_batch(unlimited, "dec_4", time.time()))
