@@ -145,6 +145,7 @@ class InterlockServer:
         self.started_at = time.time()
         self.events = EventHub(self.journal, registry=self.metrics.registry)
         self.events.remote_listeners.append(self.decisions.approvals.on_remote_events)
+        self.events.remote_listeners.append(self.decisions.grants.on_events)
         self.agreement: PolicyAgreement | None = None
         """Replicas sharing PostgreSQL: heartbeats and the policy_agreement condition."""
         if self.journal.shared:

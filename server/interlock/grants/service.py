@@ -8,6 +8,14 @@ guards run under the journal's write lock, so replicas deciding at once
 never take more than ``max_uses`` uses: a decision whose use loses is
 decided again, and the grant, used up, is no longer offered to the policy.
 
+A call is offered grants only when its (agent, tool) pair has had an ACTIVE
+grant: the pairs are read at start, added by every GRANT CREATED event (this
+replica's commits and other replicas', through the event feed) and read
+again by the sweeper, so a held call of a pair with no grant costs no read.
+A grant another replica just created may be seen a moment late (the call
+then waits for an approval, as without it); a revocation or expiry never is:
+the use's guard checks the row itself.
+
 Expiry needs no timer to take effect (a grant past ``expires_at`` is never
 offered); a sweeper records it (state EXPIRED, an event and an audit line),
 exactly once across replicas (a guard on the ACTIVE state).
@@ -61,12 +69,15 @@ class Grants:
         self.journal = journal
         self.max_seconds = max_seconds
         self._matchers: dict[str, Matcher] = {}
+        self._pairs: set[tuple[str, str]] = set()
+        """(agent, tool) pairs that have had an ACTIVE grant (never shrinks while running)."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     # Start and stop ------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._load_pairs()
         self._task = asyncio.create_task(self._sweep(), name="grant-expiry")
 
     async def close(self) -> None:
@@ -75,6 +86,16 @@ class Grants:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    async def _load_pairs(self) -> None:
+        self._pairs |= set(await self.journal.grants.active_pairs())
+
+    def on_events(self, events: list[EventRecord]) -> None:
+        """A journal or EventHub listener: a grant was created (here or on another
+        replica), so its pair's held calls look for grants from now on."""
+        for event in events:
+            if event.kind == "GRANT" and event.payload.get("action") == "CREATED":
+                self._pairs.add((event.agent_id, event.tool))
 
     # Creating --------------------------------------------------------------------
 
@@ -179,6 +200,7 @@ class Grants:
                 audit_list=[(GRANTS_LOG, self._line(grant, "CREATED", principal.id, reason, now))],
             )
         )
+        self._pairs.add((agent_id, tool))
         self._wake.set()
         return grant
 
@@ -229,6 +251,8 @@ class Grants:
     ) -> list[Grant]:
         """The live grants with uses left whose constraint the arguments satisfy:
         what the policy is offered (input.grants)."""
+        if (agent_id, tool) not in self._pairs:
+            return []
         rows = await self.journal.grants.usable(agent_id, tool, plan_id, now)
         found = []
         for row in rows:
@@ -351,6 +375,7 @@ class Grants:
             self._wake.clear()
             wait = SWEEP_SECONDS
             try:
+                await self._load_pairs()
                 await self.expire_due()
                 due = await self.journal.grants.next_expiry()
                 if due is not None:

@@ -67,6 +67,13 @@ class Grants:
         params.append(limit)
         return await self.db.fetch(sql, params)
 
+    async def active_pairs(self) -> list[tuple[str, str]]:
+        """The (agent_id, tool) pairs that have an ACTIVE grant."""
+        rows = await self.db.fetch(
+            "SELECT DISTINCT agent_id, tool FROM grants WHERE state = 'ACTIVE'"
+        )
+        return [(r["agent_id"], r["tool"]) for r in rows]
+
     async def due(self, now: float) -> list[Rowdict]:
         """ACTIVE grants whose expiry has come (to be recorded EXPIRED)."""
         return await self.db.fetch(
