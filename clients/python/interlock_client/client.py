@@ -971,9 +971,8 @@ class InterlockClient:
 
     # TrustService ---------------------------------------------------------------
 
-    @property
-    def trust_service(self) -> trust_pb2_grpc.TrustServiceStub:
-        """The raw TrustService stub."""
+    def _trust(self) -> trust_pb2_grpc.TrustServiceStub:
+        """The TrustService stub on this client's channel."""
         self._open()
         assert self._channel is not None
         return trust_pb2_grpc.TrustServiceStub(self._channel)
@@ -982,7 +981,7 @@ class InterlockClient:
         """The trust of (agent, tool) pairs: one pair when both are given, else
         every pair with an outcome so far that matches (docs/trust.md)."""
         response: trust_pb2.GetTrustResponse = await self._call(
-            self.trust_service.GetTrust,
+            self._trust().GetTrust,
             trust_pb2.GetTrustRequest(agent_id=agent_id, tool=tool),
             idempotent=True,
         )
@@ -992,7 +991,7 @@ class InterlockClient:
         """Promote a demoted pair back to TRUSTED as the authenticated principal
         (approvers and admins; the reason is required and audited). Never retried."""
         response: trust_pb2.ResetTrustResponse = await self._call(
-            self.trust_service.ResetTrust,
+            self._trust().ResetTrust,
             trust_pb2.ResetTrustRequest(agent_id=agent_id, tool=tool, reason=reason),
             idempotent=False,
         )

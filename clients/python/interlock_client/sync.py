@@ -40,6 +40,7 @@ from interlock_client.v1 import (
     observe_pb2,
     plans_pb2,
     policy_service_pb2,
+    trust_pb2,
     types_pb2,
 )
 
@@ -333,6 +334,12 @@ class SyncInterlockClient:
                 timeout=timeout,
             )
         )
+
+    def get_trust(self, agent_id: str = "", tool: str = "") -> list[trust_pb2.PairTrust]:
+        return self._run(self._client.get_trust(agent_id, tool))
+
+    def reset_trust(self, agent_id: str, tool: str, reason: str) -> trust_pb2.PairTrust:
+        return self._run(self._client.reset_trust(agent_id, tool, reason))
 
 
 async def _next_or_none(stream: AsyncIterator[_T]) -> _T | None:
