@@ -7,6 +7,8 @@ Its answers against real OPA are in tests/test_differential.py.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from interlock.v1 import control_plane_pb2_grpc, types_pb2
 
 from tests.conftest import POLICIES, StartServer
 from tests.helpers.calls import tool_call
+from tests.helpers.opa import opa_binary
 from tests.helpers.process import ServerProcess
 from tests.test_embedded_native import VALID
 
@@ -119,3 +122,66 @@ async def test_without_the_binding_the_server_uses_embedded_and_says_so(
         ), proc.log()[-3000:]
     finally:
         await proc.close()
+
+
+# sprintf(format, args) cases: the binding's sprintf must print what OPA prints.
+# Left out: integral floats written as floats (100000.0 with %g, 1234567.0 or
+# 1e21 with %v), which regorus cannot tell from integers.
+SPRINTF = [
+    ("%v", [0.6]),
+    ("%v", [1]),
+    ("%v", [1.5e-7]),
+    ("%v", [-0.25]),
+    ("%.6g", [0.6]),
+    ("%.6g", [0.69]),
+    ("%.6g", [1234567.5]),
+    ("%.6g", [100]),
+    ("%.3g", [0.0001234]),
+    ("%g", [0.00001]),
+    ("%d", [42]),
+    ("%05d", [-42]),
+    ("%x %X %o %b %+d % d %#x", [255, 255, 8, 5, 3, 5, 255]),
+    ("%d", [1.5]),
+    ("%s", [5]),
+    ("%q", ['a"b\n']),
+    ("%5s|%-5s|%.2s", ["ab", "cd", "hello"]),
+    ("%f %.2f %.0f %8.3f", [3.14159, 3.14159, 2.5, 3.14159]),
+    ("%e %E", [1234.5678, 0.000123]),
+    ("%.1f %.1f", [0.05, 0.15]),
+    ("%v", [[1, "a", None, True]]),
+    ("%v", [{"b": 1, "a": [2]}]),
+    ("%v %v %t", [True, None, True]),
+    ("%v %v", [1]),
+    ("%v", [1, 2]),
+    ("100%%", []),
+    ("%x", ["hi"]),
+    ("%v %d", [12345678901234567890, 12345678901234567890]),
+    ("%v", ["é☃"]),
+    ("%c %U", [65, 128512]),
+    ("%6.2f%%", [99.5]),
+    ("%z", [1]),
+    ("%", [1]),
+]
+
+
+@pytest.mark.opa
+def test_sprintf_prints_what_opa_prints(tmp_path: Path) -> None:
+    import interlock_regorus
+
+    module = "package t\n\n" + "\n".join(
+        f"r{i} := sprintf({json.dumps(f)}, {json.dumps(a)})" for i, (f, a) in enumerate(SPRINTF)
+    )
+    (tmp_path / "t.rego").write_text(module)
+    out = subprocess.run(
+        [opa_binary(), "eval", "-d", str(tmp_path / "t.rego"), "--format", "json", "data.t"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    expected = json.loads(out)["result"][0]["expressions"][0]["value"]
+    engine = interlock_regorus.Engine(strict_builtin_errors=False)
+    engine.add_policy("t.rego", module)
+    got = {f"r{i}": json.loads(engine.eval_rule(f"data.t.r{i}", "{}")) for i in range(len(SPRINTF))}
+    assert got == expected
+    assert got[f"r{SPRINTF.index(('%.6g', [0.6]))}"] == "0.6"  # regorus's own sprintf: 6e-1

@@ -25,8 +25,10 @@ impl Arg {
     fn from(value: &Value) -> Arg {
         match value {
             Value::String(s) => Arg::Str(s.to_string()),
-            // An integral float is what regorus makes of some integer
-            // arithmetic: OPA has an integer there.
+            // regorus does not tell 2.0 from 2: an integral number is an
+            // integer here, as OPA has it for floor() and the like. (OPA
+            // formats a literal 2.0 as a float: %g of 100000.0, or %v of
+            // 1234567.0, print differently; tests/test_regorus_engine.py.)
             Value::Number(n) => match n.as_i128() {
                 Some(v) if i64::try_from(v).is_ok() => Arg::Int(v),
                 _ if n.is_integer() => Arg::BigInt(n.format_decimal()),
@@ -38,7 +40,7 @@ impl Arg {
 
     fn type_name(&self) -> &'static str {
         match self {
-            Arg::Int(_) => "int",
+            Arg::Int(_) => "int64",
             Arg::BigInt(_) => "*big.Int",
             Arg::Float(_) => "float64",
             Arg::Str(_) => "string",
@@ -309,8 +311,13 @@ impl Spec {
     }
 }
 
-fn bad(verb: char, arg: &Arg) -> String {
-    format!("%!{verb}({}={})", arg.type_name(), arg.plain())
+/// Go's `%!verb(type=value)`: the value printed with %v and the verb's flags.
+fn bad(spec: &Spec, verb: char, arg: &Arg) -> String {
+    format!(
+        "%!{verb}({}={})",
+        arg.type_name(),
+        format_one(spec, 'v', arg)
+    )
 }
 
 fn format_int(spec: &Spec, verb: char, v: i128) -> Option<String> {
@@ -373,7 +380,7 @@ fn format_one(spec: &Spec, verb: char, arg: &Arg) -> String {
                 let zeros = spec.prec.is_none() && !matches!(verb, 'c' | 'q');
                 spec.pad(text, zeros)
             }
-            None => bad(verb, arg),
+            None => bad(spec, verb, arg),
         },
         ('d' | 'v', Arg::BigInt(s)) => {
             let (neg, digits) = match s.strip_prefix('-') {
@@ -382,7 +389,7 @@ fn format_one(spec: &Spec, verb: char, arg: &Arg) -> String {
             };
             spec.pad(spec.signed(neg, digits), spec.prec.is_none())
         }
-        (_, Arg::BigInt(_)) => bad(verb, arg),
+        (_, Arg::BigInt(_)) => bad(spec, verb, arg),
         ('v' | 'g' | 'G' | 'e' | 'E' | 'f' | 'F', Arg::Float(f)) => {
             let (verb, default) = match verb {
                 'v' => ('g', -1),
@@ -401,7 +408,7 @@ fn format_one(spec: &Spec, verb: char, arg: &Arg) -> String {
             };
             spec.pad(text, f.is_finite())
         }
-        (_, Arg::Float(_)) => bad(verb, arg),
+        (_, Arg::Float(_)) => bad(spec, verb, arg),
         ('v' | 's', Arg::Str(s)) => {
             let s = match spec.prec {
                 Some(p) => s.chars().take(p).collect(),
@@ -421,7 +428,7 @@ fn format_one(spec: &Spec, verb: char, arg: &Arg) -> String {
             }
             spec.pad(out, false)
         }
-        (_, Arg::Str(_)) => bad(verb, arg),
+        (_, Arg::Str(_)) => bad(spec, verb, arg),
     }
 }
 
