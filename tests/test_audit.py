@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from interlock.audit import (
     verify_dir,
 )
 from interlock.v1 import control_plane_pb2 as pb
-from interlock.v1 import plans_pb2, types_pb2
+from interlock.v1 import grants_pb2, grants_pb2_grpc, plans_pb2, types_pb2
 
 from tests.conftest import ROOT, Running, StartServer
 from tests.helpers.calls import tool_call
@@ -284,6 +285,14 @@ async def test_every_line_and_summary_matches_its_schema(start_server: StartServ
     used = tool_call("mailer", "send_email", EMAIL, 0.85)
     used.approval_id = approval_id
     assert (await s.cp.RequestToolCall(used)).decision.verdict == types_pb2.VERDICT_ALLOW
+    # A grant created, used by a held call, and revoked (docs/grants.md).
+    grants = grants_pb2_grpc.GrantServiceStub(s.channel)
+    create = grants_pb2.CreateGrantRequest(agent_id="mailer", tool="send_email", max_uses=1)
+    create.expires_at.FromSeconds(int(time.time()) + 600)
+    grant = (await grants.CreateGrant(create)).grant
+    covered = await s.cp.RequestToolCall(tool_call("mailer", "send_email", EMAIL, 0.85))
+    assert covered.grant_id == grant.grant_id
+    await grants.RevokeGrant(grants_pb2.RevokeGrantRequest(grant_id=grant.grant_id, reason="done"))
     await asyncio.wait_for(s.server.signals.drain(), LIMIT)
     await s.server.health_monitor.write()
     await stop(s)
