@@ -225,7 +225,7 @@ async def test_sync_client_works_beside_a_running_loop(target: str) -> None:
     assert await asyncio.to_thread(use) == "button_click"
 
 
-ASYNC_ONLY = {"control_plane", "policy_service"}
+ASYNC_ONLY = {"control_plane", "policy_service", "grant_service", "trust_service"}
 """The raw grpc.aio stubs: bound to the asyncio client's loop, so not mirrored."""
 
 

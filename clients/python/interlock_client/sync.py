@@ -37,6 +37,7 @@ from interlock_client.client import (
 )
 from interlock_client.v1 import (
     control_plane_pb2,
+    grants_pb2,
     observe_pb2,
     plans_pb2,
     policy_service_pb2,
@@ -340,6 +341,43 @@ class SyncInterlockClient:
 
     def reset_trust(self, agent_id: str, tool: str, reason: str) -> trust_pb2.PairTrust:
         return self._run(self._client.reset_trust(agent_id, tool, reason))
+
+    def create_grant(
+        self,
+        agent_id: str,
+        tool: str,
+        *,
+        expires_at: float,
+        max_uses: int = 0,
+        arguments_equal: Mapping[str, Any] | None = None,
+        argument_patterns: Mapping[str, str] | None = None,
+        arguments_schema: Mapping[str, Any] | None = None,
+        plan_id: str = "",
+        reason: str = "",
+        approval_id: str = "",
+    ) -> grants_pb2.Grant:
+        return self._run(
+            self._client.create_grant(
+                agent_id,
+                tool,
+                expires_at=expires_at,
+                max_uses=max_uses,
+                arguments_equal=arguments_equal,
+                argument_patterns=argument_patterns,
+                arguments_schema=arguments_schema,
+                plan_id=plan_id,
+                reason=reason,
+                approval_id=approval_id,
+            )
+        )
+
+    def list_grants(
+        self, agent_id: str = "", tool: str = "", states: Iterable[str | int] = ()
+    ) -> list[grants_pb2.Grant]:
+        return self._run(self._client.list_grants(agent_id, tool, states))
+
+    def revoke_grant(self, grant_id: str, reason: str = "") -> grants_pb2.Grant:
+        return self._run(self._client.revoke_grant(grant_id, reason))
 
 
 async def _next_or_none(stream: AsyncIterator[_T]) -> _T | None:
