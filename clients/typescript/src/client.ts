@@ -93,6 +93,14 @@ import {
   type ReloadPoliciesRequest,
   type ReloadPoliciesResponse,
 } from "./gen/interlock/v1/policy_service";
+import {
+  type GetTrustRequest,
+  type GetTrustResponse,
+  type PairTrust,
+  type ResetTrustRequest,
+  type ResetTrustResponse,
+  TrustServiceClient,
+} from "./gen/interlock/v1/trust";
 import { type Decision, type ToolResult, ToolOutcome } from "./gen/interlock/v1/types";
 
 export const DEFAULT_TARGET = "127.0.0.1:50051";
@@ -303,6 +311,8 @@ export class InterlockClient {
   readonly controlPlane: ControlPlaneClient;
   /** The generated PolicyService client (same channel). */
   readonly policyService: PolicyServiceClient;
+  /** The generated TrustService client (same channel). */
+  readonly trustService: TrustServiceClient;
   /** The generated GrantService client (same channel). */
   readonly grantService: GrantServiceClient;
   private readonly token: TokenSource | undefined;
@@ -332,6 +342,10 @@ export class InterlockClient {
       channelOverride: this.controlPlane.getChannel(),
     });
     this.grantService = new GrantServiceClient(channel.uri, connection.credentials, {
+      ...channelOptions,
+      channelOverride: this.controlPlane.getChannel(),
+    });
+    this.trustService = new TrustServiceClient(channel.uri, connection.credentials, {
       ...channelOptions,
       channelOverride: this.controlPlane.getChannel(),
     });
@@ -886,6 +900,39 @@ export class InterlockClient {
       (response) => response.event,
       options,
     );
+  }
+
+  // Trust (docs/trust.md) ------------------------------------------------------------
+
+  /**
+   * The trust of (agent, tool) pairs: one pair when both are given, else every
+   * pair with an outcome so far that matches (empty matches all). Retried.
+   */
+  async getTrust(query: { agentId?: string; tool?: string } = {}, options?: CallOptions): Promise<PairTrust[]> {
+    const request: GetTrustRequest = { agentId: query.agentId ?? "", tool: query.tool ?? "" };
+    const response = await this.unary<GetTrustRequest, GetTrustResponse>(
+      "GetTrust",
+      (r, m, o, cb) => this.trustService.getTrust(r, m, o, cb),
+      request,
+      options,
+    );
+    return response.pairs;
+  }
+
+  /**
+   * Promotes a demoted pair back to TRUSTED at once, as the authenticated
+   * caller (an approver or an admin, never as the pair's own agent); the
+   * reason is required and audited. Never retried.
+   */
+  async resetTrust(agentId: string, tool: string, reason: string, options?: CallOptions): Promise<PairTrust> {
+    const request: ResetTrustRequest = { agentId, tool, reason };
+    const response = await this.unary<ResetTrustRequest, ResetTrustResponse>(
+      "ResetTrust",
+      (r, m, o, cb) => this.trustService.resetTrust(r, m, o, cb),
+      request,
+      options,
+    );
+    return required(response.trust, "ResetTrust", "trust");
   }
 }
 

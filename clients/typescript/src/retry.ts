@@ -16,6 +16,7 @@ export const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set([
   "GetPlan",
   "ListPlans",
   "ListApprovals",
+  "GetTrust",
   "ListGrants",
   "GetHealth",
   "ListSignals",
