@@ -50,8 +50,8 @@ class PolicyApprovals:
         """The pair's policy-made approvals created after ``since``."""
         rows = await self.db.fetch(
             "SELECT COUNT(*) AS n FROM approvals WHERE agent_id = ? AND tool = ?"
-            " AND resolved_by LIKE 'policy:%' AND created_at > ?",
-            (agent_id, tool, since),
+            " AND resolved_by LIKE ? AND created_at > ?",
+            (agent_id, tool, "policy:%", since),
         )
         return int(rows[0]["n"])
 
