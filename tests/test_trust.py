@@ -359,3 +359,18 @@ async def test_human_denials_of_held_calls_demote_the_pair(
     assert pair.reason.endswith("after 3 denials in 10 min")
     after = await call(s)
     assert (after.verdict, after.mode) == (types_pb2.VERDICT_ALLOW, DRY_RUN)
+
+
+async def test_a_reload_with_broken_trust_numbers_is_refused(
+    start_server: StartServer, quick: Path
+) -> None:
+    from interlock.v1 import policy_service_pb2
+
+    s = await start_server()
+    set_trust(quick, failures=0)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await s.policy.ReloadPolicies(policy_service_pb2.ReloadPoliciesRequest())
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "trust.failures must be a positive number" in (err.value.details() or "")
+    await fail_times(s, 3)  # the old set's numbers still hold
+    assert (await call(s)).mode == DRY_RUN

@@ -10,6 +10,7 @@ from interlock.contracts import Catalog
 from interlock.errors import InterlockError, PolicyLoadError
 from interlock.policy.bundle import PolicySet
 from interlock.policy.engine import CompiledPolicy, PolicyEngine
+from interlock.trust import TrustParams
 
 
 def probe_inputs(catalog: Catalog) -> list[dict[str, Any]]:
@@ -34,6 +35,10 @@ async def prepare_set(
     """Check and compile a set on ``engine`` without making it live; a set a
     reload would refuse raises PolicyLoadError (and nothing stays compiled)."""
     catalog = Catalog.from_data(policy_set.data)
+    try:  # the trust rules' numbers (docs/trust.md)
+        TrustParams.from_data(policy_set.data)
+    except ValueError as exc:
+        raise PolicyLoadError(str(exc)) from None
     compiled = await engine.compile(policy_set)
     try:
         for probe in probe_inputs(catalog):
