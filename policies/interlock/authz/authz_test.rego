@@ -235,3 +235,8 @@ test_no_grant_from_an_approval_one_asked_for if {
 	not authz.main.allow with input as inp with data.interlock.config.authz as _grant_roles
 	authz.main.reason == "alice asked for the call of this approval and may not grant it" with input as inp with data.interlock.config.authz as _grant_roles
 }
+
+test_an_admin_resets_trust if {
+	authz.main.allow with input as {"method": "ResetTrust", "principal": {"id": "root", "kind": "admin", "roles": []}, "request": {"agent_id": "agent1"}}
+		with data.interlock.config.authz.trust_reset_roles as ["approver"]
+}
