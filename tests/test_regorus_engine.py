@@ -97,6 +97,7 @@ def test_threads_evaluating_at_once_get_the_answers_one_thread_gets(policy: Any)
     assert len({d.mode for d in expected}) == 3  # MOCK, DRY_RUN and LIVE all reached
 
 
+@pytest.mark.integration  # an `interlock serve` process
 async def test_without_the_binding_the_server_uses_embedded_and_says_so(
     policy_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -165,6 +166,7 @@ SPRINTF = [
 
 
 @pytest.mark.opa
+@pytest.mark.integration  # runs `opa eval`
 def test_sprintf_prints_what_opa_prints(tmp_path: Path) -> None:
     import interlock_regorus
 
