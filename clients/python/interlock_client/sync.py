@@ -336,6 +336,24 @@ class SyncInterlockClient:
             )
         )
 
+    def start_shadow(
+        self, policy_files: Mapping[str, str], *, sample: float = 0.0
+    ) -> policy_service_pb2.StartShadowResponse:
+        return self._run(self._client.start_shadow(policy_files, sample=sample))
+
+    def shadow_status(self) -> policy_service_pb2.GetShadowStatusResponse:
+        return self._run(self._client.shadow_status())
+
+    def promote_shadow(
+        self, *, accept_widening: bool = False, reason: str = ""
+    ) -> policy_service_pb2.PromoteShadowResponse:
+        return self._run(
+            self._client.promote_shadow(accept_widening=accept_widening, reason=reason)
+        )
+
+    def stop_shadow(self) -> policy_service_pb2.StopShadowResponse:
+        return self._run(self._client.stop_shadow())
+
     def get_trust(self, agent_id: str = "", tool: str = "") -> list[trust_pb2.PairTrust]:
         return self._run(self._client.get_trust(agent_id, tool))
 
