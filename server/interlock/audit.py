@@ -604,8 +604,8 @@ def write_json_atomically(path: Path, document: object) -> None:
 
 __all__ = [
     "FILES",
-    "GRANTS_LOG",
     "GENESIS",
+    "GRANTS_LOG",
     "LEARNING_SIGNALS",
     "ROLLBACK_EVENTS",
     "STATE_TRANSITIONS",
