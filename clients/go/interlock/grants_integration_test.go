@@ -14,8 +14,9 @@ import (
 func TestIntegrationGrants(t *testing.T) {
 	// An irreversible call waits for an approval; a grant for its agent, tool
 	// and subject lets it run LIVE once without one; then it waits again.
-	c := dial(t)
-	approver := dial(t, interlock.WithMetadata("x-interlock-dev-principal", "alice"))
+	target := ownServer(t)
+	c := dialTo(t, target)
+	approver := dialTo(t, target, interlock.WithMetadata("x-interlock-dev-principal", "alice"))
 	ctx := testContext(t, 20*time.Second)
 	subject := uniqueID("refund")
 	call := interlock.ToolCall{AgentID: "mailer", Tool: "send_email", Confidence: 0.85,

@@ -56,6 +56,21 @@ func dial(t *testing.T, opts ...interlock.Option) *interlock.Client {
 	return c
 }
 
+// ownServer starts a server of the test's own, for a test whose expectations
+// depend on the server's state (the LIVE cap, a pair's trust) that other
+// tests sharing the package's server would move; it stops with the test.
+func ownServer(t *testing.T) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := testserver.Start(ctx, testserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop() })
+	return s.Target
+}
+
 func testContext(t *testing.T, d time.Duration) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)

@@ -15,8 +15,9 @@ func TestIntegrationTrust(t *testing.T) {
 	// Three failures of agent2's form_clear demote the pair (docs/trust.md):
 	// its next call runs as DRY_RUN with the reason; GetTrust shows it; an
 	// approver's ResetTrust promotes it back at once.
-	c := dial(t)
-	approver := dial(t, interlock.WithMetadata("x-interlock-dev-principal", "alice"))
+	target := ownServer(t)
+	c := dialTo(t, target)
+	approver := dialTo(t, target, interlock.WithMetadata("x-interlock-dev-principal", "alice"))
 	ctx := testContext(t, 30*time.Second)
 	call := interlock.ToolCall{AgentID: "agent2", Tool: "form_clear", Confidence: 0.95,
 		Arguments: map[string]any{"form_id": uniqueID("form")}}
