@@ -22,7 +22,13 @@ from tests.conftest import Running, StartServer
 from tests.helpers.opa import OpaProcess
 from tests.test_grpcurl import grpcurl, grpcurl_binary
 
-SERVICES = {"", "interlock.v1.ControlPlane", "interlock.v1.PolicyService"}
+SERVICES = {
+    "",
+    "interlock.v1.ControlPlane",
+    "interlock.v1.PolicyService",
+    "interlock.v1.GrantService",
+    "interlock.v1.TrustService",
+}
 WAIT_SECONDS = 30.0
 """How long a watcher waits for its next message before the test gives up
 (a bound on a hang, not a timing assertion)."""
