@@ -74,6 +74,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from interlock.errors import OutOfRange
 from interlock.journal import EventRecord, Journal
 from interlock.journal.repos import Events
+from interlock.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -262,11 +263,7 @@ class EventHub:
         self._closed = True
         for watcher in self._watchers:
             watcher.close()
-        for task in (self._checker, self._listener):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(self._checker, self._listener)
         self._checker = self._listener = None
 
     async def check_resume(self, after_seq: int) -> None:

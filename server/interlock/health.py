@@ -58,7 +58,6 @@ and ``interlock_health_anomalies``. Counts start empty at each start-up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -72,6 +71,7 @@ from interlock.audit import write_json_atomically
 from interlock.journal import EventRecord
 from interlock.metrics import Metrics
 from interlock.readiness import ENGINE, Condition
+from interlock.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -446,10 +446,7 @@ class HealthMonitor:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
 
 __all__ = [

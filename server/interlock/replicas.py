@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from interlock.journal import Journal, Recorded, Upsert
+from interlock.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class PolicyAgreement:
         """The replicas alive at the last check (for health)."""
         self._task: asyncio.Task[None] | None = None
         self._poke = asyncio.Event()
+        self._closed = False
 
     async def start(self) -> None:
         await self.beat()
@@ -103,17 +105,22 @@ class PolicyAgreement:
         self._poke.set()
 
     async def close(self) -> None:
+        """Stop beating. The loop also ends on ``_closed`` at its next turn, and
+        the cancel is repeated until the task has ended: a cancel that lands
+        while a heartbeat's query is in PostgreSQL's driver was seen lost
+        (the loop went on and close waited for ever)."""
+        self._closed = True
+        self._poke.set()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _loop(self) -> None:
-        while True:
+        while not self._closed:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.interval):
                     await self._poke.wait()
+            if self._closed:
+                return
             self._poke.clear()
             try:
                 await self.beat()

@@ -14,7 +14,6 @@ with its reason in GetHealth; :meth:`InterlockServer.set_condition` marks one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import time
@@ -57,6 +56,7 @@ from interlock.readiness import AUDIT_CHAIN, AUDIT_FILES, ENGINE, POLICY_RELOAD,
 from interlock.replicas import PolicyAgreement, replica_id
 from interlock.shadow import ShadowRunner
 from interlock.signals import SignalEngine
+from interlock.tasks import cancel_and_wait
 from interlock.v1 import (
     control_plane_pb2,
     control_plane_pb2_grpc,
@@ -494,11 +494,7 @@ class InterlockServer:
     async def stop(self, grace: float = 5.0) -> None:
         """Drain and stop; safe to call twice or after a failed start."""
         await self.health.enter_graceful_shutdown()
-        for task in (self._monitor, self._chain_check):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(self._monitor, self._chain_check)
         self._monitor = self._chain_check = None
         await self.health_monitor.stop()
         if self.agreement is not None:

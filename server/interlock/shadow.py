@@ -76,6 +76,7 @@ from interlock.policy.prepare import prepare_set
 from interlock.policy.regotests import run_embedded, run_opa
 from interlock.replay import rebase_input
 from interlock.shadow_report import shadow_report, write_policy_dir
+from interlock.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +187,7 @@ class ShadowRunner:
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
         with contextlib.suppress(Exception):  # the store may be gone; counts are best effort
             await self.flush()

@@ -51,6 +51,7 @@ import orjson
 
 from interlock.audit import LEARNING_SIGNALS
 from interlock.journal import Batch, EventRecord, Insert, Journal
+from interlock.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -281,9 +282,7 @@ class SignalEngine:
             return
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.drain(), grace)
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
+        await cancel_and_wait(worker)
 
     # The listener: counters only, never blocks ------------------------------------
 

@@ -30,6 +30,7 @@ from interlock.errors import (
 from interlock.journal import Batch, EventRecord, Guard, Journal, Row, Upsert
 from interlock.metrics import Metrics
 from interlock.policy.engine import ApprovalRequirement
+from interlock.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +112,7 @@ class Approvals:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     def _keep(self, approval: Approval) -> None:

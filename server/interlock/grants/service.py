@@ -43,6 +43,7 @@ from interlock.errors import (
 )
 from interlock.grants.record import Constraint, Grant, Matcher, new_grant_id
 from interlock.journal import Batch, EventRecord, Guard, Insert, Journal, Recorded, Row
+from interlock.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,7 @@ class Grants:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _load_pairs(self) -> None:

@@ -34,6 +34,7 @@ from interlock.policy.engine import CompiledPolicy, PolicyDecision, PolicyEngine
 from interlock.policy.gate import FILE_WATCHER, GateRefusal, ReloadRequest
 from interlock.policy.opa import OpaEngine
 from interlock.policy.prepare import prepare_set, probe_inputs
+from interlock.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -271,9 +272,7 @@ class PolicyManager:
 
     async def close(self) -> None:
         tasks = [t for t in (self._watch_task, *self._retiring) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)
         if self._active is not None:
             await self._active.compiled.release()
         await self.engine.close()
