@@ -584,37 +584,14 @@ class DecisionService:
                 (*decision.reasons, f"approved by {who} (approval {reserved.approval_id})"),
             )
             approval, approval_batch = self.approvals.use_batch(reserved, decision_id, now)
-        elif (
-            decision.verdict == "PENDING_APPROVAL"
-            and decision.approval is not None
-            and decision.approval.auto_approve
-            and catalog.tool(call.tool).human_approval != "required"  # a hard floor, here too
-        ):
-            approval, approval_batch = self.approvals.approved_by_policy(
-                decision_id=decision_id,
-                plan_id=call.plan_id,
-                step_id=call.step_id,
-                tool=call.tool,
-                agent_id=call.agent_id,
-                arguments_hash=_hash(arguments_json),
-                policy_revision=revision,
-                requested_by=call.requested_by or call.agent_id,
-                requirement=decision.approval,
-                confidence=float(call.confidence or 0.0),
-                now=now,
-            )
-            decision = PolicyDecision(
-                "ALLOW",
-                decision.mode,
-                False,
-                (
-                    *decision.reasons,
-                    f"approved by policy:{revision[:12]} (approval {approval.approval_id}): "
-                    f"{decision.approval.auto_approve}",
-                ),
-            )
         elif decision.verdict == "PENDING_APPROVAL" and decision.approval is not None:
-            approval, approval_batch = self.approvals.new(
+            # The policy approves it itself (never where the catalog wants a
+            # human: a hard floor, here too), or it waits for a human.
+            by_policy = bool(decision.approval.auto_approve) and (
+                catalog.tool(call.tool).human_approval != "required"
+            )
+            make = self.approvals.approved_by_policy if by_policy else self.approvals.new
+            approval, approval_batch = make(
                 decision_id=decision_id,
                 plan_id=call.plan_id,
                 step_id=call.step_id,
@@ -627,6 +604,17 @@ class DecisionService:
                 confidence=float(call.confidence or 0.0),
                 now=now,
             )
+            if by_policy:
+                decision = PolicyDecision(
+                    "ALLOW",
+                    decision.mode,
+                    False,
+                    (
+                        *decision.reasons,
+                        f"approved by policy:{revision[:12]} (approval {approval.approval_id}): "
+                        f"{decision.approval.auto_approve}",
+                    ),
+                )
         record = DecisionRecord(
             decision_id=decision_id,
             agent_id=call.agent_id,
