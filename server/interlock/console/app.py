@@ -247,12 +247,14 @@ class Console:
     ) -> web.Response:
         session: Session | None = request.get(SESSION)
         principal: Principal | None = request.get(PRINCIPAL)
+        # A page that lists the pending approvals passes its own count, so the
+        # header and the list it heads always agree.
+        context.setdefault("pending", len(self.s.approvals.pending_since()))
         page = self.templates.get_template(template).render(
             principal=principal,
             csrf=self.sessions.csrf_token(session) if session else "",
             insecure=self.config.insecure,
             authenticates=self.s.directory is not None,
-            pending=len(self.s.approvals.pending_since()),
             path=request.path,
             **context,
         )

@@ -76,6 +76,7 @@ async def _inbox(request: web.Request) -> dict[str, Any]:
     return {
         "now": now,
         "approvals": [await _with_call(request, a, now) for a in pending],
+        "pending": len(pending),
         "history": [approval_view(a, None, "", now) for a in resolved[:HISTORY]],
     }
 

@@ -43,14 +43,19 @@
     banner.hidden = false;
   }
 
+  function setCount(n) {
+    if (!count) return;
+    count.textContent = String(n);
+    count.dataset.count = String(n);
+    count.setAttribute("aria-label", n + " pending approvals");
+    count.classList.toggle("has", n > 0);
+  }
+
   async function refreshCount() {
     if (!count) return;
     try {
       const doc = await getJSON("/live/pending");
-      count.textContent = String(doc.pending);
-      count.dataset.count = String(doc.pending);
-      count.setAttribute("aria-label", doc.pending + " pending approvals");
-      count.classList.toggle("has", doc.pending > 0);
+      setCount(doc.pending);
     } catch (e) { /* the stream's state says what is wrong */ }
   }
 
@@ -75,6 +80,9 @@
       holder.querySelectorAll("textarea").forEach((t) => { if (t.value) typed[t.id] = t.value; });
       const focused = document.activeElement && holder.contains(document.activeElement) ? document.activeElement.id : "";
       holder.innerHTML = html;
+      // The inbox says how many it lists: the header counts the same list.
+      const listed = holder.querySelector("[data-pending]");
+      if (listed) setCount(Number(listed.dataset.pending));
       Object.entries(typed).forEach(([k, v]) => { const t = document.getElementById(k); if (t) t.value = v; });
       if (focused) { const f = document.getElementById(focused); if (f) f.focus(); }
       tickAges();
@@ -150,7 +158,7 @@
   function onEvent(e) {
     if (e.seq > lastSeq) lastSeq = e.seq;
     if (page === "events") addEventRow(e);
-    if (e.kind === "APPROVAL" || e.kind === "PLAN_FINISHED") refreshCount();
+    if (e.kind === "APPROVAL" || e.kind === "DECISION" || e.kind === "PLAN_FINISHED") refreshCount();
     if (page === "approvals" && (e.kind === "APPROVAL" || e.kind === "DECISION")) refreshFragment("inbox");
     if (page === "plan" && e.plan_id === body.dataset.plan) refreshFragment("plan");
   }
