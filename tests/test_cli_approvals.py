@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import yaml
 
 from tests.conftest import ROOT, StartServer
 from tests.helpers.security import Stubs, channel, write_principals
+from tests.helpers.signals import signal_a_thread
 from tests.test_approvals import EMAIL, TRANSFER, request
-from tests.test_cli import run
+from tests.test_cli import INTERLOCK, clean_env, run
 
 OPERATOR = ROOT / "clients" / "python" / "examples" / "approver.py"
 
@@ -120,3 +122,41 @@ async def test_the_example_operator_approves_what_arrives(
             Stubs(m), "mailer", "send_email", EMAIL, 0.85, approval_id=held.approval_id
         )
         assert "approved by bob" in run_it.reasons[-1]
+
+
+async def test_ctrl_c_ends_an_approvals_wait_at_once_with_130(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    # Even when the kernel hands the SIGINT to one of gRPC's threads.
+    tokens = write_principals(tmp_path / "p.yaml")
+    s = await start_server(principals_file=str(tmp_path / "p.yaml"))
+    server = f"127.0.0.1:{s.server.port}"
+    (tmp_path / "alice.token").write_text(tokens["alice"])
+    async with channel(server, tokens["mailer"]) as m:
+        held = await request(Stubs(m), "mailer", "send_email", EMAIL, 0.85)
+    proc = await asyncio.create_subprocess_exec(
+        str(INTERLOCK),
+        "approvals",
+        "wait",
+        held.approval_id,
+        "--wait",
+        "120",
+        "--server",
+        server,
+        "--token-file",
+        str(tmp_path / "alice.token"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=clean_env(),
+    )
+    try:
+        await asyncio.sleep(2.0)  # connected and waiting
+        assert proc.returncode is None, "the wait ended by itself"
+        assert signal_a_thread(proc.pid, signal.SIGINT), "the CLI runs no other thread"
+        out, err = await asyncio.wait_for(proc.communicate(), 10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 130, (out + err).decode()
+    assert err.decode() == ""

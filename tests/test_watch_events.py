@@ -27,6 +27,7 @@ from interlock.v1.control_plane_pb2_grpc import ControlPlaneStub
 
 from tests.conftest import Running, StartServer
 from tests.helpers.calls import details, tool_call
+from tests.helpers.signals import signal_a_thread
 from tests.test_cli import INTERLOCK, clean_env, run
 
 DECISION = observe_pb2.EVENT_KIND_DECISION
@@ -537,5 +538,35 @@ async def test_cli_watch_stops_on_ctrl_c(server: Running) -> None:
             await proc.wait()
 
     assert "DECISION" in line and "agent=agent1" in line
+    assert proc.returncode == 0, err.decode()
+    assert err.decode() == ""
+
+
+async def test_cli_watch_stops_on_ctrl_c_that_lands_on_another_thread(server: Running) -> None:
+    # A process-directed SIGINT may be delivered to one of gRPC's threads; the
+    # watch must still stop at once on a quiet stream, not at the next event.
+    proc = await asyncio.create_subprocess_exec(
+        str(INTERLOCK),
+        "watch",
+        "--server",
+        address(server),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
+        env=clean_env(),
+    )
+    assert proc.stdout is not None
+    try:
+        await decide(server)
+        line = (await bounded(proc.stdout.readline())).decode()
+        await wait_for_watchers(server, 1)
+        assert signal_a_thread(proc.pid, signal.SIGINT), "the watch runs no other thread"
+        _, err = await bounded(proc.communicate(), 10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+    assert "DECISION" in line
     assert proc.returncode == 0, err.decode()
     assert err.decode() == ""

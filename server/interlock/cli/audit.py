@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from interlock.audit import GENESIS, record_hash, verify_dir
-from interlock.cli.common import EXIT_FAILED, EXIT_OK, UsageError
+from interlock.cli.common import EXIT_FAILED, EXIT_OK, UsageError, run_interruptibly
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -94,7 +94,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
             f"no store: give --store URL, or --data-dir holding interlock.db ({data_dir})"
         )
     try:
-        counts = asyncio.run(_export(args.store, data_dir, out))
+        counts = run_interruptibly(_export(args.store, data_dir, out))
     except ChainBroken as exc:
         print(f"FAIL  {exc}")
         return EXIT_FAILED

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-from interlock.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from interlock.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, run_interruptibly
 
 DESCRIPTION = """\
 Run plans, the seed's way: start a server in this process (embedded engine,
@@ -148,7 +147,7 @@ def cmd_run_plans(args: argparse.Namespace) -> int:
             policy_dir=args.policy_dir,
             timeout=args.timeout,
         )
-        result = asyncio.run(run_plans_async(args.file, options))
+        result = run_interruptibly(run_plans_async(args.file, options))
     except (BatchInputError, RuleError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -21,7 +20,7 @@ from interlock_client import (
 )
 from interlock_client.client import DEFAULT_TARGET, DEFAULT_TIMEOUT
 
-from interlock.cli.common import _T, EXIT_OK, SERVER_ENV, UsageError
+from interlock.cli.common import _T, EXIT_OK, SERVER_ENV, UsageError, run_interruptibly
 from interlock.cli.output import (
     format_decision,
     format_evaluation,
@@ -123,7 +122,7 @@ def _call(args: argparse.Namespace, call: Callable[[InterlockClient], Awaitable[
         async with connect(args) as client:
             return await call(client)
 
-    return asyncio.run(run())
+    return run_interruptibly(run())
 
 
 def _emit(args: argparse.Namespace, message: Message, human: Callable[[Any], str]) -> int:
@@ -220,7 +219,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     """Print events as they come until --limit events, Ctrl-C (both exit 0) or an error."""
 
-    async def follow(client: InterlockClient) -> None:
+    async def show(client: InterlockClient) -> None:
         stream = client.watch_events(
             args.after,
             plan_id=args.plan,
@@ -237,7 +236,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                     return
 
     try:
-        _call(args, follow)
+        _call(args, show)
     except KeyboardInterrupt:
         pass
     return EXIT_OK

@@ -11,7 +11,6 @@ candidate is refused or could not evaluate some decisions (failures).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from interlock.cli.common import EXIT_FAILED, EXIT_OK, UsageError
+from interlock.cli.common import EXIT_FAILED, EXIT_OK, UsageError, run_interruptibly
 from interlock.v1 import policy_service_pb2 as pb
 from interlock.v1 import types_pb2
 
@@ -273,7 +272,7 @@ def cmd_policy_replay(args: argparse.Namespace) -> int:
                     print(f"\rreplayed {p.done}/{p.total}", end="", file=sys.stderr, flush=True)
         raise RuntimeError("the server ended the replay without a report")
 
-    report = asyncio.run(run())
+    report = run_interruptibly(run())
     if tty:
         print(file=sys.stderr)
     if args.json:

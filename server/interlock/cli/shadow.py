@@ -11,13 +11,12 @@ makes the candidate active through the reload gate; ``stop`` drops it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from interlock.cli.common import EXIT_OK, UsageError
+from interlock.cli.common import EXIT_OK, UsageError, run_interruptibly
 from interlock.cli.output import format_reload
 from interlock.cli.replay import format_report, report_dict
 from interlock.v1 import policy_service_pb2 as pb
@@ -133,7 +132,7 @@ def _run(args: argparse.Namespace, call: Any) -> Any:
         async with connect(args) as client:
             return await call(client)
 
-    return asyncio.run(run())
+    return run_interruptibly(run())
 
 
 def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> int:
