@@ -13,8 +13,11 @@ _rules := {
 }
 
 test_default_requirement if {
-	approvals.requirement == _rules.default with input as {"tool": "send_email"}
+	# Bound first, then compared: regorus 0.14.1 leaves `r == x with ... as x`
+	# undefined when x is a rule (the same test on OPA either way).
+	r := approvals.requirement with input as {"tool": "send_email"}
 		with data.interlock.config.approvals as _rules
+	r == _rules.default
 }
 
 test_tool_override_changes_only_its_fields if {

@@ -42,6 +42,12 @@ input_errors contains "input.switches must be an object" if {
 	not is_object(object.get(input, "switches", {}))
 }
 
+# The LIVE cap is checked against it: a count that is not a number denies
+# the call (it is absent only where the server does not count, e.g. the playground).
+input_errors contains "input.counts.live_in_flight must be a number" if {
+	not is_number(object.get(input, ["counts", "live_in_flight"], 0))
+}
+
 _switch_types := {
 	"dry_run_only": "boolean",
 	"approval_required_for_high_risk": "boolean",
@@ -95,6 +101,7 @@ _valid if {
 	is_boolean(s.approval_required_for_high_risk)
 	is_number(s.live_confidence_floor)
 	is_number(s.max_concurrent_live)
+	is_number(object.get(input, ["counts", "live_in_flight"], 0))
 }
 
 # METADATA

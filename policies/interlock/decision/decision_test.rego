@@ -1,6 +1,7 @@
 package interlock.decision_test
 
 import data.interlock.decision
+import data.interlock.test_fixtures as fixtures
 
 # The shipped switches and thresholds, pinned here: every test evaluates with
 # them (`with`), so a changed data.yaml (the kill switch, a threshold, the cap)
@@ -35,13 +36,9 @@ _with(overrides) := object.union(_valid, overrides)
 
 _without(path) := json.remove(_valid, [path])
 
-# A call built the way the server builds it, from the shipped agents and catalog.
-_catalog_call(agent_id, tool, confidence) := {
-	"tool": tool,
-	"agent": {"id": agent_id, "permissions": data.interlock.agents[agent_id].permissions},
-	"confidence": confidence,
-	"contract": data.interlock.catalog.tools[tool],
-}
+# A call built the way the server builds it, from the shipped agents and
+# catalog as pinned in test_fixtures.
+_catalog_call(agent_id, tool, confidence) := object.union(fixtures.call(agent_id, tool), {"confidence": confidence})
 
 # The decision for a malformed call.
 _denied_input(errors) := {
@@ -144,6 +141,13 @@ test_switches_that_are_not_an_object_are_denied if {
 
 test_switch_of_the_wrong_type_is_denied if {
 	decision.main == _denied_input(["switch approval_required_for_high_risk must be a boolean"]) with input as _with({"switches": {"approval_required_for_high_risk": "yes"}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
+}
+
+test_a_live_in_flight_count_that_is_not_a_number_is_denied if {
+	# Not a number, the LIVE cap cannot be checked: compared as OPA compares
+	# across types (null < 5), it would let the call run LIVE.
+	decision.main == _denied_input(["input.counts.live_in_flight must be a number"]) with input as _with({"counts": {"live_in_flight": null}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
+	decision.main == _denied_input(["input.counts.live_in_flight must be a number"]) with input as _with({"counts": {"live_in_flight": "3"}}) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
 }
 
 test_input_errors_win_over_permission_denial if {

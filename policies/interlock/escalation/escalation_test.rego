@@ -83,7 +83,7 @@ _high_risk_approval := "HIGH-risk tools need a human approval to run LIVE"
 
 test_the_pinned_values_are_the_shipped_defaults if {
 	_shipped_thresholds == _thresholds
-	_shipped_switches == _default_switches with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
+	_shipped_switches == _default_switches
 }
 
 # ---------------------------------------------------------------------------

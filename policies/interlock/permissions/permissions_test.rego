@@ -1,6 +1,7 @@
 package interlock.permissions_test
 
 import data.interlock.permissions
+import data.interlock.test_fixtures as fixtures
 
 # ---------------------------------------------------------------------------
 # Helpers
@@ -20,12 +21,9 @@ _call(agent_id, held, tool, required) := {
 	"contract": {"risk": "LOW", "reversible": true, "required_permissions": required},
 }
 
-# A call built the way the server builds it, from the shipped agents and catalog.
-_catalog_call(agent_id, tool) := {
-	"tool": tool,
-	"agent": {"id": agent_id, "permissions": data.interlock.agents[agent_id].permissions},
-	"contract": data.interlock.catalog.tools[tool],
-}
+# A call built the way the server builds it, from the shipped agents and
+# catalog as pinned in test_fixtures.
+_catalog_call(agent_id, tool) := fixtures.call(agent_id, tool)
 
 _holds(agent_id, tool) := sprintf("agent %v holds every permission %v requires", [agent_id, tool])
 
