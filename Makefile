@@ -207,7 +207,7 @@ bench-plans: install ## Benchmark: plans per second, and WatchEvents fan-out to 
 	$(PY) bench/bench_plans.py
 
 .PHONY: run
-run: $(VENV)/.installed ## Start the server on embedded defaults (embedded Rego, SQLite, loopback, insecure dev mode); the console on http://127.0.0.1:8080/
+run: $(VENV)/.installed ## Start the server on its embedded defaults (in-process Rego on regorus, or regopy without cargo; SQLite, loopback, insecure dev mode); the console on http://127.0.0.1:8080/
 	$(VENV)/bin/interlock serve --console-listen 127.0.0.1:8080
 
 .PHONY: run-replicas

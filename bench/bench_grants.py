@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         interlock = str(Path(sys.executable).parent / "interlock")
         argv_ = [interlock, "serve", "--listen", address, "--metrics-listen", ""]
         argv_ += ["--data-dir", str(Path(tmp) / "data"), "--policy-dir", str(policies)]
-        argv_ += ["--policy-watch-interval-seconds", "0"]
+        argv_ += ["--policy-watch-interval-seconds", "0", "--engine", "embedded"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOCK_")}
         log = open(Path(tmp) / "server.log", "w")
         server = subprocess.Popen(argv_, stdout=log, stderr=subprocess.STDOUT, env=env)

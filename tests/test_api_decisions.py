@@ -108,7 +108,7 @@ async def test_decisions_follow_the_policy(
     assert (d.verdict, d.mode) == (verdict, mode), list(d.reasons)
     assert d.decision_id.startswith("dec_")
     assert d.reasons, "every decision says why"
-    assert d.engine == "embedded"
+    assert d.engine == "regorus"
     assert len(d.policy_revision) == 64 and len(d.input_hash) == 64
     assert d.needs_approval == (verdict == types_pb2.VERDICT_PENDING_APPROVAL)
 
@@ -338,7 +338,7 @@ async def test_metrics_endpoint_counts_decisions_and_rpcs(start_server: StartSer
         'interlock_decisions_total{mode="LIVE",tool="vision_inspect",verdict="ALLOW"} 1.0' in text
     )
     assert "interlock_decision_latency_seconds_count 1.0" in text
-    assert 'interlock_policy_evaluation_seconds_count{engine="embedded"} 1.0' in text
+    assert 'interlock_policy_evaluation_seconds_count{engine="regorus"} 1.0' in text
     assert (
         'interlock_grpc_requests_total{code="INVALID_ARGUMENT",'
         'method="/interlock.v1.ControlPlane/RequestToolCall"} 1.0'
@@ -354,7 +354,7 @@ async def test_metrics_endpoint_counts_decisions_and_rpcs(start_server: StartSer
 
 async def test_get_health_and_grpc_health_service(server: Running) -> None:
     h = await server.cp.GetHealth(pb.GetHealthRequest())
-    assert h.engine == "embedded" and h.engine_available and h.score == 100
+    assert h.engine == "regorus" and h.engine_available and h.score == 100
     hs = health_pb2_grpc.HealthStub(server.channel)
     for service in ("", "interlock.v1.ControlPlane", "interlock.v1.PolicyService"):
         r = await hs.Check(health_pb2.HealthCheckRequest(service=service))
@@ -424,7 +424,7 @@ async def test_a_repeated_input_is_answered_from_the_decision_cache(
     url = f"http://127.0.0.1:{s.server.metrics_port}/metrics"
     text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
     assert "interlock_policy_cache_hits_total 1.0" in text
-    assert 'interlock_policy_evaluation_seconds_count{engine="embedded"} 2.0' in text
+    assert 'interlock_policy_evaluation_seconds_count{engine="regorus"} 2.0' in text
 
 
 async def test_audit_lines_lost_in_a_crash_are_restored_from_the_store(

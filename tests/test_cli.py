@@ -245,7 +245,7 @@ async def test_policy_status_shows_the_revision(server: str) -> None:
     assert field(result.out, "revision") == revision
     assert len(revision) == 64
     assert field(result.out, "tools") == "9"
-    assert field(result.out, "engine") == "embedded (available)"
+    assert field(result.out, "engine") == "regorus (available)"
 
 
 async def test_policy_reload_of_an_unchanged_folder(server: str) -> None:

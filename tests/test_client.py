@@ -149,7 +149,7 @@ async def test_policy_status_and_reload(client: InterlockClient) -> None:
     reload = await client.reload_policies()
 
     assert status.tool_count == 9
-    assert status.engine == "embedded"
+    assert status.engine == "regorus"
     assert status.engine_available
     assert reload.changed is False
     assert reload.revision == reload.previous_revision == status.revision

@@ -11,7 +11,7 @@ from interlock.config import ConfigError, ServerConfig, describe, load_config
 def test_defaults_are_the_embedded_quick_start() -> None:
     c = load_config(env={})
     assert (c.engine, c.listen, c.insecure, c.policy_dir) == (
-        "embedded",
+        "regorus",
         "127.0.0.1:50051",
         True,
         "policies",
@@ -42,7 +42,7 @@ def test_config_file_from_environment(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"INTERLOCK_ENGINE": "wasm"}, "engine: must be one of embedded, opa"),
+        ({"INTERLOCK_ENGINE": "wasm"}, "engine: must be one of regorus, embedded, opa"),
         ({"INTERLOCK_EVAL_THREADS": "many"}, "eval_threads"),
         ({"INTERLOCK_FSYNC": "perhaps"}, "fsync: not a boolean"),
         ({"INTERLOCK_LIVE_CONFIDENCE_FLOOR": "1.5"}, "live_confidence_floor: must be in [0, 1]"),

@@ -100,7 +100,7 @@ async def test_a_normal_evaluation_gives_the_answer_of_a_decision(
     given = await running.policy.EvaluatePolicy(inline)
     for r in (active, given):
         assert (r.verdict, r.mode, list(r.reasons)) == (made.verdict, made.mode, list(made.reasons))
-        assert r.revision == made.policy_revision and r.engine == "embedded"
+        assert r.revision == made.policy_revision and r.engine == "regorus"
 
 
 async def test_a_broken_inline_set_is_still_refused(start_server: StartServer) -> None:

@@ -88,7 +88,7 @@ async def test_a_healthy_server_scores_high(server: Running) -> None:
     assert success.score == 100 and "5/5" in success.detail
     latency = next(c for c in h.components if c.name == "decision_latency")
     assert "over 5 decisions" in latency.detail
-    assert not h.anomalies and h.engine_available and h.engine == "embedded"
+    assert not h.anomalies and h.engine_available and h.engine == "regorus"
 
 
 async def _report(s: Running, decision_id: str, outcome: int) -> None:

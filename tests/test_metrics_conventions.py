@@ -36,7 +36,7 @@ async def test_metrics_endpoint_serves_process_platform_and_build_info(
     samples = await asyncio.to_thread(scrape, s.server.metrics_port)
 
     assert samples["interlock_build_info"] == [
-        ({"version": interlock.__version__, "engine": "embedded", "store": STORE}, 1.0)
+        ({"version": interlock.__version__, "engine": "regorus", "store": STORE}, 1.0)
     ]
     for name in (
         "process_cpu_seconds_total",

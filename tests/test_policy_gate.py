@@ -34,8 +34,7 @@ def shipped_tests() -> int:
     return sum(len(rule.findall(f.read_text())) for f in POLICIES.rglob("*_test.rego"))
 
 
-# A Rego test of the shipped thresholds (no `with input as`: the embedded
-# engine runs it).
+# A Rego test of the shipped thresholds.
 THRESHOLD_TEST = """package interlock.config_test
 
 import data.interlock.config
@@ -98,11 +97,13 @@ async def test_a_failing_rego_test_refuses_the_set_naming_it(
     # Fix the test along with the change: the set goes live, its tests counted.
     (policy_dir / CONFIG_TEST).write_text(THRESHOLD_TEST.replace("== 0.7", "== 0.8"))
     ok = await server.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
-    assert ok.changed and ok.tests_passed == 2
+    assert ok.changed and ok.tests_passed == shipped_tests() + 2 and ok.tests_skipped == 0
     [refused, applied] = audit_lines(server)
     assert refused["result"] == "refused" and refused["error_reason"] == "POLICY_TESTS_FAILED"
     assert refused["gate"]["tests"]["failed"] == ["interlock.config_test.test_low_live_threshold"]
-    assert applied["result"] == "applied" and applied["gate"]["tests"]["passed"] == 2
+    assert applied["result"] == "applied"
+    assert applied["gate"]["tests"]["passed"] == shipped_tests() + 2
+    assert applied["gate"]["tests"]["engine"] == "regorus"
 
 
 async def test_a_set_widening_live_is_refused_then_accepted_with_a_reason(
@@ -161,7 +162,7 @@ async def test_the_record_carries_the_digest_and_who_asked(
         assert record["principal"] == "root" and gate["principal"] == "root"
         assert gate["replay"]["digest"] == r.replay_digest
         assert gate["replay"]["replayed"] == 2 and gate["replay"]["widening_live"] == 2
-        assert gate["tests"]["failed"] == [] and gate["tests"]["engine"] == "embedded"
+        assert gate["tests"]["failed"] == [] and gate["tests"]["engine"] == "regorus"
         assert gate["candidate_revision"] == r.revision
     # The event keeps the whole report; the digest is its canonical JSON's SHA-256.
     report = event["gate"]["report"]
@@ -223,6 +224,40 @@ async def test_replay_off_lets_a_widening_set_through(
     assert r.changed and r.replay_digest == "" and r.replayed_decisions == 0
     [line] = audit_lines(s)
     assert line["gate"]["replay"] is None
+
+
+# A test that states its input with `with input as` (as every shipped test
+# does): regopy aborts on it, so it only runs on regorus and OPA.
+WITH_INPUT_TEST = """package interlock.mode_test
+
+import data.interlock.escalation
+
+test_a_confident_crm_lookup_runs_live if {
+	escalation.mode == "LIVE" with input as {
+		"tool": "crm_lookup", "confidence": 0.75,
+		"contract": {"risk": "LOW", "reversible": true},
+	}
+}
+"""
+
+
+async def test_on_the_default_engine_every_shipped_test_runs_and_a_failing_one_refuses(
+    server: Running, policy_dir: Path
+) -> None:
+    path = policy_dir / "interlock/decision/decision.rego"
+    path.write_text(path.read_text() + "\n# a comment: nothing changes\n")
+    r = await server.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
+    assert r.changed and r.tests_passed == shipped_tests() and r.tests_skipped == 0
+
+    (policy_dir / "interlock/mode_test.rego").write_text(WITH_INPUT_TEST)
+    set_low_live_threshold(policy_dir, 0.8)  # narrows: 0.75 is no longer LIVE
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await server.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
+    assert details(info.value)[0] == "POLICY_TESTS_FAILED"
+    assert "the set's tests fail on the regorus engine" in info.value.details()
+    assert "interlock.mode_test.test_a_confident_crm_lookup_runs_live" in info.value.details()
+    status = await server.policy.GetPolicyStatus(ppb.GetPolicyStatusRequest())
+    assert status.revision == r.revision
 
 
 async def test_on_opa_the_shipped_tests_run_and_a_failing_one_refuses_the_set(

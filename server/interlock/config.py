@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-ENGINES = ("embedded", "opa", "regorus")
+ENGINES = ("regorus", "embedded", "opa")
 PACKAGED_POLICY_DIR = Path(__file__).resolve().parent / "policies"
 """The default policy bundle a built wheel ships (setup.py copies policies/ there)."""
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -45,8 +45,8 @@ class ServerConfig:
     policy_dir: str = "policies"
     """The policy bundle folder: Rego modules, data.yaml documents, the tool catalog. Left unset, it is ./policies when that folder exists, else the default bundle shipped inside the installed package (interlock/policies), so an installed server serves from any directory."""
 
-    engine: str = "embedded"
-    """Policy engine: "embedded" (in-process regopy, no sidecar), "opa" (a real OPA server) or "regorus" (in-process regorus through the project's binding, engines/regorus-py, which `make install` builds; where it is not installed the server uses embedded and says so in a WARNING)."""
+    engine: str = "regorus"
+    """Policy engine: "regorus" (the default: in-process regorus, Microsoft's Rust Rego interpreter, through the project's binding, engines/regorus-py, which `make install` builds; where it is not installed the server uses embedded and says so in a WARNING), "embedded" (in-process regopy) or "opa" (a real OPA server). No sidecar but with "opa"."""
 
     opa_url: str = "http://127.0.0.1:8181"
     """Base URL of the OPA server when engine is "opa"."""
@@ -91,7 +91,7 @@ class ServerConfig:
     """The embedded engine calls rego-cpp's C API directly (the functions regopy binds; about 180 µs less per call and a shorter tail beside busy Python threads) instead of regopy's public API. Off by default while it is new: one unexplained crash of a test process was seen with it on (bench/README.md)."""
 
     eval_threads: int = 2
-    """Threads evaluating the embedded engine (regopy releases the GIL while it works)."""
+    """Threads evaluating the in-process engine, regorus or embedded (each releases the GIL while it works)."""
 
     evaluate_timeout_seconds: float = 1.0
     """Longest an EvaluatePolicy (playground) evaluation may run in its sandbox process; past it the process is replaced and the call gets DEADLINE_EXCEEDED."""

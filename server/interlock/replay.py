@@ -47,6 +47,12 @@ from interlock.policy.bundle import PolicySet
 from interlock.policy.embedded import EmbeddedEngine, EmbeddedPolicy
 from interlock.policy.engine import CompiledPolicy, PolicyDecision, PolicyEngine
 from interlock.policy.prepare import prepare_set
+from interlock.policy.regorus_engine import (
+    RegorusEngine,
+    RegorusPolicy,
+    candidate_engine,
+    local_engine_name,
+)
 
 PAGE = 5000
 """Decisions read per page."""
@@ -423,8 +429,18 @@ async def replay(
     yield r.report(time.perf_counter() - started)
 
 
+def local_evaluator(policy: Any, engine: Any) -> Callable[[list[dict[str, Any]]], Any] | None:
+    """:func:`embedded_evaluator` for a policy compiled by an in-process engine
+    (embedded or regorus: ``evaluate_sync`` and an ``executor``); None for OPA."""
+    if isinstance(policy, (EmbeddedPolicy, RegorusPolicy)) and isinstance(
+        engine, (EmbeddedEngine, RegorusEngine)
+    ):
+        return embedded_evaluator(policy, engine)
+    return None
+
+
 def embedded_evaluator(
-    policy: EmbeddedPolicy, engine: EmbeddedEngine
+    policy: EmbeddedPolicy | RegorusPolicy, engine: EmbeddedEngine | RegorusEngine
 ) -> Callable[[list[dict[str, Any]]], Any]:
     """Evaluate many inputs on the engine's threads, a chunk per task (one
     hop to a thread per chunk, not per input)."""
@@ -457,10 +473,13 @@ async def replay_candidate(
     engine: str,
     query: ReplayQuery,
 ) -> AsyncIterator[tuple[int, int] | dict[str, Any]]:
-    """Compile and check the candidate as a reload would, on its own embedded
-    engine (or on the server's OPA), replay, and release it: nothing of it
-    stays loaded. A candidate a reload would refuse raises PolicyLoadError."""
-    own: EmbeddedEngine | None = None
+    """Compile and check the candidate as a reload would, on an in-process
+    engine of its own (``engine``: "embedded" for regopy, "regorus", or "" for
+    the one the server's own candidates use, :func:`candidate_engine`) or on
+    the server's OPA ("opa"); replay, and release it: nothing of it stays
+    loaded. A candidate a reload would refuse raises PolicyLoadError."""
+    own: PolicyEngine | None = None
+    engine = engine or local_engine_name(server_engine.name)
     if engine == "opa":
         if server_engine.name != "opa":
             raise FailedPrecondition(
@@ -470,14 +489,13 @@ async def replay_candidate(
             )
         checker: PolicyEngine = server_engine
     else:
-        own = EmbeddedEngine(threads=THREADS)
+        own = candidate_engine(engine, THREADS)
+        engine = own.name  # "embedded" where regorus was asked for but is not installed
         checker = own
     try:
         catalog, compiled = await prepare_set(checker, candidate)
         try:
-            many = None
-            if own is not None and isinstance(compiled, EmbeddedPolicy):
-                many = embedded_evaluator(compiled, own)
+            many = local_evaluator(compiled, own) if own is not None else None
             async for item in replay(
                 journal,
                 candidate,
@@ -501,6 +519,7 @@ __all__ = [
     "classify",
     "embedded_evaluator",
     "input_keys",
+    "local_evaluator",
     "rebase_input",
     "replay",
     "replay_candidate",

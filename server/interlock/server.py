@@ -141,6 +141,7 @@ class InterlockServer:
         self.sandbox = PolicySandbox(
             workers=config.evaluate_workers,
             timeout_seconds=config.evaluate_timeout_seconds,
+            serving=config.engine,
         )
         self.started_at = time.time()
         self.events = EventHub(self.journal, registry=self.metrics.registry)

@@ -13,8 +13,9 @@ each recorded live decision, a sampled share is also evaluated by the
 candidate *off the answer path*: the decision service hands the record, the
 active set's answer and the canonical input to :meth:`ShadowRunner.offer`,
 which only samples and puts it on a bounded queue (full: dropped and
-counted); one background task evaluates the queue on an embedded engine of
-its own (one thread), so the caller's answer is never waited for, slowed by
+counted); one background task evaluates the queue on an in-process engine of
+its own (one thread; regorus when the server decides on regorus, else the
+embedded regopy engine), so the caller's answer is never waited for, slowed by
 a queue or changed. The candidate gets the recorded input with its own
 catalog's contract and grants (as replay does: :func:`interlock.replay.rebase_input`).
 
@@ -68,12 +69,12 @@ from interlock.journal import EventRecord, Journal, Recorded
 from interlock.journal.shadow import count_rows, end_rows, start_rows
 from interlock.metrics import Metrics
 from interlock.policy.bundle import PolicySet
-from interlock.policy.embedded import EmbeddedEngine
 from interlock.policy.engine import CompiledPolicy, PolicyDecision
 from interlock.policy.gate import ReloadRequest
 from interlock.policy.manager import PolicyManager, ReloadOutcome
 from interlock.policy.prepare import prepare_set
-from interlock.policy.regotests import run_embedded, run_opa
+from interlock.policy.regorus_engine import candidate_engine
+from interlock.policy.regotests import run_tests
 from interlock.replay import rebase_input
 from interlock.shadow_report import shadow_report, write_policy_dir
 from interlock.tasks import cancel_and_wait
@@ -145,7 +146,7 @@ class ShadowRunner:
         self.policies = policies
         self.metrics = metrics
         self.replica = replica
-        self._engine = EmbeddedEngine(threads=1)
+        self._engine = candidate_engine(policies.engine.name, threads=1)
         self._queue: asyncio.Queue[tuple[_Loaded, DecisionRecord, PolicyDecision, str]] = (
             asyncio.Queue(queue_size)
         )
@@ -530,9 +531,7 @@ class ShadowRunner:
     async def _tests(self, candidate: PolicySet) -> None:
         """The candidate's own Rego tests, on the engine in use (as the gate runs them)."""
         engine = self.policies.engine
-        tests = await (
-            run_opa(engine, candidate) if engine.name == "opa" else run_embedded(candidate)
-        )
+        tests = await run_tests(engine, candidate)
         if not tests.ok:
             raise PolicyLoadError(
                 f"the candidate's tests fail on the {tests.engine} engine: {tests.describe()}",
@@ -605,6 +604,7 @@ class ShadowRunner:
             await self.journal.shadows.replicas(str(row["shadow_id"])),
             await self.journal.shadows.counts(str(row["shadow_id"])),
             await self.journal.shadows.disagreements(str(row["shadow_id"]), 500),
+            self._engine.name,
         )
 
 

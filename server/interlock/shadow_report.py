@@ -43,6 +43,7 @@ def shadow_report(
     replicas: list[dict[str, Any]],
     counts: list[dict[str, Any]],
     disagreements: list[dict[str, Any]],
+    engine: str = "embedded",
 ) -> dict[str, Any]:
     """The shadow and its counts so far, as a replay report's fields (the
     transition matrix by agent and tool, samples with both sets of reasons)
@@ -131,7 +132,7 @@ def shadow_report(
         ],
         # The fields of a replay report (interlock.replay), so its table and JSON serve here.
         "candidate_revision": row["candidate_revision"],
-        "engine": "embedded",
+        "engine": engine,
         "decisions": total["evaluated"],
         "replayed": replayed,
         "distinct_inputs": replayed,

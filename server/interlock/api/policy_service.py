@@ -2,8 +2,9 @@
 
 EvaluatePolicy (the playground) never evaluates on the engine that makes live
 decisions when that engine is in this process: an inline set, whatever the
-engine, and the active set on the embedded engine are evaluated in the
-:class:`~interlock.policy.sandbox.PolicySandbox` under its time limit. With
+engine, and the active set on an in-process engine (regorus or embedded) are
+evaluated in the :class:`~interlock.policy.sandbox.PolicySandbox` (on the same
+kind of engine) under its time limit. With
 ``engine: opa`` the active set is asked of OPA (a process of its own, the
 trusted set, the same answer RequestToolCall gets), under the same time
 limit. Inline sets are never uploaded to the OPA that serves live decisions.
@@ -37,9 +38,6 @@ from interlock.replay import ReplayQuery, replay_candidate
 from interlock.shadow import ShadowRunner
 from interlock.v1 import policy_service_pb2 as pb
 from interlock.v1 import policy_service_pb2_grpc as pb_grpc
-
-SANDBOX_ENGINE = "embedded"
-"""The engine the sandbox evaluates on, as EvaluatePolicy reports it."""
 
 
 class PolicyService(pb_grpc.PolicyServiceServicer):
@@ -133,7 +131,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             policy_input = struct_to_dict(request.raw_input, "raw_input")
 
         active = self.policies.active
-        in_sandbox = given is not None or self.policies.engine.name == SANDBOX_ENGINE
+        in_sandbox = given is not None or self.policies.engine.name != "opa"
         policy_set = given or active.policy_set
         revision = policy_set.revision
         if in_sandbox:
@@ -156,7 +154,7 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
             needs_approval=decision.needs_approval,
             reasons=list(decision.reasons),
             revision=revision,
-            engine=SANDBOX_ENGINE if in_sandbox else self.policies.engine.name,
+            engine=self.sandbox.engine if in_sandbox else self.policies.engine.name,
             input=dict_to_struct(policy_input),
         )
 
@@ -261,9 +259,11 @@ async def replay_policy(
     """ReplayPolicy's stream (PolicyService.ReplayPolicy)."""
     if not request.HasField("policy_set") or not request.policy_set.files:
         raise InvalidArgument.field("policy_set", "the candidate policy set is required")
-    engine = request.engine or "embedded"
-    if engine not in ("embedded", "opa"):
-        raise InvalidArgument.field("engine", f"must be embedded or opa, not {engine!r}")
+    engine = request.engine
+    if engine not in ("", "embedded", "regorus", "opa"):
+        raise InvalidArgument.field(
+            "engine", f"must be embedded, regorus or opa (or empty), not {engine!r}"
+        )
     candidate = PolicySet.from_files(dict(request.policy_set.files), source="candidate")
     query = ReplayQuery(
         since=request.since.ToNanoseconds() / 1e9 if request.HasField("since") else 0.0,

@@ -1,7 +1,7 @@
 """The batch run: a server, workers and an approver in this process, then the files.
 
 :func:`run_plans_async` starts an :class:`~interlock.server.InterlockServer`
-(embedded engine, loopback port 0, insecure development mode, no metrics
+(the default in-process engine, loopback port 0, insecure development mode, no metrics
 port, a fresh data dir), a simulated worker for every agent the plans name
 and an approver, all talking to the server over gRPC with the Python client,
 exactly as outside processes would. It submits the plans in file order

@@ -83,9 +83,11 @@ def add_parser(policy_commands: Any, parents: list[argparse.ArgumentParser]) -> 
     )
     p.add_argument(
         "--engine",
-        choices=("embedded", "opa"),
-        default="embedded",
-        help="evaluate on the embedded engine, or on the server's OPA [default: embedded]",
+        choices=("embedded", "regorus", "opa"),
+        default="",
+        help="evaluate on regopy (embedded), regorus, or the server's OPA [default: the "
+        "in-process engine the server checks candidates on: regorus where it decides on "
+        "regorus, else embedded]",
     )
     p.add_argument(
         "--samples", type=int, default=3, metavar="N", help="sample decisions per transition"

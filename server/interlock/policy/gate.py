@@ -34,10 +34,9 @@ from interlock.contracts import Catalog
 from interlock.errors import InvalidArgument, PolicyLoadError
 from interlock.journal import Journal
 from interlock.policy.bundle import PolicySet
-from interlock.policy.embedded import EmbeddedEngine, EmbeddedPolicy
 from interlock.policy.engine import CompiledPolicy, PolicyEngine
-from interlock.policy.regotests import run_embedded, run_opa
-from interlock.replay import ReplayQuery, embedded_evaluator, replay
+from interlock.policy.regotests import run_tests
+from interlock.replay import ReplayQuery, local_evaluator, replay
 
 FILE_WATCHER = "file watcher"
 """Who asked, for a reload the watcher started."""
@@ -130,10 +129,7 @@ class PolicyGate:
             "accept_widening": request.accept_widening,
             "reason": request.reason,
         }
-        if engine.name == "opa":
-            tests = await run_opa(engine, policy_set)
-        else:
-            tests = await run_embedded(policy_set)
+        tests = await run_tests(engine, policy_set)
         record["tests"] = tests.summary()
         if not tests.ok:
             named = sorted(tests.failed)[:MAX_NAMED]
@@ -177,9 +173,7 @@ class PolicyGate:
         compiled: CompiledPolicy,
         engine: PolicyEngine,
     ) -> dict[str, Any]:
-        many = None
-        if isinstance(engine, EmbeddedEngine) and isinstance(compiled, EmbeddedPolicy):
-            many = embedded_evaluator(compiled, engine)
+        many = local_evaluator(compiled, engine)
         report: dict[str, Any] = {}
         async for item in replay(
             self.journal,

@@ -167,4 +167,26 @@ def make_regorus_engine(threads: int, *, native: bool = False) -> PolicyEngine:
     return RegorusEngine(threads=threads)
 
 
-__all__ = ["RegorusEngine", "RegorusPolicy", "load", "make_regorus_engine", "rule_path"]
+def candidate_engine(serving: str, threads: int) -> PolicyEngine:
+    """An in-process engine of its own for a candidate set (shadow, replay):
+    regorus where the server decides on regorus, else the embedded regopy
+    engine (also for a server on OPA: candidates never go into the serving OPA)."""
+    if serving == "regorus" and _regorus is not None:
+        return RegorusEngine(threads=threads)
+    return EmbeddedEngine(threads=threads)
+
+
+def local_engine_name(serving: str) -> str:
+    """The name of :func:`candidate_engine`'s engine for a server on ``serving``."""
+    return "regorus" if serving == "regorus" and _regorus is not None else "embedded"
+
+
+__all__ = [
+    "RegorusEngine",
+    "RegorusPolicy",
+    "candidate_engine",
+    "load",
+    "local_engine_name",
+    "make_regorus_engine",
+    "rule_path",
+]

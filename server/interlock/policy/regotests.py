@@ -10,6 +10,11 @@ test whose rule is undefined fails.
   temporary folder), with the OPA binary the server checks candidates on
   (``opa_bin``); the serving OPA, which holds only the active bundle, is not
   touched.
+- **regorus**: in this process, on a thread, on a regorus engine of its own
+  holding the set's modules, tests and data (regorus returns errors; it does
+  not abort). regorus 0.14.1 leaves ``x == r with data.p as r`` undefined
+  when ``r`` is a rule named on both sides (OPA: true); bind first
+  (``v := x with data.p as r; v == r``), as the shipped tests do.
 - **embedded**: regopy in a child process (:func:`_child`), so an engine that aborts takes only the
   child with it. regopy 1.5.2 aborts the process on ``with input as``
   (rego-cpp: "shape `rego-localref` has no field `rego-refhead`"), so a test
@@ -157,6 +162,62 @@ async def run_opa(engine: Any, policy_set: PolicySet) -> TestRun:
     return run
 
 
+# --- regorus -------------------------------------------------------------------
+
+
+async def run_regorus(policy_set: PolicySet) -> TestRun:
+    """Run the set's tests on regorus (the binding engines/regorus-py)."""
+    run = TestRun("regorus")
+    found = discover(policy_set.tests)
+    if not any(found.values()):
+        return run
+    try:
+        results = await asyncio.wait_for(
+            asyncio.to_thread(_regorus_results, policy_set, found), CHILD_TIMEOUT_SECONDS
+        )
+    except TimeoutError:
+        run.failed["(engine)"] = f"the tests did not finish within {CHILD_TIMEOUT_SECONDS:g}s"
+        return run
+    for name, why in results.items():
+        if why:
+            run.failed[name] = why
+        else:
+            run.passed.append(name)
+    return run
+
+
+def _regorus_results(policy_set: PolicySet, found: Mapping[str, list[str]]) -> dict[str, str]:
+    from interlock.policy.regorus_engine import module
+
+    rg = module()
+    engine = rg.Engine(strict_builtin_errors=False)
+    try:
+        for path, source in sorted({**policy_set.modules, **policy_set.tests}.items()):
+            engine.add_policy(path, source)
+        engine.add_data_json(json.dumps(dict(policy_set.data)))
+        engine.set_input_json("{}")
+    except rg.RegoError as exc:  # a test module that does not parse
+        return {"(compile)": " ".join(str(exc).split())[:300]}
+    results: dict[str, str] = {}
+    for names in found.values():
+        for name in names:
+            try:
+                text = engine.eval_rule(f"data.{name}")
+                results[name] = _verdict(None if text is None else json.loads(text))
+            except rg.RegoError as exc:
+                results[name] = " ".join(str(exc).split())[:300] or "error"
+    return results
+
+
+async def run_tests(engine: Any, policy_set: PolicySet) -> TestRun:
+    """The set's tests on ``engine``, the engine in use: OPA, regorus or regopy."""
+    if engine.name == "opa":
+        return await run_opa(engine, policy_set)
+    if engine.name == "regorus":
+        return await run_regorus(policy_set)
+    return await run_embedded(policy_set)
+
+
 # --- embedded ------------------------------------------------------------------
 
 
@@ -247,4 +308,4 @@ def _child() -> None:
     sys.stdout.write(_MARK + json.dumps(results))
 
 
-__all__ = ["TestRun", "discover", "run_embedded", "run_opa"]
+__all__ = ["TestRun", "discover", "run_embedded", "run_opa", "run_regorus", "run_tests"]

@@ -13,7 +13,9 @@ limit, the caller gets RESOURCE_EXHAUSTED (``PLAYGROUND_BUSY``).
 
 A process compiles and checks the set exactly as a reload would
 (:func:`~interlock.policy.prepare.prepare_set`: catalog, compile, one
-probe per tool) on the embedded engine, then evaluates the input. It keeps the
+probe per tool) on its engine (regorus where the server decides on regorus,
+else the embedded regopy engine: :func:`~interlock.policy.regorus_engine.candidate_engine`),
+then evaluates the input. It keeps the
 last few compiled sets by revision, so asking about the active set again costs
 one evaluation. Requests and answers are length-prefixed JSON on the process's
 stdin and stdout; the process runs this module (``python -m
@@ -42,6 +44,7 @@ from interlock.errors import (
 )
 from interlock.policy.bundle import PolicySet
 from interlock.policy.engine import CompiledPolicy, PolicyDecision, parse_decision
+from interlock.policy.regorus_engine import candidate_engine, local_engine_name
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,8 @@ def timed_out(limit: float) -> DeadlineExceeded:
 class _Worker:
     """One sandbox process."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: str) -> None:
+        self.engine = engine
         self.proc: asyncio.subprocess.Process | None = None
         self._ready = False
 
@@ -76,6 +80,7 @@ class _Worker:
             sys.executable,
             "-m",
             "interlock.policy.sandbox",
+            self.engine,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -112,7 +117,9 @@ class _Worker:
 class PolicySandbox:
     """Evaluates EvaluatePolicy requests in a pool of killable processes."""
 
-    def __init__(self, *, workers: int, timeout_seconds: float) -> None:
+    def __init__(self, *, workers: int, timeout_seconds: float, serving: str = "embedded") -> None:
+        self.engine = local_engine_name(serving)
+        """The engine the sandbox evaluates on: "regorus" or "embedded"."""
         self.workers = workers
         self.timeout_seconds = timeout_seconds
         self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
@@ -125,7 +132,7 @@ class PolicySandbox:
             await self._add()
 
     async def _add(self) -> None:
-        worker = _Worker()
+        worker = _Worker(self.engine)
         await worker.spawn()
         self._all.add(worker)
         self._idle.put_nowait(worker)
@@ -195,11 +202,10 @@ def _read(stream: BinaryIO) -> bytes | None:
     return stream.read(_HEADER.unpack(header)[0])
 
 
-async def _serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
-    from interlock.policy.embedded import EmbeddedEngine
+async def _serve(stdin: BinaryIO, stdout: BinaryIO, engine_name: str) -> None:
     from interlock.policy.prepare import prepare_set
 
-    engine = EmbeddedEngine(threads=1)
+    engine = candidate_engine(engine_name, threads=1)
     compiled: OrderedDict[str, CompiledPolicy] = OrderedDict()
     _write(stdout, _READY)
     while (raw := _read(stdin)) is not None:
@@ -235,7 +241,7 @@ def _main() -> None:
     sys.stdout = sys.stderr
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
-    asyncio.run(_serve(stdin, stdout))
+    asyncio.run(_serve(stdin, stdout, sys.argv[1] if len(sys.argv) > 1 else "embedded"))
 
 
 if __name__ == "__main__":
