@@ -72,6 +72,15 @@ class TestRun:
             "skipped": len(self.skipped),
         }
 
+    def record(self, results: Mapping[str, str]) -> TestRun:
+        """Add results by name ("" passed, else why it failed); returns self."""
+        for name, why in results.items():
+            if why:
+                self.failed[name] = why
+            else:
+                self.passed.append(name)
+        return self
+
     def describe(self) -> str:
         return "; ".join(f"{name}: {why}" for name, why in sorted(self.failed.items()))
 
@@ -178,12 +187,7 @@ async def run_regorus(policy_set: PolicySet) -> TestRun:
     except TimeoutError:
         run.failed["(engine)"] = f"the tests did not finish within {CHILD_TIMEOUT_SECONDS:g}s"
         return run
-    for name, why in results.items():
-        if why:
-            run.failed[name] = why
-        else:
-            run.passed.append(name)
-    return run
+    return run.record(results)
 
 
 def _regorus_results(policy_set: PolicySet, found: Mapping[str, list[str]]) -> dict[str, str]:
@@ -268,12 +272,7 @@ async def run_embedded(policy_set: PolicySet) -> TestRun:
         run.failed["(engine)"] = "the embedded engine gave no test results"
         return run
     results: dict[str, str] = json.loads(text.rsplit(_MARK, 1)[1])
-    for name, why in results.items():
-        if why:
-            run.failed[name] = why
-        else:
-            run.passed.append(name)
-    return run
+    return run.record(results)
 
 
 def _child() -> None:
