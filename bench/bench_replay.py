@@ -1,14 +1,14 @@
 """Policy replay: recorded decisions per second under a candidate set.
 
     .venv/bin/python bench/bench_replay.py [--decisions 100000] [--precision 2]
-        [--store sqlite|postgresql] [--json out.json]
+        [--store sqlite|postgresql] [--engine regorus|embedded] [--json out.json]
 
 Fills a fresh journal (SQLite in a temporary folder, or a throwaway
 PostgreSQL cluster) with ``--decisions`` decisions recorded directly through
 the journal (DecisionMade facts, 1,000 at a time to the group-commit writer, each with its policy
 input), then replays them all under a candidate that raises the HIGH-risk
-LIVE threshold from 0.85 to 0.95, on the embedded engine, as ReplayPolicy
-does (:func:`interlock.replay.replay_candidate`), and prints decisions/s.
+LIVE threshold from 0.85 to 0.95, on ``--engine`` (regorus, the default
+engine, or embedded: regopy), as ReplayPolicy does (:func:`interlock.replay.replay_candidate`), and prints decisions/s.
 
 The history: agents of the shipped catalog calling tools they hold the
 grants for (one call in ten: any tool), confidences uniform in [0.3, 1]
@@ -18,7 +18,7 @@ the recorded outcome the shipped policy gives. Equal inputs are evaluated once
 (arguments are not read by the policy), so the figure depends on how many
 distinct inputs the history holds: the output says how many. With
 ``--precision 6`` nearly every input is distinct: the figure is then the
-embedded engine's evaluation rate.
+engine's evaluation rate.
 """
 
 from __future__ import annotations
@@ -138,6 +138,7 @@ async def main() -> None:
     parser.add_argument("--decisions", type=int, default=100_000)
     parser.add_argument("--precision", type=int, default=2, help="decimals of the confidences")
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--engine", choices=("regorus", "embedded"), default="regorus")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
 
@@ -165,7 +166,7 @@ async def main() -> None:
             started = time.perf_counter()
             report: dict[str, Any] = {}
             async for item in replay_candidate(
-                journal, manager, candidate, engine="embedded", query=ReplayQuery()
+                journal, manager.engine, candidate, engine=args.engine, query=ReplayQuery()
             ):
                 if isinstance(item, dict):
                     report = item
@@ -176,7 +177,8 @@ async def main() -> None:
                 cluster.stop()
     rate = report["decisions"] / seconds
     print(
-        f"replayed {report['decisions']} decisions ({report['distinct_inputs']} distinct inputs, "
+        f"replayed {report['decisions']} decisions on {report['engine']} "
+        f"({report['distinct_inputs']} distinct inputs, "
         f"confidences to {args.precision} decimals) in {seconds:.2f}s: {rate:,.0f} decisions/s; "
         f"widening {report['widening']}, narrowing {report['narrowing']}, "
         f"unchanged {report['unchanged']}, failures {report['failures']}"
@@ -190,6 +192,7 @@ async def main() -> None:
                     "seconds": seconds,
                     "decisions_per_second": rate,
                     "store": args.store,
+                    "engine": report["engine"],
                     "precision": args.precision,
                 },
                 indent=2,
