@@ -772,7 +772,9 @@ type ReplayPolicyRequest struct {
 	Tool    string                 `protobuf:"bytes,5,opt,name=tool,proto3" json:"tool,omitempty"`
 	// The newest N decisions of the range; 0: all of them.
 	Limit uint32 `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
-	// "embedded" (the default) or "opa" (the server's OPA; needs engine: opa).
+	// "embedded" (regopy), "regorus", "opa" (the server's OPA; needs engine: opa),
+	// or empty: the in-process engine the server's candidates use (regorus where
+	// the server decides on regorus, else embedded). The report names it.
 	Engine string `protobuf:"bytes,7,opt,name=engine,proto3" json:"engine,omitempty"`
 	// Sample decisions kept per transition; 0: 3.
 	Samples uint32 `protobuf:"varint,8,opt,name=samples,proto3" json:"samples,omitempty"`

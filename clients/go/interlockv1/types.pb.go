@@ -374,7 +374,7 @@ type Decision struct {
 	Reasons []string `protobuf:"bytes,4,rep,name=reasons,proto3" json:"reasons,omitempty"`
 	// Content hash of the policy set that decided.
 	PolicyRevision string `protobuf:"bytes,5,opt,name=policy_revision,json=policyRevision,proto3" json:"policy_revision,omitempty"`
-	// The policy engine that decided: "embedded" or "opa".
+	// The policy engine that decided: "regorus", "embedded" or "opa".
 	Engine     string  `protobuf:"bytes,6,opt,name=engine,proto3" json:"engine,omitempty"`
 	Tool       string  `protobuf:"bytes,7,opt,name=tool,proto3" json:"tool,omitempty"`
 	AgentId    string  `protobuf:"bytes,8,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`

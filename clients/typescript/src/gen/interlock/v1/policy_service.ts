@@ -233,7 +233,11 @@ export interface ReplayPolicyRequest {
   tool: string;
   /** The newest N decisions of the range; 0: all of them. */
   limit: number;
-  /** "embedded" (the default) or "opa" (the server's OPA; needs engine: opa). */
+  /**
+   * "embedded" (regopy), "regorus", "opa" (the server's OPA; needs engine: opa),
+   * or empty: the in-process engine the server's candidates use (regorus where
+   * the server decides on regorus, else embedded). The report names it.
+   */
   engine: string;
   /** Sample decisions kept per transition; 0: 3. */
   samples: number;

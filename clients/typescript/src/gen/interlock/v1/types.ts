@@ -230,7 +230,7 @@ export interface Decision {
   reasons: string[];
   /** Content hash of the policy set that decided. */
   policyRevision: string;
-  /** The policy engine that decided: "embedded" or "opa". */
+  /** The policy engine that decided: "regorus", "embedded" or "opa". */
   engine: string;
   tool: string;
   agentId: string;
