@@ -338,3 +338,37 @@ async def test_the_use_guard_refuses_stale_uses(server: Running) -> None:
     await grants.revoke(unlimited.grant_id, "alice", "")
     with pytest.raises(GrantTaken):
         await journal.commit(grants.use_batch(unlimited, "dec_4", time.time()))
+
+
+async def test_grant_changes_are_counted_in_metrics(make_team: MakeTeam, policy_dir: Path) -> None:
+    from tests.test_metrics_conventions import scrape
+
+    lift_cap(policy_dir)
+    team = await make_team(metrics_listen="127.0.0.1:0")
+    port = team.running.server.metrics_port
+
+    async def samples() -> dict[str, Any]:
+        return await asyncio.to_thread(scrape, port)
+
+    async def active_is(n: float) -> None:
+        deadline = time.monotonic() + 10  # counted again right after the change commits
+        while (await samples())["interlock_grants_active"] != [({}, n)]:
+            assert time.monotonic() < deadline, (await samples())["interlock_grants_active"]
+            await asyncio.sleep(0.05)
+
+    await active_is(0.0)
+    kept = await create(team["alice"], equal={"subject": "Your refund"})
+    dropped = await create(team["alice"], "ops", "send_email")
+    await active_is(2.0)
+    for _ in range(2):
+        used = await call(team["mailer"], "mailer", "send_email", EMAIL)
+        assert used.grant_id == kept.grant_id
+    await stub(team["bob"]).RevokeGrant(
+        grants_pb2.RevokeGrantRequest(grant_id=dropped.grant_id, reason="not needed")
+    )
+    await active_is(1.0)
+    counts = {
+        labels["action"]: value
+        for labels, value in (await samples())["interlock_grant_events_total"]
+    }
+    assert counts == {"CREATED": 2.0, "USED": 2.0, "REVOKED": 1.0}

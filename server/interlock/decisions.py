@@ -204,7 +204,7 @@ class DecisionService:
         self._cache_hits = metrics.decision_cache_hits
         self.decision_counts: dict[str, int] = {}
         self.approvals = Approvals(journal, metrics)
-        self.grants = Grants(journal, max_seconds=config.grant_max_seconds)
+        self.grants = Grants(journal, metrics, max_seconds=config.grant_max_seconds)
         self.trust = TrustBook(journal, metrics)
         self.policy_approvals = PolicyApprovals(journal.backend)
         self.approvals.denied.append(self._approval_denied)

@@ -30,6 +30,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from prometheus_client import Counter, Gauge
+
 from interlock.approvals import Approval
 from interlock.audit import GRANTS_LOG
 from interlock.auth import Principal
@@ -43,6 +45,7 @@ from interlock.errors import (
 )
 from interlock.grants.record import Constraint, Grant, Matcher, new_grant_id
 from interlock.journal import Batch, EventRecord, Guard, Insert, Journal, Recorded, Row
+from interlock.metrics import Metrics
 from interlock.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -66,9 +69,22 @@ def _when(seconds: float) -> str:
 
 
 class Grants:
-    def __init__(self, journal: Journal, *, max_seconds: float) -> None:
+    def __init__(self, journal: Journal, metrics: Metrics, *, max_seconds: float) -> None:
         self.journal = journal
         self.max_seconds = max_seconds
+        r = metrics.registry
+        self.events_total = Counter(
+            "interlock_grant_events_total",
+            "Grant events this replica committed, by action (CREATED, USED, EXPIRED, REVOKED).",
+            ["action"],
+            registry=r,
+        )
+        self.active = Gauge(
+            "interlock_grants_active",
+            "ACTIVE grants in the store, as this replica last counted (after each of its "
+            f"grant changes, and every {SWEEP_SECONDS:g} s).",
+            registry=r,
+        )
         self._matchers: dict[str, Matcher] = {}
         self._pairs: set[tuple[str, str]] = set()
         """(agent, tool) pairs that have had an ACTIVE grant (never shrinks while running)."""
@@ -78,7 +94,9 @@ class Grants:
     # Start and stop ------------------------------------------------------------
 
     async def start(self) -> None:
+        self.journal.listeners.append(self._count)
         await self._load_pairs()
+        await self._count_active()
         self._task = asyncio.create_task(self._sweep(), name="grant-expiry")
 
     async def close(self) -> None:
@@ -88,6 +106,20 @@ class Grants:
 
     async def _load_pairs(self) -> None:
         self._pairs |= set(await self.journal.grants.active_pairs())
+
+    def _count(self, events: list[EventRecord]) -> None:
+        """A journal listener: this replica's committed GRANT events, counted."""
+        changed = False
+        for event in events:
+            if event.kind == "GRANT":
+                action = str(event.payload.get("action", ""))
+                self.events_total.labels(action).inc()
+                changed = changed or action != "USED"
+        if changed:
+            self._wake.set()  # the sweep counts the ACTIVE grants again now
+
+    async def _count_active(self) -> None:
+        self.active.set(await self.journal.grants.count_active())
 
     def on_events(self, events: list[EventRecord]) -> None:
         """A journal or EventHub listener: a grant was created (here or on another
@@ -376,6 +408,7 @@ class Grants:
             try:
                 await self._load_pairs()
                 await self.expire_due()
+                await self._count_active()
                 due = await self.journal.grants.next_expiry()
                 if due is not None:
                     wait = min(wait, max(0.01, due - time.time()))

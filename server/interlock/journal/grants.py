@@ -74,6 +74,10 @@ class Grants:
         )
         return [(r["agent_id"], r["tool"]) for r in rows]
 
+    async def count_active(self) -> int:
+        rows = await self.db.fetch("SELECT COUNT(*) AS n FROM grants WHERE state = 'ACTIVE'")
+        return int(rows[0]["n"]) if rows else 0
+
     async def due(self, now: float) -> list[Rowdict]:
         """ACTIVE grants whose expiry has come (to be recorded EXPIRED)."""
         return await self.db.fetch(
