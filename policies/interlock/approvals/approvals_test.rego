@@ -1,6 +1,7 @@
 package interlock.approvals_test
 
 import data.interlock.approvals
+import data.interlock.test_fixtures as fixtures
 
 _rules := {
 	"default": {
@@ -37,7 +38,9 @@ test_tool_override_replaces_roles if {
 
 test_shipped_rules_quorum_for_transfers if {
 	approvals.requirement.approvals_required == 2 with input as {"tool": "transfer_funds"}
+		with data.interlock.config.approvals as fixtures.approvals
 	approvals.requirement.approvals_required == 1 with input as {"tool": "send_email"}
+		with data.interlock.config.approvals as fixtures.approvals
 }
 
 _auto_rules := object.union(_rules, {"auto_approve": {"enabled": true, "min_confidence": 0.8, "max_per_hour": 3}})

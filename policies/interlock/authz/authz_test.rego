@@ -1,6 +1,7 @@
 package interlock.authz_test
 
 import data.interlock.authz
+import data.interlock.test_fixtures as fixtures
 
 _agent := {"id": "agent1", "kind": "agent", "roles": [], "agents": ["agent1"]}
 
@@ -41,8 +42,11 @@ test_admin_acts_as_any_agent if {
 
 test_plans_take_staff_or_planner if {
 	not authz.main.allow with input as _call("SubmitPlan", _agent)
+		with data.interlock.config.authz.planner_roles as fixtures.planner_roles
 	authz.main.allow with input as _call("SubmitPlan", _planner)
+		with data.interlock.config.authz.planner_roles as fixtures.planner_roles
 	authz.main.allow with input as _call("CancelPlan", _operator)
+		with data.interlock.config.authz.planner_roles as fixtures.planner_roles
 }
 
 test_approver_resolves if {

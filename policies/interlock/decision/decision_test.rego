@@ -204,7 +204,7 @@ test_high_risk_live_is_pending_approval if {
 			"ttl_seconds": 900,
 			"escalation": [{"after_seconds": 300, "approver_roles": ["approval-lead"]}],
 		},
-	} with input as _catalog_call("ops", "transfer_funds", 0.9) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
+	} with input as _catalog_call("ops", "transfer_funds", 0.9) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds with data.interlock.config.approvals as fixtures.approvals
 }
 
 test_irreversible_live_is_pending_approval if {
@@ -223,7 +223,7 @@ test_irreversible_live_is_pending_approval if {
 			"ttl_seconds": 900,
 			"escalation": [{"after_seconds": 300, "approver_roles": ["approval-lead"]}],
 		},
-	} with input as _catalog_call("mailer", "send_email", 0.85) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds
+	} with input as _catalog_call("mailer", "send_email", 0.85) with data.interlock.config.switches as _shipped_switches with data.interlock.config.thresholds as _shipped_thresholds with data.interlock.config.approvals as fixtures.approvals
 }
 
 test_low_risk_reversible_at_0_9_is_allow_live if {
