@@ -380,7 +380,9 @@ def find(rows: list[Row], target: str, c: int) -> Row | None:
     return next((r for r in rows if r.target == target and r.concurrency == c), None)
 
 
-def goals(rows: list[Row], policy: tuple[float | None, float | None], fsync: bool) -> list[str]:
+def goals(
+    rows: list[Row], policy: tuple[float | None, float | None, float | None], fsync: bool
+) -> list[str]:
     out = []
     top, low = 64, 1  # the goals' concurrencies: lines only for rows run at them
 
@@ -409,7 +411,7 @@ def goals(rows: list[Row], policy: tuple[float | None, float | None], fsync: boo
             f"opa new args, c={low}: p99 {opa_new.p99_ms:.2f} ms (goal <= {GOAL_OPA_P99_C1_MS} ms)"
             f" -> {verdict(opa_new.p99_ms <= GOAL_OPA_P99_C1_MS)}"
         )
-    opa_us, emb_us = policy
+    opa_us, emb_us, rgs_us = policy
     if opa_us is not None:
         out.append(
             f"opa bench, decision.main (dry-run): median {opa_us:.1f} µs "
@@ -421,20 +423,26 @@ def goals(rows: list[Row], policy: tuple[float | None, float | None], fsync: boo
                 f"OPA (goal <= {GOAL_EMBEDDED_VS_OPA}x) -> "
                 f"{verdict(emb_us <= GOAL_EMBEDDED_VS_OPA * opa_us)}"
             )
+        if rgs_us is not None:
+            out.append(
+                f"regorus engine (the default in-process engine), decision.main (dry-run): "
+                f"{rgs_us:.1f} µs, {rgs_us / opa_us:.2f}x OPA (goal <= {GOAL_EMBEDDED_VS_OPA}x) -> "
+                f"{verdict(rgs_us <= GOAL_EMBEDDED_VS_OPA * opa_us)}"
+            )
     return out
 
 
-def policy_bench(args: argparse.Namespace) -> tuple[float | None, float | None]:
-    """bench_policy.py's figures for decision.main (dry-run): (opa µs, embedded µs)."""
-    engines = ",".join(e for e in ("opa", "embedded") if e in args.engines)
+def policy_bench(args: argparse.Namespace) -> tuple[float | None, float | None, float | None]:
+    """bench_policy.py's figures for decision.main (dry-run): (opa, embedded, regorus µs)."""
+    engines = ",".join(e for e in ("opa", "embedded", "regorus") if e in args.engines)
     ns = argparse.Namespace(
         policy_dir=[str(args.policy_dir)], engines=engines, cases="decision.main", count=3,
         seconds=2.0,
     )  # fmt: skip
     for r in bench_policy.run(ns):
         if r.input == "dry-run":
-            return r.opa_us[0], r.embedded_us[0]
-    return None, None
+            return r.opa_us[0], r.embedded_us[0], r.regorus_us[0] if r.regorus_us else None
+    return None, None, None
 
 
 def merged(name: str, parts: list[Row]) -> Row:
@@ -669,7 +677,7 @@ def main() -> int:
         order = ["bare health", "interlock health"]
         order += [f"{e} {k}" for e in args.engines for k in ("same", "new")]
         rows.sort(key=lambda r: (order.index(r.target), r.concurrency))
-        policy: tuple[float | None, float | None] = (None, None)
+        policy: tuple[float | None, float | None, float | None] = (None, None, None)
         if not args.no_policy_bench:
             print("bench_policy: decision.main", flush=True)
             policy = policy_bench(args)
