@@ -41,7 +41,10 @@ def run_interruptibly(work: Coroutine[Any, Any, _T]) -> _T:
 async def _until_interrupted(work: Coroutine[Any, Any, _T]) -> _T:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+    except (RuntimeError, ValueError):  # not the main thread: no signal reaches us here
+        return await work
     task = asyncio.ensure_future(work)
     stopper = asyncio.ensure_future(stop.wait())
     try:
