@@ -260,6 +260,30 @@ async def test_on_the_default_engine_every_shipped_test_runs_and_a_failing_one_r
     assert status.revision == r.revision
 
 
+async def test_on_regopy_the_tests_it_can_run_gate_and_the_others_are_skipped_and_counted(
+    start_server: StartServer, policy_dir: Path
+) -> None:
+    """engine: embedded (regopy 1.5.2 aborts on `with input as`): a test module
+    without it runs at every reload, in a child process; one with it is
+    skipped and counted, never run."""
+    s = await start_server(engine="embedded")
+    (policy_dir / CONFIG_TEST).write_text(THRESHOLD_TEST)
+    (policy_dir / "interlock/mode_test.rego").write_text(WITH_INPUT_TEST)
+    path = policy_dir / "interlock/decision/decision.rego"
+    path.write_text(path.read_text() + "\n# a comment: nothing changes\n")
+    r = await s.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
+    assert r.changed and r.tests_passed == 2 and r.tests_skipped == shipped_tests() + 1
+
+    set_low_live_threshold(policy_dir, 0.8)  # breaks test_low_live_threshold
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await s.policy.ReloadPolicies(ppb.ReloadPoliciesRequest())
+    assert details(info.value)[0] == "POLICY_TESTS_FAILED"
+    assert "the set's tests fail on the embedded engine" in info.value.details()
+    assert "interlock.config_test.test_low_live_threshold" in info.value.details()
+    # The `with input as` test would fail too, but regopy never ran it.
+    assert "mode_test" not in info.value.details()
+
+
 async def test_on_opa_the_shipped_tests_run_and_a_failing_one_refuses_the_set(
     start_server: StartServer, opa: Any, policy_dir: Path
 ) -> None:
