@@ -51,9 +51,7 @@ async def _until_interrupted(work: Coroutine[Any, Any, _T]) -> _T:
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
-        await cancel_and_wait(stopper)
-        if not task.done():
-            await cancel_and_wait(task)
+        await cancel_and_wait(stopper, task)  # a task already done is left as it is
     if task.cancelled():
         raise KeyboardInterrupt
     return task.result()

@@ -27,6 +27,7 @@ import asyncio
 import importlib
 import logging
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
@@ -73,14 +74,21 @@ def module() -> ModuleType:
     return _regorus
 
 
+def holding(modules: Mapping[str, str], data: Mapping[str, Any]) -> Any:
+    """A new regorus engine (builtin errors not strict, as on OPA) holding the
+    modules and the data; the binding's RegoError if one does not parse."""
+    engine = module().Engine(strict_builtin_errors=False)
+    for path in sorted(modules):
+        engine.add_policy(path, modules[path])
+    engine.add_data_json(orjson.dumps(dict(data)).decode())
+    return engine
+
+
 def load(policy_set: PolicySet) -> Any:
     """One regorus engine holding the set, checked; PolicyLoadError if refused."""
     rg = module()
-    engine = rg.Engine(strict_builtin_errors=False)
     try:
-        for path in sorted(policy_set.modules):
-            engine.add_policy(path, policy_set.modules[path])
-        engine.add_data_json(orjson.dumps(dict(policy_set.data)).decode())
+        engine = holding(policy_set.modules, policy_set.data)
     except rg.RegoError as exc:
         raise PolicyLoadError(f"the policy set does not compile: {_clean(str(exc))}") from None
     try:
@@ -167,24 +175,26 @@ def make_regorus_engine(threads: int, *, native: bool = False) -> PolicyEngine:
     return RegorusEngine(threads=threads)
 
 
+def local_engine_name(serving: str) -> str:
+    """The in-process engine for a server deciding on ``serving``: "regorus"
+    where it decides on regorus (and the binding is installed), else "embedded"
+    (also for a server on OPA: candidates never go into the serving OPA)."""
+    return "regorus" if serving == "regorus" and _regorus is not None else "embedded"
+
+
 def candidate_engine(serving: str, threads: int) -> PolicyEngine:
-    """An in-process engine of its own for a candidate set (shadow, replay):
-    regorus where the server decides on regorus, else the embedded regopy
-    engine (also for a server on OPA: candidates never go into the serving OPA)."""
-    if serving == "regorus" and _regorus is not None:
+    """An in-process engine of its own for a candidate set (shadow, replay,
+    the playground's sandbox): the one :func:`local_engine_name` names."""
+    if local_engine_name(serving) == "regorus":
         return RegorusEngine(threads=threads)
     return EmbeddedEngine(threads=threads)
-
-
-def local_engine_name(serving: str) -> str:
-    """The name of :func:`candidate_engine`'s engine for a server on ``serving``."""
-    return "regorus" if serving == "regorus" and _regorus is not None else "embedded"
 
 
 __all__ = [
     "RegorusEngine",
     "RegorusPolicy",
     "candidate_engine",
+    "holding",
     "load",
     "local_engine_name",
     "make_regorus_engine",

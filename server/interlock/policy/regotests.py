@@ -191,14 +191,11 @@ async def run_regorus(policy_set: PolicySet) -> TestRun:
 
 
 def _regorus_results(policy_set: PolicySet, found: Mapping[str, list[str]]) -> dict[str, str]:
-    from interlock.policy.regorus_engine import module
+    from interlock.policy.regorus_engine import holding, module
 
     rg = module()
-    engine = rg.Engine(strict_builtin_errors=False)
     try:
-        for path, source in sorted({**policy_set.modules, **policy_set.tests}.items()):
-            engine.add_policy(path, source)
-        engine.add_data_json(json.dumps(dict(policy_set.data)))
+        engine = holding({**policy_set.modules, **policy_set.tests}, policy_set.data)
         engine.set_input_json("{}")
     except rg.RegoError as exc:  # a test module that does not parse
         return {"(compile)": " ".join(str(exc).split())[:300]}
