@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,35 @@ def cluster() -> Iterator[PostgresCluster]:
     c.start()
     yield c
     c.remove()
+
+
+@dataclass(frozen=True)
+class SharedStore:
+    """One store several servers share: a PostgreSQL database, or a SQLite file
+    with ``store_shared`` (workers on one host, docs/replicas.md)."""
+
+    kind: str
+    url: str
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """Config overrides that put an in-process server on it."""
+        extra: dict[str, Any] = {"store_shared": True} if self.kind == "sqlite" else {}
+        return {"store_url": self.url, **extra}
+
+    @property
+    def argv(self) -> list[str]:
+        """The same, as ``interlock serve`` flags."""
+        return ["--store", self.url] + (["--store-shared"] if self.kind == "sqlite" else [])
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> SharedStore:
+    """Each test that runs several servers on one store, once per kind of store."""
+    if request.param == "sqlite":
+        return SharedStore("sqlite", f"sqlite:{tmp_path / 'shared' / 'interlock.db'}")
+    cluster: PostgresCluster = request.getfixturevalue("cluster")
+    return SharedStore("postgresql", cluster.create_database(f"s{abs(hash(tmp_path)) % 10**8}"))
 
 
 _databases: dict[str, str] = {}

@@ -25,8 +25,7 @@ from interlock.grants import Constraint, GrantTaken
 from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import control_plane_pb2_grpc, grants_pb2, grants_pb2_grpc, types_pb2
 
-from tests.conftest import MakeTeam, Running
-from tests.helpers.postgres import PostgresCluster
+from tests.conftest import MakeTeam, Running, SharedStore
 from tests.helpers.process import ServerProcess
 from tests.helpers.security import Stubs, Team
 from tests.test_approvals import EMAIL, TRANSFER, request, rpc_error
@@ -265,16 +264,16 @@ async def test_concurrent_uses_stop_at_max_uses(make_team: MakeTeam, policy_dir:
 
 @pytest.mark.integration
 async def test_two_replicas_never_exceed_max_uses(
-    cluster: PostgresCluster, policy_dir: Path, tmp_path: Path
+    shared_store: SharedStore, policy_dir: Path, tmp_path: Path
 ) -> None:
-    """Two ``interlock serve`` processes on one PostgreSQL database, 40 calls
-    at once split between them, a grant of 5 uses: exactly 5 are covered."""
+    """Two ``interlock serve`` processes on one store (a PostgreSQL database, a
+    shared SQLite file), 40 calls at once split between them, a grant of 5
+    uses: exactly 5 are covered."""
     lift_cap(policy_dir)
-    url = cluster.create_database("grants")
     servers = [ServerProcess(tmp_path / f"d{i}", policy_dir, tmp_path / f"l{i}") for i in range(2)]
     try:
         channels = await asyncio.gather(
-            *(s.start("--store-url", url, "--replica-id", f"r{i}") for i, s in enumerate(servers))
+            *(s.start(*shared_store.argv, "--replica-id", f"r{i}") for i, s in enumerate(servers))
         )
         req = grants_pb2.CreateGrantRequest(agent_id="mailer", tool="send_email", max_uses=5)
         req.expires_at.CopyFrom(at(time.time() + 600))

@@ -1,5 +1,6 @@
-"""The LIVE cap across replicas: two servers sharing one PostgreSQL database
-never let more LIVE executions run at once than the cap (issue 13, item 3)."""
+"""The LIVE cap across replicas: two servers sharing one store (a PostgreSQL
+database, or a SQLite file as workers share it) never let more LIVE executions
+run at once than the cap (issue 13, item 3; issue 14, lever 3)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ import yaml
 from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import types_pb2
 
-from tests.conftest import StartServer
+from tests.conftest import SharedStore, StartServer
 from tests.helpers.calls import tool_call
-from tests.helpers.postgres import PostgresCluster
 
 pytestmark = pytest.mark.integration
 LIVE = types_pb2.EXECUTION_MODE_LIVE
@@ -27,12 +27,12 @@ def set_cap(policy_dir: Path, cap: int) -> None:
 
 
 async def test_two_replicas_never_exceed_the_cap_together(
-    start_server: StartServer, cluster: PostgresCluster, policy_dir: Path, tmp_path: Path
+    start_server: StartServer, shared_store: SharedStore, policy_dir: Path, tmp_path: Path
 ) -> None:
     set_cap(policy_dir, 3)
-    url = cluster.create_database("cap")
-    a = await start_server(store_url=url, data_dir=str(tmp_path / "a"), replica_id="a")
-    b = await start_server(store_url=url, data_dir=str(tmp_path / "b"), replica_id="b")
+    store = shared_store.overrides
+    a = await start_server(**store, data_dir=str(tmp_path / "a"), replica_id="a")
+    b = await start_server(**store, data_dir=str(tmp_path / "b"), replica_id="b")
 
     async def call(i: int) -> types_pb2.Decision:
         replica = (a, b)[i % 2]

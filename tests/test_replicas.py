@@ -1,4 +1,5 @@
-"""Replicas: real ``interlock serve`` processes sharing one throwaway PostgreSQL.
+"""Replicas: real ``interlock serve`` processes sharing one store: a throwaway
+PostgreSQL, and a SQLite file with ``store_shared`` (workers on one host).
 
 What every replica must see the same way (docs/replicas.md): one global event
 order that any replica streams and resumes, approvals resolved on another
@@ -20,12 +21,10 @@ import yaml
 from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import observe_pb2, types_pb2
 
+from tests.conftest import SharedStore
 from tests.helpers.calls import tool_call
-from tests.helpers.postgres import PostgresCluster, pg_bindir
 from tests.helpers.process import ServerProcess
 from tests.helpers.security import Stubs, channel, write_principals
-
-pytestmark = pytest.mark.skipif(pg_bindir() is None, reason="no PostgreSQL (make postgres)")
 
 EMAIL = {"to": ["a@example.com"], "subject": "Your refund", "body": "Done."}
 APPROVE = observe_pb2.APPROVAL_RESOLUTION_APPROVE
@@ -38,13 +37,12 @@ Start = Callable[..., Awaitable[list[ServerProcess]]]
 
 @pytest.fixture
 async def replicas(
-    cluster: PostgresCluster, tmp_path: Path, policy_dir: Path
+    shared_store: SharedStore, tmp_path: Path, policy_dir: Path
 ) -> AsyncIterator[Start]:
-    """Start N replicas on one new database (their own data dirs, ports and ids)."""
+    """Start N replicas on one new store (their own data dirs, ports and ids)."""
     started: list[ServerProcess] = []
     principals = tmp_path / "principals.yaml"
     tokens = write_principals(principals)
-    url = cluster.create_database(f"r{abs(hash(tmp_path)) % 10**8}")
 
     async def start(n: int, policy_dirs: list[Path] | None = None) -> list[ServerProcess]:
         out = []
@@ -55,7 +53,7 @@ async def replicas(
             )
             started.append(proc)
             await proc.start(
-                "--store", url, "--principals-file", str(principals), "--replica-id", name
+                *shared_store.argv, "--principals-file", str(principals), "--replica-id", name
             )
             proc.tokens = tokens  # type: ignore[attr-defined]
             out.append(proc)

@@ -78,6 +78,12 @@ class ServerConfig:
     store_url: str = ""
     """Where the journal keeps all state: empty for SQLite at DATA_DIR/interlock.db, sqlite:PATH, or postgresql://USER@HOST:PORT/DB (several replicas may share one PostgreSQL database)."""
 
+    store_shared: bool = False
+    """SQLite only: other `interlock serve` processes on this host use the same store file, so this one coordinates through it as replicas on PostgreSQL do (docs/replicas.md): the LIVE cap, approvals, grants and the event order hold across them. `workers` sets it for its processes."""
+
+    workers: int = 1
+    """Serve from this many processes on one host (docs/replicas.md, "Workers"): a supervisor starts them on the same listen address (SO_REUSEPORT: the kernel spreads connections) sharing the store; worker i > 0 keeps its audit files in DATA_DIR/workers/i and serves metrics on the metrics port + i; the console runs in worker 0. 0: one per CPU core."""
+
     replica_id: str = ""
     """This replica's name among replicas sharing one store (docs/replicas.md): in the start-up log, on its events' rows, in every audit line it writes and, on PostgreSQL, in GetHealth's policy_agreement component. Empty: the one kept in DATA_DIR/replica_id, made there on first start from the host name and a random suffix."""
 
@@ -293,6 +299,10 @@ def _check(config: ServerConfig) -> None:
             "store_url: must be empty (SQLite in data_dir), sqlite:PATH or postgresql://..., "
             f"not {config.store_url.split(':')[0]!r}"
         )
+    if config.workers < 0:
+        raise ConfigError("workers: must not be negative (0: one per CPU core)")
+    if config.store_shared and config.store_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("store_shared: is for SQLite; replicas on PostgreSQL always share")
     if config.reload_replay_decisions < 0 or config.reload_widening_budget < 0:
         raise ConfigError(
             "reload_replay_decisions and reload_widening_budget: must not be negative"

@@ -125,6 +125,7 @@ class InterlockServer:
             fsync=config.fsync,
             metrics=self.metrics,
             replica=self.replica_id,
+            shared=config.store_shared,
         )
         self.policies = PolicyManager(
             make_engine(config, self.metrics),

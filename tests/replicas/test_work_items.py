@@ -31,6 +31,7 @@ from interlock.plans.workers import WorkOffer
 from interlock.v1 import control_plane_pb2 as pb
 from interlock.v1 import control_plane_pb2_grpc, plans_pb2, types_pb2
 
+from tests.conftest import SharedStore
 from tests.helpers.postgres import PostgresCluster, pg_bindir
 from tests.helpers.process import ServerProcess
 from tests.plans.test_handoff import set_switch, set_tool
@@ -68,11 +69,10 @@ async def wait_finished(
 
 
 async def test_a_plan_on_one_replica_runs_on_a_worker_connected_to_another(
-    two: list[ServerProcess], policy_dir: Path, cluster: PostgresCluster
+    two: list[ServerProcess], policy_dir: Path, shared_store: SharedStore
 ) -> None:
     set_switch(policy_dir, "max_concurrent_live", 50)
-    url = cluster.create_database("elsewhere")
-    a, b = [await s.start("--store", url) for s in two]
+    a, b = [await s.start(*shared_store.argv) for s in two]
     worker = ResilientWorker("agent1", random.Random(3), (0.05, 0.2))
     await worker.connect(b)  # agent1's only worker is on B
     driver = control_plane_pb2_grpc.ControlPlaneStub(a)
@@ -95,13 +95,12 @@ async def test_a_plan_on_one_replica_runs_on_a_worker_connected_to_another(
 
 
 async def test_workers_on_two_replicas_racing_for_the_same_items_get_each_once(
-    two: list[ServerProcess], policy_dir: Path, cluster: PostgresCluster
+    two: list[ServerProcess], policy_dir: Path, shared_store: SharedStore
 ) -> None:
     set_switch(policy_dir, "max_concurrent_live", 200)
     for tool in ("vision_inspect", "form_fill"):
         set_tool(policy_dir, tool, max_concurrency=200, rate_limit_per_minute=1000)
-    url = cluster.create_database("race_items")
-    channels = [await s.start("--store", url) for s in two]
+    channels = [await s.start(*shared_store.argv) for s in two]
     rng = random.Random(7)
     # Two workers of agent1 on each replica, all pulling at once.
     workers = [ResilientWorker("agent1", rng, (0.0, 0.05)) for _ in range(4)]

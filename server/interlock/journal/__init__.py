@@ -94,12 +94,14 @@ class Journal:
 
     @property
     def shared(self) -> bool:
-        """Whether other replicas may write to the same database (PostgreSQL)."""
-        return self.backend.dialect == "postgresql"
+        """Whether other replicas may write to the same database (PostgreSQL,
+        or a SQLite file shared by workers: ``store_shared``)."""
+        return self.backend.dialect == "postgresql" or bool(getattr(self.backend, "shared", False))
 
     async def listen(self, wake: Callable[[], None]) -> None:
         """Call ``wake`` whenever any replica commits events, until cancelled
-        (PostgreSQL's LISTEN/NOTIFY; on SQLite, one process: returns at once)."""
+        (PostgreSQL's LISTEN/NOTIFY; a shared SQLite file: its data version,
+        polled; on SQLite in one process: returns at once)."""
         listen = getattr(self.backend, "listen", None)
         if listen is not None:
             await listen(EVENTS_CHANNEL, wake)
@@ -152,16 +154,18 @@ def open_journal(
     fsync: bool,
     metrics: Metrics | None = None,
     replica: str = "",
+    shared: bool = False,
 ) -> Journal:
     """A journal on ``url``: empty or ``sqlite:PATH`` for SQLite (default
-    ``DATA_DIR/interlock.db``), ``postgresql://...`` for PostgreSQL."""
+    ``DATA_DIR/interlock.db``; ``shared`` when other processes use the same
+    file), ``postgresql://...`` for PostgreSQL."""
     if url.startswith(("postgresql://", "postgres://")):
         from interlock.journal.postgres import PostgresBackend
 
         backend: Backend = PostgresBackend(url)
     elif not url or url.startswith("sqlite:"):
         path = url.removeprefix("sqlite:") or str(data_dir / "interlock.db")
-        backend = SqliteBackend(path, fsync=fsync)
+        backend = SqliteBackend(path, fsync=fsync, shared=shared)
     else:
         raise ValueError(
             f"store_url must be empty, sqlite:PATH or postgresql://..., not {url.split(':')[0]!r}"

@@ -20,9 +20,10 @@ gapless and in commit order, which watchers resuming from a seq rely on.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,6 +41,11 @@ EVENT_COLUMNS = (
     "payload",
     "replica",
 )
+log = logging.getLogger(__name__)
+
+LISTEN_POLL_SECONDS = 0.01
+"""A shared SQLite file: how often each process looks whether another committed."""
+
 WRITE_LOCK = 0x1A7E_4C0C
 """PostgreSQL advisory lock key taken by every write transaction."""
 
@@ -152,12 +158,19 @@ class _SqliteWrite:
 
 
 class SqliteBackend:
+    """The journal on one SQLite file (WAL). ``shared``: other processes
+    (workers) use the same file; every write transaction is ``BEGIN
+    IMMEDIATE``, so they commit one at a time across processes as replicas on
+    PostgreSQL do under the advisory lock, and :meth:`listen` wakes on their
+    commits by polling the file's data version."""
+
     dialect = "sqlite"
 
-    def __init__(self, path: str | Path, *, fsync: bool = True) -> None:
+    def __init__(self, path: str | Path, *, fsync: bool = True, shared: bool = False) -> None:
         self.path = Path(path)
         self.fsync = fsync
-        self.description = f"sqlite:{self.path}"
+        self.shared = shared
+        self.description = f"sqlite:{self.path}" + (" (shared)" if shared else "")
         self._read: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
 
@@ -174,6 +187,7 @@ class SqliteBackend:
         return _SqliteWrite(self._connect())
 
     async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._read = self._connect()
         self._read.row_factory = sqlite3.Row
 
@@ -191,6 +205,33 @@ class SqliteBackend:
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.fetch_sync, sql, params)
+
+    async def listen(
+        self, channel: str, wake: Callable[[], None], *, interval: float = LISTEN_POLL_SECONDS
+    ) -> None:
+        """Shared: call ``wake`` whenever another process commits to the file,
+        until cancelled (``PRAGMA data_version`` on a connection of its own
+        changes on every commit of another connection; reading it costs no
+        I/O). ``channel`` is PostgreSQL's; SQLite has one. Not shared: there
+        is nobody else, so it returns at once."""
+        if not self.shared:
+            return
+        conn = self._connect()
+        try:
+            last = conn.execute("PRAGMA data_version").fetchone()[0]
+            wake()
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    now = conn.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.Error as exc:
+                    log.warning("journal: reading the data version failed: %s", exc)
+                    continue
+                if now != last:
+                    last = now
+                    wake()
+        finally:
+            conn.close()
 
     async def close(self) -> None:
         if self._read is not None:

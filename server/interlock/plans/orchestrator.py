@@ -98,7 +98,7 @@ class Orchestrator(Dispatch):
         """Work ids that were out when the server stopped: never offered again."""
         self.approvals = decisions.approvals
         self.approvals.listeners.append(self._on_approval)
-        self.shared = journal.dialect == "postgresql"
+        self.shared = journal.shared
         """Replicas may share the journal: plans are driven under leases."""
         self.replica = getattr(journal, "replica", "") or leases.default_replica(config.data_dir)
         self._leases: dict[str, Lease] = {}
