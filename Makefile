@@ -207,8 +207,9 @@ bench-plans: install ## Benchmark: plans per second, and WatchEvents fan-out to 
 	$(PY) bench/bench_plans.py
 
 .PHONY: run
-run: $(VENV)/.installed ## Start the server on its embedded defaults (in-process Rego on regorus, or regopy without cargo; SQLite, loopback, insecure dev mode); the console on http://127.0.0.1:8080/
-	$(VENV)/bin/interlock serve --console-listen 127.0.0.1:8080
+WORKERS ?= 1
+run: $(VENV)/.installed ## Start the server on its embedded defaults (in-process Rego on regorus, or regopy without cargo; SQLite, loopback, insecure dev mode); the console on http://127.0.0.1:8080/. WORKERS=N (0: one per core) serves from N processes sharing the port and the SQLite file
+	$(VENV)/bin/interlock serve --console-listen 127.0.0.1:8080 --workers $(WORKERS)
 
 .PHONY: run-replicas
 run-replicas: $(VENV)/.installed postgres ## Start a PostgreSQL cluster (var/replicas/postgres) and three replicas sharing it on 127.0.0.1:50051-50053 (dev mode); Ctrl-C stops all

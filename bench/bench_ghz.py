@@ -14,6 +14,11 @@ Rows (each at every --concurrency, c=1 and c=64 by default):
   <engine> new       RequestToolCall with new arguments on every call (ghz's
                      {{.RequestNumber}} in them): a Rego evaluation every call
 
+  <engine> wN new    the same, on `interlock serve --workers N` (--workers; N
+                     processes on one port and one SQLite file, docs/replicas.md),
+                     ghz spreading its calls over 4N connections (one connection
+                     stays with one worker); every other row uses one connection
+
 for each engine: embedded; opa (a real `opa run --server` from .tools/bin/opa);
 regorus when `interlock serve --engine regorus` starts here (otherwise skipped,
 with a note). Every Interlock server is `interlock serve` on its defaults (fsync
@@ -152,8 +157,10 @@ def interlock_server(
     work: Path,
     args: argparse.Namespace,
     server_dir: Path | None = None,
+    workers: int = 1,
 ) -> Iterator[tuple[str, list[int]]]:
-    """``interlock serve`` with ``engine`` (and OPA beside it for opa); yields (address, pids)."""
+    """``interlock serve`` with ``engine`` (and OPA beside it for opa); yields (address,
+    pids); with ``workers`` > 1 the pids are the supervisor's and its workers'."""
     opa = None
     pids: list[int] = []
     data = Path(tempfile.mkdtemp(prefix=f"{engine}-", dir=args.data_root or work))
@@ -163,6 +170,8 @@ def interlock_server(
     argv += ["--policy-watch-interval-seconds", "0", "--engine", engine, "--log-level", "WARNING"]
     if args.no_fsync:
         argv.append("--no-fsync")
+    if workers > 1:
+        argv += ["--workers", str(workers)]
     argv += args.serve_arg
     proc = None
     try:
@@ -180,6 +189,8 @@ def interlock_server(
             )
         pids.insert(0, proc.pid)
         wait_serving(address, proc, log)
+        if workers > 1:
+            pids += wait_workers(proc.pid, workers)
         yield address, pids
     finally:
         if proc is not None:
@@ -188,6 +199,19 @@ def interlock_server(
             opa.stop()
             opa.cleanup()
         shutil.rmtree(data, ignore_errors=True)
+
+
+def wait_workers(pid: int, n: int) -> list[int]:
+    """The pids of a supervisor's ``n`` workers, once each serves (its start-up
+    log line: they start together, and the first to serve answers the check)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if len(children) >= n:
+            time.sleep(3)  # the others finish starting (bench timing only)
+            return [int(c) for c in children]
+        time.sleep(0.2)
+    raise BenchError(f"`interlock serve --workers {n}` did not start {n} workers")
 
 
 def engine_in_use(address: str) -> str:
@@ -225,11 +249,12 @@ def ghz_argv(
     data: dict[str, Any],
     concurrency: int,
     seconds: float,
+    connections: int = 1,
 ) -> list[str]:
     return [
         str(args.ghz), "--insecure", "--protoset", str(args.protoset), "--call", call,
-        "--data", json.dumps(data),
-        "--concurrency", str(concurrency), "--connections", "1", "--duration", f"{seconds}s",
+        "--data", json.dumps(data), "--concurrency", str(concurrency),
+        "--connections", str(min(connections, concurrency)), "--duration", f"{seconds}s",
         "--duration-stop", "ignore", "--format", "json", "--cpus", str(os.cpu_count() or 1),
         address,
     ]  # fmt: skip
@@ -253,14 +278,16 @@ def measure(
     call: str,
     data: Any,
     concurrency: int,
+    connections: int = 1,
 ) -> Row:
     """One row: warm-up, then the measured window (data: a dict, or a function of the
     phase giving one, so warm-up and window get arguments of their own)."""
     pick = data if callable(data) else (lambda _phase: data)
-    run_ghz([ghz_argv(args, address, call, pick("warm"), concurrency, args.warmup)], False)
+    warm = ghz_argv(args, address, call, pick("warm"), concurrency, args.warmup, connections)
+    run_ghz([warm], False)
     decides = call == DECIDE
     before = verdicts(address) if decides else {}
-    argv = ghz_argv(args, address, call, pick("run"), concurrency, args.seconds)
+    argv = ghz_argv(args, address, call, pick("run"), concurrency, args.seconds, connections)
     spy = start_py_spy(args, name, concurrency, pids[0])
     cpu0 = sum(process_cpu(p) for p in pids)
     host0 = host_cpu_seconds()
@@ -531,6 +558,28 @@ def compare(args: argparse.Namespace, work: Path, levels: list[int]) -> list[Row
     return rows
 
 
+def workers_rows(
+    args: argparse.Namespace,
+    engine: str,
+    policies: Path,
+    work: Path,
+    levels: list[int],
+    code: Path | None,
+) -> list[Row]:
+    """New arguments on `interlock serve --workers N`, over 4N connections."""
+    rows = []
+    name = f"{engine} w{args.workers} new"
+    with interlock_server(engine, policies, work, args, code, args.workers) as (address, pids):
+        for c in levels:
+
+            def fresh(phase: str, tag: str = f"{engine} w c{c}") -> dict[str, Any]:
+                return decide_data(f"{phase} {tag} {{{{.RequestNumber}}}}")
+
+            rows.append(measure(args, name, address, pids, DECIDE, fresh, c, 4 * args.workers))
+            print(f"{name} c={c}: {rows[-1].calls_per_s:,.0f}/s", flush=True)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="measured window per row")
@@ -568,6 +617,13 @@ def main() -> int:
         help="run a commit's server code and policies (git archive), not the working tree's",
     )
     parser.add_argument("--rounds", type=int, default=10, help="--compare: turns per row")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="the <engine> wN rows: `interlock serve --workers N` for the first in-process "
+        "engine run (0 or 1: no such rows)",
+    )
     parser.add_argument("--json", type=Path, help="write the run as JSON")
     parser.add_argument("--markdown", type=Path, help="write the table and goals as markdown")
     args = parser.parse_args()
@@ -670,12 +726,16 @@ def main() -> int:
                     print(f"{name} c={c}: {rows[-1].calls_per_s:,.0f}/s", flush=True)
             finally:
                 server.__exit__(None, None, None)
+        served = {r.target.split()[0] for r in rows}
+        inproc = [e for e in args.engines if e in ("regorus", "embedded") and e in served]
+        if args.workers > 1 and inproc:
+            rows += workers_rows(args, inproc[0], policies, work, levels, code)
         for r in rows:
             bare = find(rows, "bare health", r.concurrency)
             if bare is not None and bare.calls_per_s:
                 r.ratio_to_bare = r.calls_per_s / bare.calls_per_s
         order = ["bare health", "interlock health"]
-        order += [f"{e} {k}" for e in args.engines for k in ("same", "new")]
+        order += [f"{e} {k}" for e in args.engines for k in ("same", "new", f"w{args.workers} new")]
         rows.sort(key=lambda r: (order.index(r.target), r.concurrency))
         policy: tuple[float | None, float | None, float | None] = (None, None, None)
         if not args.no_policy_bench:

@@ -84,6 +84,9 @@ class ServerConfig:
     workers: int = 1
     """Serve from this many processes on one host (docs/replicas.md, "Workers"): a supervisor starts them on the same listen address (SO_REUSEPORT: the kernel spreads connections) sharing the store; worker i > 0 keeps its audit files in DATA_DIR/workers/i and serves metrics on the metrics port + i; the console runs in worker 0. 0: one per CPU core."""
 
+    reuse_port: bool = False
+    """Let other processes listen on the same gRPC address (SO_REUSEPORT; the kernel spreads connections over them), as `workers` does for its processes. Off, a second server on a busy port fails instead of splitting the traffic."""
+
     replica_id: str = ""
     """This replica's name among replicas sharing one store (docs/replicas.md): in the start-up log, on its events' rows, in every audit line it writes and, on PostgreSQL, in GetHealth's policy_agreement component. Empty: the one kept in DATA_DIR/replica_id, made there on first start from the host name and a random suffix."""
 

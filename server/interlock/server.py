@@ -277,8 +277,9 @@ class InterlockServer:
         server = grpc.aio.server(
             interceptors=[ServerInterceptor(self.metrics, self.guard, self.request_limits)],
             options=[
-                # A second server on a busy port must fail, not split the traffic.
-                ("grpc.so_reuseport", 0),
+                # A second server on a busy port must fail, not split the
+                # traffic, unless it is one of the workers (config reuse_port).
+                ("grpc.so_reuseport", 1 if self.config.reuse_port else 0),
                 ("grpc.max_receive_message_length", self.config.max_message_bytes),
                 ("grpc.max_send_message_length", self.config.max_message_bytes),
             ],

@@ -175,5 +175,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: configuration: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from interlock.cli.workers import supervise, worker_count
+
+    if worker_count(config) > 1:  # a supervisor of worker processes (docs/replicas.md)
+        return supervise(config)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(run_server(config))
