@@ -194,6 +194,10 @@ bench-replicas: install postgres ghz ## Benchmark: decisions/s and p50/p99 (ghz,
 bench-ghz: install ghz ## Benchmark (ghz, c=1 and 64): a bare grpc.aio health Check, Interlock's, RequestToolCall with the same and with new arguments on each engine; calls/s, x bare, p50/p99, issue 14's goals (BENCH_GHZ_ARGS="--json F --markdown F")
 	INTERLOCK_OPA_BIN=$(OPA) $(PY) bench/bench_ghz.py $(BENCH_GHZ_ARGS)
 
+.PHONY: bench-wasm
+bench-wasm: install ## Benchmark: OPA's wasm target (opa build -t wasm) on wasmtime-py beside opa bench and regorus, decision.main (issue 14, lever 2)
+	$(PY) bench/bench_wasm.py
+
 .PHONY: bench-replay
 bench-replay: install ## Benchmark: policy replay of 100,000 recorded decisions (decisions/s)
 	$(PY) bench/bench_replay.py

@@ -1,0 +1,1 @@
+"""OPA wasm policies on wasmtime-py, for bench/bench_wasm.py."""
