@@ -71,6 +71,13 @@ async def wait_for(check: object, what: str, within: float = 30) -> None:
         await asyncio.sleep(0.1)
 
 
+async def start_workers(server: ServerProcess, n: int = 2) -> None:
+    """Start ``interlock serve --workers n`` and wait until every worker serves
+    (the first to serve answers the health check before the others listen)."""
+    await server.start("--workers", str(n))
+    await wait_for(lambda: server.log().count("serving gRPC on") == n, "workers not serving")
+
+
 def decided_lines(folder: Path) -> int:
     log = folder / "tool_execution_log.jsonl"
     return len(log.read_text().splitlines()) if log.exists() else 0
@@ -82,7 +89,7 @@ async def test_two_workers_share_one_port_one_store_and_the_live_cap(
 ) -> None:
     set_cap(policy_dir, 3)
     server = ServerProcess(tmp_path / "data", policy_dir, tmp_path / "logs")
-    await server.start("--workers", "2")
+    await start_workers(server)
     channels = [own_connection(server.address) for _ in range(12)]
     try:
         assert server.proc is not None
@@ -133,7 +140,7 @@ async def test_a_killed_worker_is_started_again_and_sigterm_stops_them_all(
     tmp_path: Path, policy_dir: Path
 ) -> None:
     server = ServerProcess(tmp_path / "data", policy_dir, tmp_path / "logs")
-    await server.start("--workers", "2")
+    await start_workers(server)
     try:
         proc = server.proc
         assert proc is not None
@@ -158,7 +165,7 @@ async def test_a_killed_worker_is_started_again_and_sigterm_stops_them_all(
 @pytest.mark.integration
 async def test_workers_die_with_a_killed_supervisor(tmp_path: Path, policy_dir: Path) -> None:
     server = ServerProcess(tmp_path / "data", policy_dir, tmp_path / "logs")
-    await server.start("--workers", "2")
+    await start_workers(server)
     assert server.proc is not None
     workers = children(server.proc.pid)
     await server.kill()
@@ -174,7 +181,7 @@ async def test_a_worker_that_cannot_start_stops_the_supervisor_with_an_error(
     empty.mkdir()
     server = ServerProcess(tmp_path / "data", empty, tmp_path / "logs")
     with pytest.raises(AssertionError, match="exited with 1"):
-        await server.start("--workers", "2")
+        await start_workers(server)
     assert "stopping the others" in server.log()
     await server.close()
 

@@ -321,7 +321,16 @@ class EventHub:
         if self._closed or not events:
             return
         if self.journal.shared:  # the feed publishes every replica's events in seq order
-            self._poke.set()
+            if self._published is not None and events[0].seq == self._published + 1:
+                # Straight after what was published: no other replica's event
+                # can lie between (seqs are given in commit order), so these
+                # go out now instead of being read back by the feed.
+                self._note_published(events[-1].seq)
+                for watcher in self._watchers:
+                    if not watcher.offer(events):
+                        self._lags.inc()
+            else:
+                self._poke.set()
             return
         if self._published is not None and events[0].seq > self._published + 1:
             self._everyone_to_the_store(self._published + 1, events[0].seq - 1)
@@ -348,9 +357,11 @@ class EventHub:
         return await self.journal.events.highest()
 
     async def _feed_loop(self) -> None:
-        """Replicas sharing PostgreSQL: publish every replica's events in seq order.
+        """Replicas sharing a store: publish every replica's events in seq order.
 
-        Woken by this replica's own commits, by NOTIFY from any replica's
+        Woken by this replica's own commits that do not follow straight on
+        what was published (those that do go out at once, :meth:`_publish`),
+        by NOTIFY from any replica's (the data version of a shared SQLite file)
         (:meth:`Journal.listen <interlock.journal.Journal.listen>`), and every
         ``check_interval`` in case a notification was lost (it then only
         delays). It reads the events after the highest seq it published: the
@@ -377,7 +388,12 @@ class EventHub:
             rows = await self.journal.events.after(self._published or 0, PAGE_SIZE)
             if not rows:
                 return
-            events = [record_from_row(row) for row in rows]
+            # This replica's own events may have gone out meanwhile (_publish).
+            events = [e for e in map(record_from_row, rows) if e.seq > (self._published or 0)]
+            if not events:
+                if len(rows) < PAGE_SIZE:
+                    return
+                continue
             self._note_published(events[-1].seq)
             for watcher in self._watchers:
                 if not watcher.offer(events):

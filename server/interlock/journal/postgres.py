@@ -128,6 +128,10 @@ class PostgresBackend:
             raise Unavailable(f"cannot reach PostgreSQL at {self.description}: {exc}") from None
         self._pool = pool
 
+    async def fetch_point(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """A read of a few rows by key or index: the same as :meth:`fetch` here."""
+        return await self.fetch(sql, params)
+
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         assert self._pool is not None, "journal not started"
         try:

@@ -308,7 +308,9 @@ class Events(_Repo):
 class LiveHolds(_Repo):
     async def count(self, now: float) -> int:
         """LIVE executions in flight across every replica (holds not yet expired)."""
-        rows = await self.db.fetch("SELECT COUNT(*) AS n FROM live_holds WHERE until > ?", (now,))
+        rows = await self.db.fetch_point(
+            "SELECT COUNT(*) AS n FROM live_holds WHERE until > ?", (now,)
+        )
         return int(rows[0]["n"])
 
 

@@ -16,7 +16,7 @@ class TrustPairs:
         self.db = backend
 
     async def get(self, agent_id: str, tool: str) -> Rowdict | None:
-        rows = await self.db.fetch(
+        rows = await self.db.fetch_point(
             "SELECT * FROM trust_pairs WHERE agent_id = ? AND tool = ?", (agent_id, tool)
         )
         return rows[0] if rows else None
