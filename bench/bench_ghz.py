@@ -621,8 +621,8 @@ def main() -> int:
         "--workers",
         type=int,
         default=2,
-        help="the <engine> wN rows: `interlock serve --workers N` for the first in-process "
-        "engine run (0 or 1: no such rows)",
+        help="the <engine> wN rows: `interlock serve --workers N` on regorus (embedded "
+        "without it) (0 or 1: no such rows)",
     )
     parser.add_argument("--json", type=Path, help="write the run as JSON")
     parser.add_argument("--markdown", type=Path, help="write the table and goals as markdown")
@@ -727,7 +727,7 @@ def main() -> int:
             finally:
                 server.__exit__(None, None, None)
         served = {r.target.split()[0] for r in rows}
-        inproc = [e for e in args.engines if e in ("regorus", "embedded") and e in served]
+        inproc = [e for e in ("regorus", "embedded") if e in args.engines and e in served]
         if args.workers > 1 and inproc:
             rows += workers_rows(args, inproc[0], policies, work, levels, code)
         for r in rows:
