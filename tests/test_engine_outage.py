@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -40,8 +42,24 @@ def kill(opa: OpaProcess) -> None:
 
 
 def hang(opa: OpaProcess) -> None:
+    """SIGSTOP OPA, and return once every one of its threads is stopped (on a
+    loaded machine the stop reaches each thread when it is next scheduled)."""
     assert opa.proc is not None
-    os.kill(opa.proc.pid, signal.SIGSTOP)
+    pid = opa.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while not all(_stopped(t) for t in Path(f"/proc/{pid}/task").iterdir()):
+        assert time.monotonic() < deadline, "OPA did not stop"
+        time.sleep(0.01)
+
+
+def _stopped(task: Path) -> bool:
+    """A thread's state in /proc: T (stopped) or t (traced)."""
+    try:
+        stat = (task / "stat").read_text()
+    except OSError:  # the thread has gone
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("T", "t")
 
 
 @pytest.mark.parametrize("outage", [kill, hang], ids=["killed", "hung"])

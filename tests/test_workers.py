@@ -75,7 +75,9 @@ async def start_workers(server: ServerProcess, n: int = 2) -> None:
     """Start ``interlock serve --workers n`` and wait until every worker serves
     (the first to serve answers the health check before the others listen)."""
     await server.start("--workers", str(n))
-    await wait_for(lambda: server.log().count("serving gRPC on") == n, "workers not serving")
+    await wait_for(
+        lambda: server.log().count("serving gRPC on") == n, "workers not serving", within=90
+    )
 
 
 def decided_lines(folder: Path) -> int:
@@ -202,7 +204,11 @@ async def test_ctrl_c_stops_every_worker_gracefully(tmp_path: Path, policy_dir: 
             start_new_session=True,
         )
     try:
-        await wait_for(lambda: log.read_text().count("serving gRPC on") == 2, "not serving")
+        await wait_for(
+            lambda: log.read_text().count("serving gRPC on") == 2,
+            f"the workers did not both serve:\n{log}",
+            within=90,
+        )
         os.killpg(proc.pid, signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 30) == 0, log.read_text()
         text = log.read_text()
