@@ -325,15 +325,16 @@ class EventHub:
                 # Straight after what was published: no other replica's event
                 # can lie between (seqs are given in commit order), so these
                 # go out now instead of being read back by the feed.
-                self._note_published(events[-1].seq)
-                for watcher in self._watchers:
-                    if not watcher.offer(events):
-                        self._lags.inc()
+                self._hand_out(events)
             else:
                 self._poke.set()
             return
         if self._published is not None and events[0].seq > self._published + 1:
             self._everyone_to_the_store(self._published + 1, events[0].seq - 1)
+        self._hand_out(events)
+
+    def _hand_out(self, events: list[EventRecord]) -> None:
+        """Publish committed events to every watcher, in seq order."""
         self._note_published(events[-1].seq)
         for watcher in self._watchers:
             if not watcher.offer(events):
@@ -394,10 +395,7 @@ class EventHub:
                 if len(rows) < PAGE_SIZE:
                     return
                 continue
-            self._note_published(events[-1].seq)
-            for watcher in self._watchers:
-                if not watcher.offer(events):
-                    self._lags.inc()
+            self._hand_out(events)
             remote = [e for e in events if e.replica != self.journal.replica]
             if remote:
                 for listener in self.remote_listeners:

@@ -37,7 +37,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -145,7 +145,6 @@ class _Worker:
     proc: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     restart_at: float = 0.0
-    restarts: int = field(default=0)
 
     def start(self, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
@@ -186,7 +185,6 @@ def supervise(config: ServerConfig) -> int:
                 if w.proc is None:
                     if w.restart_at and now >= w.restart_at:
                         log.warning("interlock: starting worker %d again", w.index)
-                        w.restarts += 1
                         w.start(env)
                     continue
                 rc = w.proc.poll()

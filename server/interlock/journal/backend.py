@@ -151,9 +151,8 @@ class _SqliteWrite:
         try:
             return self.conn.execute(sql, tuple(params))
         finally:
-            if self._locked and sql in ("COMMIT", "ROLLBACK") and not self.conn.in_transaction:
-                fcntl.flock(self._lock, fcntl.LOCK_UN)
-                self._locked = False
+            if sql in ("COMMIT", "ROLLBACK") and not self.conn.in_transaction:
+                self._unlock()
 
     def begin(self) -> None:
         # Shared: writers of all processes queue on a file lock first. The
@@ -165,10 +164,14 @@ class _SqliteWrite:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except BaseException:
-            if self._locked:
-                fcntl.flock(self._lock, fcntl.LOCK_UN)
-                self._locked = False
+            self._unlock()
             raise
+
+    def _unlock(self) -> None:
+        """Let the next process's writer in (the file lock, when this one holds it)."""
+        if self._locked:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._locked = False
 
     def insert_event(self, values: Sequence[Any]) -> int:
         cur = self.conn.execute(
